@@ -3,5 +3,10 @@
 //! Today this crate owns the image format ([`image`]) and the inspector behind `stasis show`
 //! ([`show`]); dump and restore build on them.
 
+pub mod dump;
 pub mod image;
+pub mod procfs;
+pub mod restore;
 pub mod show;
+pub mod sys;
+pub mod x86;

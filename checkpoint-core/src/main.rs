@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use checkpoint_core::dump::{self, DumpOpts};
 use checkpoint_core::image::ImageDir;
+use checkpoint_core::restore::{self, RestoreOpts};
 use checkpoint_core::show;
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Checkpoint a running process into an image directory (CRIU format).
+    Dump {
+        /// The process to dump.
+        #[arg(short = 't', long = "tree", value_name = "PID")]
+        pid: i32,
+        /// Where to write the images (created 0700 if missing).
+        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+        dir: PathBuf,
+        /// Let the process run on after the dump (otherwise it is killed once the images are safe).
+        #[arg(short = 'R', long)]
+        leave_running: bool,
+        /// The process is a job of the caller's shell: its terminal fds are recorded.
+        #[arg(short = 'j', long)]
+        shell_job: bool,
+    },
+    /// Restore a process from an image directory, at its dumped pid.
+    Restore {
+        /// The image directory.
+        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+        dir: PathBuf,
+        /// Return once the process runs instead of waiting for it to exit.
+        #[arg(short = 'd', long = "detach", visible_alias = "restore-detached")]
+        detach: bool,
+        /// Write the restored pid to this file.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Give the process our terminal and keep it in our session.
+        #[arg(short = 'j', long)]
+        shell_job: bool,
+        /// fd[N]:KEY: use our fd N for the dumped file KEY (its path).
+        #[arg(long = "inherit-fd", value_name = "fd[N]:KEY", value_parser = parse_inherit_fd)]
+        inherit_fd: Vec<(i32, String)>,
+    },
     /// Show what a checkpoint holds: process tree, memory, files, namespaces, mounts, stats.
     Show {
         /// Print every decoded image as JSON (one object per file) instead.
@@ -34,6 +69,54 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Dump {
+            pid,
+            dir,
+            leave_running,
+            shell_job,
+        } => {
+            let opts = DumpOpts {
+                pid,
+                images: dir,
+                leave_running,
+                shell_job,
+            };
+            let r = dump::dump(&opts)?;
+            eprintln!(
+                "stasis: dumped pid {} ({} VMAs, {} pages) in {:.3} s, frozen {:.3} s",
+                r.pid,
+                r.vmas,
+                r.pages_written,
+                r.elapsed.as_secs_f64(),
+                r.frozen.as_secs_f64()
+            );
+        }
+        Command::Restore {
+            dir,
+            detach,
+            pid_file,
+            shell_job,
+            inherit_fd,
+        } => {
+            let opts = RestoreOpts {
+                images: dir,
+                detach,
+                pid_file,
+                shell_job,
+                inherit_fds: inherit_fd,
+            };
+            let r = restore::restore(&opts)?;
+            eprintln!("stasis: restored pid {} in {:.3} s", r.pid, r.elapsed.as_secs_f64());
+            if let Some(status) = r.exit_status {
+                // Like CRIU: without --detach, exit as the restored process did.
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+                std::process::exit(code);
+            }
+        }
         Command::Show { json, dir } => {
             let images = ImageDir::open(&dir)?;
             if json {
@@ -50,6 +133,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_inherit_fd(s: &str) -> Result<(i32, String), String> {
+    let rest = s.strip_prefix("fd[").ok_or("expected fd[N]:KEY")?;
+    let (n, key) = rest.split_once("]:").ok_or("expected fd[N]:KEY")?;
+    let n = n.parse().map_err(|_| format!("{n:?} is not an fd number"))?;
+    Ok((n, key.to_owned()))
+}
+
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -62,7 +152,15 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("stasis: {e:#}");
+            // Our errors already carry their cause in their message: print each cause once.
+            let mut msg = String::new();
+            for cause in e.chain() {
+                let text = cause.to_string();
+                if !msg.contains(&text) {
+                    msg = if msg.is_empty() { text } else { format!("{msg}: {text}") };
+                }
+            }
+            eprintln!("stasis: {msg}");
             ExitCode::FAILURE
         }
     }

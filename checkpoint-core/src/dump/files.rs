@@ -1,0 +1,139 @@
+//! Open files of a task, from `/proc/PID/fd` and `/proc/PID/fdinfo`. Regular files, directories
+//! and character devices reopened by path (/dev/null...) are supported; terminals with
+//! `--shell-job`; everything else is refused, naming the fd and its kind, before freezing.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use super::DumpError;
+use crate::procfs;
+use crate::sys;
+
+/// Character devices a task may hold that are simply reopened by path.
+const REOPENABLE_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+
+/// What an open file is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A file, directory or plain device, reopened by path.
+    Reg { path: String, size: u64, mode: u32 },
+    /// A terminal (restored from the caller's terminal with `--shell-job`).
+    Tty { path: String, rdev: u64 },
+}
+
+/// One open file description, possibly behind several fds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenFile {
+    pub kind: FileKind,
+    /// open(2) flags without O_CLOEXEC.
+    pub flags: u32,
+    pub pos: u64,
+    pub mnt_id: i32,
+}
+
+/// One fd: its number, close-on-exec, and the index of its open file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fd {
+    pub fd: i32,
+    pub cloexec: bool,
+    pub file: usize,
+}
+
+/// The fd table of a task.
+#[derive(Clone, Debug, Default)]
+pub struct FdTable {
+    pub files: Vec<OpenFile>,
+    pub fds: Vec<Fd>,
+}
+
+fn is_tty(rdev: u64) -> bool {
+    let major = libc::major(rdev);
+    // 4: tty/ttyS, 5: /dev/tty & ptmx, 136-143: Unix98 pty slaves
+    major == 4 || major == 5 || (136..=143).contains(&major)
+}
+
+/// Reads the fd table of `pid`; unsupported fds are errors naming the fd.
+pub fn collect(pid: i32, shell_job: bool) -> Result<FdTable, DumpError> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut numbers: Vec<i32> = fs::read_dir(&dir)
+        .map_err(|e| DumpError::proc(pid, &dir, e))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    numbers.sort_unstable();
+    let mut table = FdTable::default();
+    // inode -> indices of open files with that inode, for kcmp dedup
+    let mut by_inode: BTreeMap<(u64, u64), Vec<(usize, i32)>> = BTreeMap::new();
+    for fd in numbers {
+        let link_path = format!("{dir}/{fd}");
+        let Ok(link) = fs::read_link(&link_path) else { continue }; // closed meanwhile
+        let link = link.to_string_lossy().into_owned();
+        let info_path = format!("/proc/{pid}/fdinfo/{fd}");
+        let info_text = fs::read_to_string(&info_path).map_err(|e| DumpError::proc(pid, &info_path, e))?;
+        let info = procfs::parse_fdinfo(&info_text).ok_or(DumpError::Parse { pid, file: "fdinfo" })?;
+        let meta = fs::metadata(&link_path).map_err(|e| DumpError::proc(pid, &link_path, e))?;
+        let ft = meta.file_type();
+        let unsupported = |what: &str| DumpError::Unsupported {
+            pid,
+            what: format!("fd {fd} ({link}): {what}"),
+        };
+        let kind = if link.ends_with(" (deleted)") {
+            return Err(unsupported(
+                "an unlinked file (ghost files come with a later milestone)",
+            ));
+        } else if ft.is_file() || ft.is_dir() {
+            FileKind::Reg {
+                path: link.clone(),
+                size: meta.len(),
+                mode: meta.mode(),
+            }
+        } else if ft.is_char_device() && is_tty(meta.rdev()) {
+            if !shell_job {
+                return Err(DumpError::NeedShellJob { pid, fd, path: link });
+            }
+            FileKind::Tty {
+                path: link.clone(),
+                rdev: meta.rdev(),
+            }
+        } else if ft.is_char_device() && REOPENABLE_DEVICES.contains(&link.as_str()) {
+            FileKind::Reg {
+                path: link.clone(),
+                size: 0,
+                mode: meta.mode(),
+            }
+        } else if ft.is_fifo() {
+            return Err(unsupported("pipes and FIFOs are not supported yet"));
+        } else if ft.is_socket() {
+            return Err(unsupported("sockets are not supported yet"));
+        } else if link.starts_with("anon_inode:") {
+            return Err(unsupported("this kind of anonymous-inode file is not supported yet"));
+        } else {
+            return Err(unsupported("this kind of file is not supported"));
+        };
+        let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
+        let key = (meta.dev(), meta.ino());
+        let mut shared = None;
+        for &(idx, other_fd) in by_inode.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
+            if sys::same_file(pid, fd, pid, other_fd).map_err(|e| DumpError::proc(pid, "kcmp", e))? {
+                shared = Some(idx);
+                break;
+            }
+        }
+        let file = match shared {
+            Some(idx) => idx,
+            None => {
+                table.files.push(OpenFile {
+                    kind,
+                    flags: info.flags & !(libc::O_CLOEXEC as u32),
+                    pos: info.pos,
+                    mnt_id: info.mnt_id,
+                });
+                let idx = table.files.len() - 1;
+                by_inode.entry(key).or_default().push((idx, fd));
+                idx
+            }
+        };
+        table.fds.push(Fd { fd, cloexec, file });
+    }
+    Ok(table)
+}

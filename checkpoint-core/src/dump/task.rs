@@ -1,0 +1,87 @@
+//! Per-task state the kernel shows nowhere but to the task itself, read by injecting single
+//! syscalls: signal handlers, the alternate signal stack, the clear-tid address, brk.
+
+use parasite::mem::RemoteMem;
+use parasite::{Injector, Tracee};
+
+use super::DumpError;
+use crate::image::pb::{SaEntry, ThreadSasEntry};
+
+/// Highest signal number.
+pub const SIGMAX: u32 = 64;
+
+/// What the injected syscalls returned.
+#[derive(Clone, Debug, Default)]
+pub struct InjectedState {
+    /// Every signal but SIGKILL and SIGSTOP, in order.
+    pub sigactions: Vec<SaEntry>,
+    pub altstack: ThreadSasEntry,
+    pub clear_tid_addr: u64,
+    pub brk: u64,
+}
+
+/// Signals whose disposition cannot be read or changed.
+pub fn is_fixed_signal(sig: u32) -> bool {
+    sig == libc::SIGKILL as u32 || sig == libc::SIGSTOP as u32
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]))
+}
+
+/// Reads the state above through a scratch page mapped in the task for the occasion.
+pub fn collect(t: &Tracee) -> Result<InjectedState, DumpError> {
+    let inj = Injector::at_ip(t)?;
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    let scratch = inj.call("mmap", libc::SYS_mmap, [0, 4096, prot, flags, u64::MAX, 0])?;
+    let result = read_with_scratch(t, &inj, scratch);
+    let unmapped = inj.call("munmap", libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
+    let state = result?;
+    unmapped?;
+    inj.finish()?;
+    Ok(state)
+}
+
+fn read_with_scratch(t: &Tracee, inj: &Injector<'_>, scratch: u64) -> Result<InjectedState, DumpError> {
+    let mem = RemoteMem::open(t.pid())?;
+    let mut st = InjectedState::default();
+    let mut buf = [0u8; 32];
+    for sig in 1..=SIGMAX {
+        if is_fixed_signal(sig) {
+            continue;
+        }
+        inj.call(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            [sig.into(), 0, scratch, 8, 0, 0],
+        )?;
+        mem.read(scratch, &mut buf)?;
+        st.sigactions.push(SaEntry {
+            sigaction: u64_at(&buf, 0),
+            flags: u64_at(&buf, 8),
+            restorer: u64_at(&buf, 16),
+            mask: u64_at(&buf, 24),
+            compat_sigaction: None,
+            mask_extended: None,
+        });
+    }
+    inj.call("sigaltstack", libc::SYS_sigaltstack, [0, scratch, 0, 0, 0, 0])?;
+    let mut ss = [0u8; 24];
+    mem.read(scratch, &mut ss)?;
+    st.altstack = ThreadSasEntry {
+        ss_sp: u64_at(&ss, 0),
+        ss_flags: u32::from_le_bytes(ss[8..12].try_into().unwrap_or([0; 4])),
+        ss_size: u64_at(&ss, 16),
+    };
+    inj.call(
+        "prctl(PR_GET_TID_ADDRESS)",
+        libc::SYS_prctl,
+        [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0],
+    )?;
+    let mut word = [0u8; 8];
+    mem.read(scratch, &mut word)?;
+    st.clear_tid_addr = u64::from_le_bytes(word);
+    st.brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
+    Ok(st)
+}

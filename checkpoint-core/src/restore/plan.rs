@@ -1,0 +1,259 @@
+//! Reading and checking the images of a restore before anything is created: every error a
+//! damaged or unsupported image can cause is found here, so a failed restore leaves nothing.
+
+use std::collections::BTreeMap;
+
+use super::RestoreError;
+use crate::image::pages::{Pagemap, PAGE_SIZE};
+use crate::image::pb::{self, vma_status as st, FdTypes};
+use crate::image::{ImageDir, ImageKind};
+
+/// What a file descriptor of the restored task is.
+#[derive(Clone, Debug)]
+pub enum FdTarget {
+    /// Reopen `path` with `flags` at `pos`.
+    Reg {
+        path: String,
+        flags: u32,
+        pos: u64,
+        size: Option<u64>,
+    },
+    /// A terminal the task had (taken from the caller with --shell-job).
+    Tty { path: String },
+}
+
+/// One fd to install.
+#[derive(Clone, Debug)]
+pub struct PlannedFd {
+    pub fd: i32,
+    pub cloexec: bool,
+    /// files.img id: fds with the same id share one open file.
+    pub file_id: u32,
+    pub target: FdTarget,
+}
+
+/// Everything a single-process restore needs, checked.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub pid: i32,
+    pub pgid: u32,
+    pub sid: u32,
+    pub core: pb::CoreEntry,
+    pub mm: pb::MmEntry,
+    pub pagemap: Pagemap,
+    pub exe: String,
+    pub cwd: String,
+    pub umask: Option<u32>,
+    /// Path of every file-backed VMA, by VMA index.
+    pub vma_paths: BTreeMap<usize, String>,
+    pub fds: Vec<PlannedFd>,
+}
+
+fn invalid(what: String) -> RestoreError {
+    RestoreError::Invalid { what }
+}
+
+impl Plan {
+    /// Loads and checks the images in `dir`.
+    pub fn load(dir: &ImageDir) -> Result<Plan, RestoreError> {
+        let inv: pb::InventoryEntry = dir.read_one(ImageKind::Inventory, 0)?.ok_or_else(|| {
+            invalid(format!(
+                "{}: no inventory.img: not a complete dump",
+                dir.path().display()
+            ))
+        })?;
+        if inv.img_version != crate::image::magic::IMAGES_V1_1 {
+            return Err(invalid(format!(
+                "inventory.img: image version {} is not supported (2 is)",
+                inv.img_version
+            )));
+        }
+        let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageKind::Pstree, 0)?;
+        let [task] = tree.as_slice() else {
+            return Err(RestoreError::Unsupported {
+                pid: tree.first().map_or(0, |t| t.pid as i32),
+                what: format!(
+                    "{} processes in pstree.img: process trees come with a later milestone",
+                    tree.len()
+                ),
+            });
+        };
+        let pid = i32::try_from(task.pid).map_err(|_| invalid(format!("pstree.img: pid {} out of range", task.pid)))?;
+        if task.threads != [task.pid] {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!(
+                    "threads {:?}: multi-threaded processes come with a later milestone",
+                    task.threads
+                ),
+            });
+        }
+        let core: pb::CoreEntry = dir
+            .read_one(ImageKind::Core, task.pid.into())?
+            .ok_or_else(|| invalid(format!("pid {pid}: core-{pid}.img is missing")))?;
+        if core.mtype != pb::March::X8664 as i32 || core.thread_info.is_none() {
+            return Err(invalid(format!("core-{pid}.img: not an x86_64 task with registers")));
+        }
+        let tc = core
+            .tc
+            .as_ref()
+            .ok_or_else(|| invalid(format!("core-{pid}.img: no task core")))?;
+        if tc.task_state != pb::TASK_ALIVE {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!("task state {:#x}", tc.task_state),
+            });
+        }
+        let ids: pb::TaskKobjIdsEntry = match &core.ids {
+            Some(ids) => ids.clone(),
+            None => dir
+                .read_one(ImageKind::Ids, task.pid.into())?
+                .ok_or_else(|| invalid(format!("pid {pid}: ids-{pid}.img is missing")))?,
+        };
+        let mm: pb::MmEntry = dir
+            .read_one(ImageKind::Mm, task.pid.into())?
+            .ok_or_else(|| invalid(format!("pid {pid}: mm-{pid}.img is missing")))?;
+        let pagemap = Pagemap::read(dir, ImageKind::Pagemap, task.pid.into())?
+            .ok_or_else(|| invalid(format!("pid {pid}: pagemap-{pid}.img is missing")))?;
+        let pages_path = dir.image_path(ImageKind::Pages, pagemap.pages_id.into());
+        let pages_len = std::fs::metadata(&pages_path)
+            .map_err(|e| invalid(format!("{}: {e}", pages_path.display())))?
+            .len();
+        if pages_len < pagemap.present_bytes() {
+            return Err(invalid(format!(
+                "{}: {pages_len} bytes, but the pagemap lists {}",
+                pages_path.display(),
+                pagemap.present_bytes()
+            )));
+        }
+        let files: BTreeMap<u32, pb::FileEntry> = dir
+            .read_all::<pb::FileEntry>(ImageKind::Files, 0)?
+            .into_iter()
+            .map(|f| (f.id, f))
+            .collect();
+        let reg = |id: u32, what: &str| -> Result<&pb::RegFileEntry, RestoreError> {
+            files
+                .get(&id)
+                .and_then(|f| f.reg.as_ref())
+                .filter(|r| r.name.starts_with('/'))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "files.img: {what} (file id {id}) is not a regular file with a path"
+                    ))
+                })
+        };
+
+        // Memory: VMAs sorted and disjoint, page runs inside private VMAs.
+        let mut vma_paths = BTreeMap::new();
+        let mut last_end = 0;
+        for (i, v) in mm.vmas.iter().enumerate() {
+            if v.start % PAGE_SIZE != 0 || v.end % PAGE_SIZE != 0 || v.end <= v.start || v.start < last_end {
+                return Err(invalid(format!(
+                    "mm-{pid}.img: VMA {i} {:#x}-{:#x} is malformed or out of order",
+                    v.start, v.end
+                )));
+            }
+            last_end = v.end;
+            let supported = st::VSYSCALL | st::VDSO | st::VVAR | st::ANON_PRIVATE | st::FILE_PRIVATE | st::FILE_SHARED;
+            let kinds = st::ANON_SHARED
+                | st::SYSVIPC
+                | st::SOCKET
+                | st::AIORING
+                | st::MEMFD
+                | st::SHSTK
+                | st::GUARD
+                | st::UPROBES;
+            if v.status & kinds != 0 || v.status & supported == 0 {
+                return Err(RestoreError::Unsupported {
+                    pid,
+                    what: format!("mapping {:#x}-{:#x} of status {:#x}", v.start, v.end, v.status),
+                });
+            }
+            if v.status & (st::FILE_PRIVATE | st::FILE_SHARED) != 0 {
+                let id = u32::try_from(v.shmid).unwrap_or(u32::MAX);
+                vma_paths.insert(i, reg(id, "a mapped file")?.name.clone());
+            }
+        }
+        for run in pagemap.runs.iter().filter(|r| r.is_present()) {
+            let end = run.vaddr + run.len();
+            let inside = mm.vmas.iter().any(|v| {
+                v.start <= run.vaddr
+                    && end <= v.end
+                    && v.status & (st::VDSO | st::VVAR | st::VSYSCALL | st::FILE_SHARED) == 0
+            });
+            if !inside {
+                return Err(invalid(format!(
+                    "pagemap-{pid}.img: pages {:#x}-{end:#x} are outside any private mapping",
+                    run.vaddr
+                )));
+            }
+        }
+        let exe = reg(mm.exe_file_id, "the executable")?.name.clone();
+        let fs: pb::FsEntry = dir
+            .read_one(ImageKind::Fs, task.pid.into())?
+            .ok_or_else(|| invalid(format!("pid {pid}: fs-{pid}.img is missing")))?;
+        let cwd = reg(fs.cwd_id, "the cwd")?.name.clone();
+        let root = reg(fs.root_id, "the root")?.name.clone();
+        if root != "/" {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!("root directory {root} (chroot) is not supported yet"),
+            });
+        }
+
+        let fdinfo: Vec<pb::FdinfoEntry> = dir.read_all(ImageKind::Fdinfo, ids.files_id.into())?;
+        let mut fds = Vec::with_capacity(fdinfo.len());
+        for e in fdinfo {
+            let fd = i32::try_from(e.fd).map_err(|_| invalid(format!("fdinfo: fd {} out of range", e.fd)))?;
+            let file = files
+                .get(&e.id)
+                .ok_or_else(|| invalid(format!("fd {fd}: file id {} is not in files.img", e.id)))?;
+            let target = match (FdTypes::try_from(file.r#type), &file.reg, &file.tty) {
+                (Ok(FdTypes::Reg), Some(r), _) if r.name.starts_with('/') => FdTarget::Reg {
+                    path: r.name.clone(),
+                    flags: r.flags,
+                    pos: r.pos,
+                    size: r.size,
+                },
+                (Ok(FdTypes::Tty), _, Some(t)) => {
+                    let path = t
+                        .regf_id
+                        .and_then(|id| files.get(&id)?.reg.as_ref())
+                        .map(|r| r.name.clone());
+                    FdTarget::Tty {
+                        path: path.unwrap_or_else(|| "a terminal".into()),
+                    }
+                }
+                _ => {
+                    let kind = pb::FdTypes::try_from(file.r#type)
+                        .map(|k| format!("{k:?}"))
+                        .unwrap_or_default();
+                    return Err(RestoreError::Unsupported {
+                        pid,
+                        what: format!("fd {fd}: {kind} files are not supported yet"),
+                    });
+                }
+            };
+            fds.push(PlannedFd {
+                fd,
+                cloexec: e.flags & libc::FD_CLOEXEC as u32 != 0,
+                file_id: e.id,
+                target,
+            });
+        }
+        fds.sort_by_key(|f| f.fd);
+        Ok(Plan {
+            pid,
+            pgid: task.pgid,
+            sid: task.sid,
+            core,
+            mm,
+            pagemap,
+            exe,
+            cwd,
+            umask: fs.umask,
+            vma_paths,
+            fds,
+        })
+    }
+}

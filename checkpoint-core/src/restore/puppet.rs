@@ -1,0 +1,472 @@
+//! Turning the stopped puppet into the dumped task, one injected syscall at a time.
+
+use std::os::fd::AsRawFd;
+
+use parasite::mem::RemoteMem;
+use parasite::{Injector, Pinned, Tracee, GADGET};
+
+use super::plan::Plan;
+use super::{Prepared, RestoreError};
+use crate::image::pages::PAGE_SIZE;
+use crate::image::pb::vma_status as st;
+use crate::procfs;
+use crate::x86;
+
+/// The scratch area: the gadget page, then room for syscall arguments.
+const SCRATCH_LEN: u64 = 64 * 1024;
+const DATA: u64 = PAGE_SIZE;
+const IOV_MAX: usize = 1024;
+const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+/// A range free in both layouts, at or above 64 KiB.
+fn free_range(len: u64, taken: &[(u64, u64)]) -> Option<u64> {
+    let mut addr = 0x10000u64;
+    while addr < 0x7fff_0000_0000 {
+        match taken.iter().find(|&&r| overlaps((addr, addr + len), r)) {
+            None => return Some(addr),
+            Some(&(_, end)) => addr = end.next_multiple_of(0x10000),
+        }
+    }
+    None
+}
+
+struct Remote<'t> {
+    pid: i32,
+    inj: Injector<'t>,
+    mem: RemoteMem,
+    scratch: u64,
+    /// First fd number above every fd the task will have: helpers live there.
+    helper_base: u64,
+    ctl_pidfd: u64,
+}
+
+impl Remote<'_> {
+    fn call(&self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, RestoreError> {
+        Ok(self.inj.call(name, nr, args)?)
+    }
+
+    /// Copies `bytes` to the argument area and returns its address.
+    fn put(&self, off: u64, bytes: &[u8]) -> Result<u64, RestoreError> {
+        let addr = self.scratch + DATA + off;
+        self.mem.write(addr, bytes)?;
+        Ok(addr)
+    }
+
+    /// Gives the puppet a copy of our fd `ours`, at a helper number; returns its number.
+    fn pull(&self, ours: i32) -> Result<u64, RestoreError> {
+        let fd = self.call(
+            "pidfd_getfd",
+            libc::SYS_pidfd_getfd,
+            [self.ctl_pidfd, ours as u64, 0, 0, 0, 0],
+        )?;
+        let helper = self.call(
+            "fcntl(F_DUPFD)",
+            libc::SYS_fcntl,
+            [fd, libc::F_DUPFD as u64, self.helper_base, 0, 0, 0],
+        )?;
+        self.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+        Ok(helper)
+    }
+
+    fn close(&self, fd: u64) -> Result<(), RestoreError> {
+        self.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0]).map(drop)
+    }
+}
+
+fn words(v: &[u64]) -> Vec<u8> {
+    v.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Builds the dumped task inside the puppet `t` and leaves it stopped, ready to be let go.
+pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<(), RestoreError> {
+    let pid = t.pid();
+    let _pinned = Pinned::new(pid);
+    let own_maps_text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| RestoreError::Object {
+        pid,
+        object: "the puppet's maps".into(),
+        source: e,
+    })?;
+    let own_maps = procfs::parse_maps(&own_maps_text).ok_or_else(|| RestoreError::Invalid {
+        what: "puppet maps".into(),
+    })?;
+    let target: Vec<(u64, u64)> = plan.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+    let mut taken: Vec<(u64, u64)> = own_maps
+        .iter()
+        .map(|m| (m.start, m.end))
+        .chain(target.iter().copied())
+        .collect();
+    taken.sort_unstable();
+    let scratch = free_range(SCRATCH_LEN, &taken).ok_or_else(|| RestoreError::Invalid {
+        what: format!("pid {pid}: no room for a scratch area"),
+    })?;
+
+    // 1. The scratch area, from a gadget patched over the puppet's current instruction.
+    let mut inj = Injector::at_ip(t)?;
+    let rwx = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64 | MAP_FIXED_NOREPLACE;
+    let got = inj.call(
+        "mmap(scratch)",
+        libc::SYS_mmap,
+        [scratch, SCRATCH_LEN, rwx, flags, u64::MAX, 0],
+    )?;
+    if got != scratch {
+        return Err(RestoreError::Invalid {
+            what: format!("pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}"),
+        });
+    }
+    let mem = RemoteMem::open(pid)?;
+    mem.write(scratch, &GADGET)?;
+    inj.use_gadget(scratch);
+    let max_fd = plan.fds.iter().map(|f| f.fd).max().unwrap_or(2);
+    let mut r = Remote {
+        pid,
+        inj,
+        mem,
+        scratch,
+        helper_base: (max_fd + 1).max(3) as u64,
+        ctl_pidfd: 0,
+    };
+
+    // 2. Forget what the fork gave the puppet: rseq, fds, every mapping but scratch/vdso/vvar.
+    if let Some(rseq) = t.rseq()? {
+        r.call(
+            "rseq(unregister)",
+            libc::SYS_rseq,
+            [
+                rseq.rseq_abi_pointer,
+                rseq.rseq_abi_size.into(),
+                RSEQ_FLAG_UNREGISTER,
+                rseq.signature.into(),
+                0,
+                0,
+            ],
+        )?;
+    }
+    r.call(
+        "close_range",
+        libc::SYS_close_range,
+        [0, u64::from(u32::MAX), 0, 0, 0, 0],
+    )?;
+    let ctl = r.call(
+        "pidfd_open",
+        libc::SYS_pidfd_open,
+        [std::process::id().into(), 0, 0, 0, 0, 0],
+    )?;
+    r.ctl_pidfd = r.call(
+        "fcntl(F_DUPFD)",
+        libc::SYS_fcntl,
+        [ctl, libc::F_DUPFD as u64, r.helper_base, 0, 0, 0],
+    )?;
+    r.close(ctl)?;
+    let special =
+        |m: &procfs::MapsEntry| matches!(m.path.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]");
+    for m in own_maps.iter().filter(|m| !special(m) && m.start != scratch) {
+        r.call("munmap", libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0])?;
+    }
+
+    // 3. vdso and vvar to the dumped addresses (same kernel: same sizes).
+    move_vdso(&r, pid, plan, &own_maps, &taken)?;
+
+    // 4. Every other mapping, writable while its pages are filled.
+    let filled: Vec<bool> = plan
+        .mm
+        .vmas
+        .iter()
+        .map(|v| {
+            plan.pagemap
+                .runs
+                .iter()
+                .any(|p| p.is_present() && overlaps((p.vaddr, p.vaddr + p.len()), (v.start, v.end)))
+        })
+        .collect();
+    let mut helpers = Vec::new();
+    let mut pulled: Vec<(*const std::fs::File, u64)> = Vec::new();
+    for (i, v) in plan.mm.vmas.iter().enumerate() {
+        if v.status & (st::VDSO | st::VVAR | st::VSYSCALL) != 0 {
+            continue;
+        }
+        let prot = u64::from(v.prot) | if filled[i] { libc::PROT_WRITE as u64 } else { 0 };
+        let mut flags = u64::from(v.flags) | libc::MAP_FIXED as u64;
+        let (fd, off) = match prep.mapped.iter().find(|(j, _)| *j == i) {
+            Some((_, file)) => {
+                let key = std::rc::Rc::as_ptr(file);
+                let fd = match pulled.iter().find(|(k, _)| *k == key) {
+                    Some(&(_, fd)) => fd,
+                    None => {
+                        let fd = r.pull(file.as_raw_fd())?;
+                        pulled.push((key, fd));
+                        helpers.push(fd);
+                        fd
+                    }
+                };
+                flags &= !(libc::MAP_ANONYMOUS as u64);
+                (fd, v.pgoff)
+            }
+            None => (u64::MAX, 0),
+        };
+        r.call("mmap", libc::SYS_mmap, [v.start, v.end - v.start, prot, flags, fd, off])?;
+    }
+
+    // 5. Pages: the puppet reads them from the pages image straight into place (one copy).
+    let pages_fd = r.pull(prep.pages.as_raw_fd())?;
+    helpers.push(pages_fd);
+    fill_pages(&r, plan, pages_fd)?;
+    for (i, v) in plan.mm.vmas.iter().enumerate() {
+        if filled[i] && v.prot & libc::PROT_WRITE as u32 == 0 {
+            r.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                [v.start, v.end - v.start, v.prot.into(), 0, 0, 0],
+            )?;
+        }
+    }
+
+    // 6. Files at their numbers, cwd, umask.
+    for (fd, cloexec, file) in &prep.fds {
+        let got = r.pull(file.as_raw_fd())?;
+        let flags = if *cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+        r.call("dup3", libc::SYS_dup3, [got, *fd as u64, flags, 0, 0, 0])?;
+        r.close(got)?;
+    }
+    let cwd = r.pull(prep.cwd.as_raw_fd())?;
+    r.call("fchdir", libc::SYS_fchdir, [cwd, 0, 0, 0, 0, 0])?;
+    r.close(cwd)?;
+    if let Some(mask) = plan.umask {
+        r.call("umask", libc::SYS_umask, [mask.into(), 0, 0, 0, 0, 0])?;
+    }
+
+    // 7. Signal dispositions, altstack, limits, futex/tid addresses, rseq.
+    let tc = plan.core.tc.as_ref().ok_or_else(|| RestoreError::Invalid {
+        what: "no task core".into(),
+    })?;
+    let mut sig = 0u64;
+    for sa in &tc.sigactions {
+        sig += 1;
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            sig += 1;
+        }
+        let act = r.put(0, &words(&[sa.sigaction, sa.flags, sa.restorer, sa.mask]))?;
+        r.call("rt_sigaction", libc::SYS_rt_sigaction, [sig, act, 0, 8, 0, 0])?;
+    }
+    let thread = plan.core.thread_core.clone().unwrap_or_default();
+    if let Some(sas) = &thread.sas {
+        let flags = u64::from(sas.ss_flags & !(libc::SS_ONSTACK as u32));
+        let ss = r.put(0, &words(&[sas.ss_sp, flags, sas.ss_size]))?;
+        r.call("sigaltstack", libc::SYS_sigaltstack, [ss, 0, 0, 0, 0, 0])?;
+    }
+    if let Some(limits) = &tc.rlimits {
+        for (res, l) in limits.rlimits.iter().enumerate() {
+            let new = r.put(0, &words(&[l.cur, l.max]))?;
+            r.call("prlimit64", libc::SYS_prlimit64, [0, res as u64, new, 0, 0, 0])?;
+        }
+    }
+    let ti = plan.core.thread_info.as_ref().ok_or_else(|| RestoreError::Invalid {
+        what: "no registers".into(),
+    })?;
+    r.call(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        [ti.clear_tid_addr, 0, 0, 0, 0, 0],
+    )?;
+    if thread.futex_rla != 0 {
+        r.call(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            [thread.futex_rla, thread.futex_rla_len.into(), 0, 0, 0, 0],
+        )?;
+    }
+    if let Some(rseq) = &thread.rseq_entry {
+        r.call(
+            "rseq",
+            libc::SYS_rseq,
+            [
+                rseq.rseq_abi_pointer,
+                rseq.rseq_abi_size.into(),
+                0,
+                rseq.signature.into(),
+                0,
+                0,
+            ],
+        )?;
+    }
+
+    // 8. mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP; the name.
+    let exe = r.pull(prep.exe.as_raw_fd())?;
+    let mm = &plan.mm;
+    let auxv = r.put(256, &words(&mm.mm_saved_auxv))?;
+    let mut map = words(&[
+        mm.mm_start_code,
+        mm.mm_end_code,
+        mm.mm_start_data,
+        mm.mm_end_data,
+        mm.mm_start_brk,
+        mm.mm_brk,
+        mm.mm_start_stack,
+        mm.mm_arg_start,
+        mm.mm_arg_end,
+        mm.mm_env_start,
+        mm.mm_env_end,
+        auxv,
+    ]);
+    map.extend_from_slice(&((mm.mm_saved_auxv.len() * 8) as u32).to_le_bytes());
+    map.extend_from_slice(&(exe as u32).to_le_bytes());
+    let map_addr = r.put(0, &map)?;
+    r.call(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        [PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0, 0],
+    )?;
+    r.close(exe)?;
+    let mut comm = tc.comm.as_bytes().to_vec();
+    comm.truncate(15);
+    comm.push(0);
+    let name = r.put(0, &comm)?;
+    r.call(
+        "prctl(PR_SET_NAME)",
+        libc::SYS_prctl,
+        [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0],
+    )?;
+    if tc.personality != 0 {
+        r.call(
+            "personality",
+            libc::SYS_personality,
+            [tc.personality.into(), 0, 0, 0, 0, 0],
+        )?;
+    }
+    for fd in helpers {
+        r.close(fd)?;
+    }
+    r.close(r.ctl_pidfd)?;
+
+    // 9. Last: unmap the scratch area itself; at that syscall's exit, the dumped registers.
+    let Remote { inj, .. } = r;
+    let ret = inj.call_and_stop_at_exit("munmap(scratch)", libc::SYS_munmap, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
+    if ret != 0 {
+        return Err(RestoreError::Invalid {
+            what: format!("pid {pid}: unmapping the scratch area returned {ret}"),
+        });
+    }
+    let mut xstate = t.xstate()?;
+    x86::pb_to_xstate(&ti.fpregs, &mut xstate);
+    t.set_xstate(&xstate)?;
+    let mut regs = t.regs()?;
+    x86::pb_to_regs(&ti.gpregs, &mut regs);
+    regs.orig_rax = u64::MAX;
+    t.set_regs(&regs)?;
+    t.set_sigmask(thread.blk_sigset.unwrap_or(tc.blk_sigset))?;
+    Ok(())
+}
+
+/// Moves the puppet's [vvar]/[vvar_vclock] span and [vdso] to where the dumped task had them.
+fn move_vdso(
+    r: &Remote<'_>,
+    pid: i32,
+    plan: &Plan,
+    own: &[procfs::MapsEntry],
+    taken: &[(u64, u64)],
+) -> Result<(), RestoreError> {
+    let span = |it: &mut dyn Iterator<Item = (u64, u64)>| -> Option<(u64, u64)> {
+        it.fold(None, |acc, (s, e)| match acc {
+            None => Some((s, e)),
+            Some((s0, e0)) => Some((s0.min(s), e0.max(e))),
+        })
+    };
+    let cur_vdso = span(&mut own.iter().filter(|m| m.path == "[vdso]").map(|m| (m.start, m.end)));
+    let cur_vvar = span(
+        &mut own
+            .iter()
+            .filter(|m| m.path.starts_with("[vvar"))
+            .map(|m| (m.start, m.end)),
+    );
+    let want_vdso = span(
+        &mut plan
+            .mm
+            .vmas
+            .iter()
+            .filter(|v| v.status & st::VDSO != 0)
+            .map(|v| (v.start, v.end)),
+    );
+    let want_vvar = span(
+        &mut plan
+            .mm
+            .vmas
+            .iter()
+            .filter(|v| v.status & st::VVAR != 0)
+            .map(|v| (v.start, v.end)),
+    );
+    let size = |r: Option<(u64, u64)>| r.map(|(s, e)| e - s);
+    if size(cur_vdso) != size(want_vdso) || size(cur_vvar) != size(want_vvar) {
+        return Err(RestoreError::Unsupported {
+            pid,
+            what: format!(
+                "the vdso/vvar sizes differ from the dump's ({:?}/{:?} here, {:?}/{:?} dumped): restore on the kernel that dumped",
+                size(cur_vdso),
+                size(cur_vvar),
+                size(want_vdso),
+                size(want_vvar)
+            ),
+        });
+    }
+    let mremap = |from: (u64, u64), to: u64| -> Result<(), RestoreError> {
+        if from.0 != to {
+            let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+            r.call(
+                "mremap(vdso)",
+                libc::SYS_mremap,
+                [from.0, from.1 - from.0, from.1 - from.0, flags, to, 0],
+            )?;
+        }
+        Ok(())
+    };
+    let (Some(mut vvar), Some(vdso), Some(wvvar), Some(wvdso)) = (cur_vvar, cur_vdso, want_vvar, want_vdso) else {
+        return Ok(());
+    };
+    let len = vvar.1 - vvar.0;
+    if overlaps((wvdso.0, wvdso.1), vvar) || overlaps((wvvar.0, wvvar.1), vdso) {
+        let mut busy = taken.to_vec();
+        busy.push((r.scratch, r.scratch + SCRATCH_LEN));
+        let tmp = free_range(len, &busy).ok_or_else(|| RestoreError::Invalid {
+            what: "no room to move vvar".into(),
+        })?;
+        mremap(vvar, tmp)?;
+        vvar = (tmp, tmp + len);
+    }
+    mremap(vdso, wvdso.0)?;
+    mremap(vvar, wvvar.0)
+}
+
+/// Reads every present page run from the pages image into place with preadv, many runs a call.
+fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64) -> Result<(), RestoreError> {
+    let room = ((SCRATCH_LEN - DATA) / 16) as usize;
+    let runs: Vec<_> = plan.pagemap.runs.iter().filter(|p| p.is_present()).collect();
+    let mut i = 0;
+    while i < runs.len() {
+        let offset = runs[i].offset;
+        let mut iov = Vec::new();
+        let mut total = 0u64;
+        while i < runs.len() && iov.len() < room.min(IOV_MAX) && total < (1 << 30) {
+            iov.extend_from_slice(&words(&[runs[i].vaddr, runs[i].len()]));
+            total += runs[i].len();
+            i += 1;
+        }
+        let addr = r.put(0, &iov)?;
+        let n = r.call(
+            "preadv(pages)",
+            libc::SYS_preadv,
+            [pages_fd, addr, (iov.len() / 16) as u64, offset, 0, 0],
+        )?;
+        if n != total {
+            return Err(RestoreError::Invalid {
+                what: format!("pid {}: pages image: read {n} of {total} bytes", r.pid),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+/*
+ * Test and demo workload for Stasis: builds state, reports ready, and after a checkpoint and
+ * restore proves by itself that everything survived.
+ *
+ *   workload verify DIR    memory patterns (heap, sparse mmap, read-only, PROT_NONE, stack),
+ *                          files at offsets, O_APPEND log, shared fd, FD_CLOEXEC, signal handler
+ *                          with a mask, ignored signal, blocked mask, sigaltstack, umask, rlimit,
+ *                          cwd, and values held in AVX registers across the dump. Writes
+ *                          DIR/ready, spins; on SIGUSR1 verifies and writes DIR/result.
+ *   workload count DIR MB  counts forever: every 100 ms changes one page of MB MiB of memory,
+ *                          re-checksums all of it against the expected sum, appends
+ *                          "tick N sum S" to DIR/log. Writes DIR/ready after the first tick.
+ *   workload hold DIR MB   fills MB MiB with random bytes, writes DIR/ready, sleeps; on SIGUSR1
+ *                          re-checksums and writes DIR/result.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *dir;
+static volatile sig_atomic_t stop;
+static volatile sig_atomic_t usr2_was_blocked = -1;
+static volatile unsigned long spins;
+
+static uint64_t xorshift(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    return *s = x;
+}
+
+static void fill(void *p, size_t len, uint64_t seed) {
+    uint64_t *w = p;
+    for (size_t i = 0; i < len / 8; i++) w[i] = xorshift(&seed);
+}
+
+static int check(const void *p, size_t len, uint64_t seed) {
+    const uint64_t *w = p;
+    for (size_t i = 0; i < len / 8; i++)
+        if (w[i] != xorshift(&seed)) return 0;
+    return 1;
+}
+
+static uint64_t sum(const void *p, size_t len) {
+    const uint64_t *w = p;
+    uint64_t s = 0;
+    for (size_t i = 0; i < len / 8; i++) s += w[i] * (i | 1);
+    return s;
+}
+
+static void write_file(const char *name, const char *text) {
+    char path[4096], tmp[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    FILE *f = fopen(tmp, "w");
+    if (!f) { perror(tmp); exit(2); }
+    fputs(text, f);
+    fclose(f);
+    rename(tmp, path);
+}
+
+static char failure[4096];
+#define EXPECT(cond, ...) do { if (!(cond) && !failure[0]) snprintf(failure, sizeof failure, __VA_ARGS__); } while (0)
+
+static void on_usr1(int sig) {
+    sigset_t now;
+    (void)sig;
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    usr2_was_blocked = sigismember(&now, SIGUSR2);
+    stop = 1;
+}
+
+static void on_hup(int sig, siginfo_t *si, void *uc) { (void)sig; (void)si; (void)uc; }
+
+static const uint64_t K[16] __attribute__((aligned(32))) = {
+    0x0123456789abcdefULL, 0xfedcba9876543210ULL, 0x1111111111111111ULL, 0x2222222222222222ULL,
+    0x3333333333333333ULL, 0x4444444444444444ULL, 0x5555555555555555ULL, 0x6666666666666666ULL,
+    0x7777777777777777ULL, 0x8888888888888888ULL, 0x9999999999999999ULL, 0xaaaaaaaaaaaaaaaaULL,
+    0xbbbbbbbbbbbbbbbbULL, 0xccccccccccccccccULL, 0xddddddddddddddddULL, 0xeeeeeeeeeeeeeeeeULL,
+};
+
+/* Loads K into ymm8-11, spins until SIGUSR1, then checks the registers still hold K. */
+static int avx_spin(void) {
+    int bad;
+    __asm__ volatile(
+        "vmovdqa 0(%[k]), %%ymm8\n\t"
+        "vmovdqa 32(%[k]), %%ymm9\n\t"
+        "vmovdqa 64(%[k]), %%ymm10\n\t"
+        "vmovdqa 96(%[k]), %%ymm11\n\t"
+        "1:\n\t"
+        "incq %[spins]\n\t"
+        "pause\n\t"
+        "cmpl $0, %[stop]\n\t"
+        "je 1b\n\t"
+        "movl $1, %[bad]\n\t"
+        "vpcmpeqq 0(%[k]), %%ymm8, %%ymm0\n\t"
+        "vpmovmskb %%ymm0, %%eax\n\t"
+        "cmpl $-1, %%eax\n\t"
+        "jne 2f\n\t"
+        "vpcmpeqq 32(%[k]), %%ymm9, %%ymm0\n\t"
+        "vpmovmskb %%ymm0, %%eax\n\t"
+        "cmpl $-1, %%eax\n\t"
+        "jne 2f\n\t"
+        "vpcmpeqq 64(%[k]), %%ymm10, %%ymm0\n\t"
+        "vpmovmskb %%ymm0, %%eax\n\t"
+        "cmpl $-1, %%eax\n\t"
+        "jne 2f\n\t"
+        "vpcmpeqq 96(%[k]), %%ymm11, %%ymm0\n\t"
+        "vpmovmskb %%ymm0, %%eax\n\t"
+        "cmpl $-1, %%eax\n\t"
+        "jne 2f\n\t"
+        "movl $0, %[bad]\n\t"
+        "2:\n\t"
+        "vzeroupper\n\t"
+        : [bad] "=&r"(bad), [spins] "+m"(spins)
+        : [stop] "m"(stop), [k] "r"(K)
+        : "eax", "xmm0", "xmm8", "xmm9", "xmm10", "xmm11", "cc", "memory");
+    return !bad;
+}
+
+static int verify(void) {
+    char path[4096], cwd_expect[4096], buf[256];
+    const size_t heap_len = 3 << 20, sparse_len = 8 << 20, page = 4096;
+
+    if (chdir(dir)) { perror("chdir"); return 2; }
+    if (!realpath(dir, cwd_expect)) return 2;
+    umask(027);
+    struct rlimit rl = { 1000, 0 };
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 1000;
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    /* memory */
+    char *heap = malloc(heap_len);
+    fill(heap, heap_len, 1);
+    char *sparse = mmap(NULL, sparse_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    for (size_t off = 0; off < sparse_len; off += 2 * page) fill(sparse + off, page, 1000 + off);
+    char *ro = mmap(NULL, 16 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    fill(ro, 16 * page, 7);
+    mprotect(ro, 16 * page, PROT_READ);
+    char *hidden = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    fill(hidden, 4 * page, 8);
+    mprotect(hidden, 4 * page, PROT_NONE);
+    char *guard = mmap(NULL, 4 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char stack_area[64 * 1024];
+    fill(stack_area, sizeof stack_area, 9);
+
+    /* files */
+    char content[4096];
+    fill(content, sizeof content, 42);
+    snprintf(path, sizeof path, "%s/input", dir);
+    int wfd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (write(wfd, content, sizeof content) != sizeof content) return 2;
+    close(wfd);
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (read(in, buf, 100) != 100) return 2;
+    int shared = dup2(in, 10);
+    int logfd = open("log", O_WRONLY | O_CREAT | O_APPEND, 0640);
+    if (write(logfd, "before\n", 7) != 7) return 2;
+    int nullfd = open("/dev/null", O_RDWR);
+
+    /* signals */
+    struct sigaction sa = { 0 };
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGUSR2);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    signal(SIGUSR2, SIG_IGN);
+    static char altstack[64 * 1024];
+    stack_t ss = { .ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0 };
+    sigaltstack(&ss, NULL);
+    struct sigaction hup = { 0 };
+    hup.sa_sigaction = on_hup;
+    hup.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigaction(SIGHUP, &hup, NULL);
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+
+    snprintf(buf, sizeof buf, "%d\n", getpid());
+    write_file("ready", buf);
+    int avx_ok = avx_spin();
+
+    /* after restore: check everything */
+    EXPECT(avx_ok, "AVX registers ymm8-11 changed");
+    EXPECT(spins > 0, "spin counter lost");
+    EXPECT(usr2_was_blocked == 1, "SIGUSR1 handler ran without SIGUSR2 in its mask (%d)", (int)usr2_was_blocked);
+    EXPECT(check(heap, heap_len, 1), "heap pattern differs");
+    for (size_t off = 0; off < sparse_len; off += page) {
+        if ((off / page) % 2 == 0) EXPECT(check(sparse + off, page, 1000 + off), "sparse page at +%zu differs", off);
+        else EXPECT(sum(sparse + off, page) == 0, "untouched sparse page at +%zu is not zero", off);
+    }
+    EXPECT(check(ro, 16 * page, 7), "read-only pattern differs");
+    EXPECT(mprotect(ro, page, PROT_READ | PROT_WRITE) == 0, "read-only area missing");
+    EXPECT(mprotect(hidden, 4 * page, PROT_READ) == 0 && check(hidden, 4 * page, 8), "PROT_NONE area lost its contents");
+    EXPECT(mprotect(guard, 4 * page, PROT_READ) == 0 && sum(guard, 4 * page) == 0, "guard area missing");
+    EXPECT(check(stack_area, sizeof stack_area, 9), "stack pattern differs");
+    char next[10];
+    EXPECT(lseek(in, 0, SEEK_CUR) == 100, "input offset is %ld, not 100", (long)lseek(in, 0, SEEK_CUR));
+    EXPECT(read(in, next, 10) == 10 && memcmp(next, content + 100, 10) == 0, "input does not continue at offset 100");
+    EXPECT(lseek(shared, 0, SEEK_CUR) == 110, "dup'ed fd does not share the offset");
+    EXPECT((fcntl(in, F_GETFD) & FD_CLOEXEC) && !(fcntl(shared, F_GETFD) & FD_CLOEXEC), "FD_CLOEXEC flags differ");
+    EXPECT(fcntl(logfd, F_GETFL) & O_APPEND, "log lost O_APPEND");
+    EXPECT(write(logfd, "after\n", 6) == 6, "cannot write the log");
+    EXPECT(write(nullfd, "x", 1) == 1, "/dev/null not writable");
+    char logbuf[64] = { 0 };
+    int lr = open("log", O_RDONLY);
+    EXPECT(read(lr, logbuf, sizeof logbuf - 1) == 13 && strcmp(logbuf, "before\nafter\n") == 0, "log is %s", logbuf);
+    struct sigaction now;
+    sigaction(SIGUSR2, NULL, &now);
+    EXPECT(now.sa_handler == SIG_IGN, "SIGUSR2 no longer ignored");
+    sigaction(SIGHUP, NULL, &now);
+    EXPECT(now.sa_sigaction == on_hup && (now.sa_flags & (SA_SIGINFO | SA_ONSTACK)) == (SA_SIGINFO | SA_ONSTACK),
+           "SIGHUP handler lost");
+    sigset_t mask;
+    sigprocmask(SIG_BLOCK, NULL, &mask);
+    EXPECT(sigismember(&mask, SIGWINCH), "SIGWINCH no longer blocked");
+    stack_t cur;
+    sigaltstack(NULL, &cur);
+    EXPECT(cur.ss_sp == altstack && cur.ss_size == sizeof altstack, "sigaltstack lost");
+    mode_t um = umask(0);
+    EXPECT(um == 027, "umask is %o", um);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    EXPECT(rl.rlim_cur == 1000, "RLIMIT_NOFILE soft is %lu", (unsigned long)rl.rlim_cur);
+    char cwd[4096];
+    EXPECT(getcwd(cwd, sizeof cwd) && strcmp(cwd, cwd_expect) == 0, "cwd is %s", cwd);
+    struct timespec ts;
+    EXPECT(clock_gettime(CLOCK_MONOTONIC, &ts) == 0 && ts.tv_sec > 0, "vdso clock_gettime failed");
+    void *more = malloc(1 << 20);
+    EXPECT(more != NULL, "malloc after restore failed");
+    free(more);
+
+    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
+    else snprintf(buf, sizeof buf, "OK spins=%lu\n", spins);
+    write_file("result", buf);
+    return failure[0] ? 1 : 0;
+}
+
+static void on_usr1_stop(int sig) { (void)sig; stop = 1; }
+
+static int count(size_t mb) {
+    size_t len = mb << 20, pages = len / 4096;
+    uint64_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    fill(mem, len, 5);
+    uint64_t expected = sum(mem, len);
+    int logfd = open("log", O_WRONLY | O_CREAT | O_APPEND, 0644);
+    for (unsigned long tick = 1;; tick++) {
+        size_t w = (tick % pages) * 512; /* first word of one page */
+        uint64_t mult = w | 1;
+        expected -= mem[w] * mult;
+        mem[w] ^= tick * 0x9e3779b97f4a7c15ULL;
+        expected += mem[w] * mult;
+        uint64_t s = sum(mem, len);
+        char line[128];
+        int n = snprintf(line, sizeof line, "tick %lu pid %d sum %016llx %s\n", tick, getpid(),
+                         (unsigned long long)s, s == expected ? "ok" : "CORRUPT");
+        if (write(logfd, line, n) != n) return 2;
+        if (s != expected) return 1;
+        if (tick == 1) write_file("ready", "1\n");
+        struct timespec ts = { 0, 100 * 1000 * 1000 };
+        while (nanosleep(&ts, &ts) && errno == EINTR) {}
+    }
+}
+
+static int hold(size_t mb) {
+    size_t len = mb << 20;
+    char *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    fill(mem, len, 77);
+    signal(SIGUSR1, on_usr1_stop);
+    write_file("ready", "1\n");
+    while (!stop) pause();
+    char buf[128];
+    snprintf(buf, sizeof buf, check(mem, len, 77) ? "OK\n" : "FAIL memory differs\n");
+    write_file("result", buf);
+    return buf[0] == 'O' ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    /* Drop whatever fds the caller leaked to us: the workload's fd table is part of the test. */
+    syscall(SYS_close_range, 3, ~0U, 0);
+    if (argc < 3) { fprintf(stderr, "usage: %s verify|count|hold DIR [MB]\n", argv[0]); return 2; }
+    dir = argv[2];
+    if (chdir(dir)) { perror(dir); return 2; }
+    if (!strcmp(argv[1], "verify")) return verify();
+    size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
+    if (!strcmp(argv[1], "count")) return count(mb);
+    if (!strcmp(argv[1], "hold")) return hold(mb);
+    return 2;
+}
