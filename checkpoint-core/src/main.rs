@@ -67,7 +67,7 @@ enum Command {
     },
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dump {
             pid,
@@ -114,7 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     128 + libc::WTERMSIG(status)
                 };
-                std::process::exit(code);
+                return Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)));
             }
         }
         Command::Show { json, dir } => {
@@ -130,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_inherit_fd(s: &str) -> Result<(i32, String), String> {
@@ -150,7 +150,7 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // Our errors already carry their cause in their message: print each cause once.
             let mut msg = String::new();

@@ -139,3 +139,8 @@ pub fn dup_cloexec(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
     // SAFETY: the kernel just returned this new fd to us.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }
+
+/// kill(2) on a pid.
+pub fn send_signal(pid: i32, sig: i32) -> io::Result<()> {
+    parasite::sys::kill(pid, sig)
+}

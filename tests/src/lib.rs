@@ -1,5 +1,7 @@
 //! Shared helpers of the integration tests: where the fixtures are, and `crit` as the oracle.
 
+pub mod workload;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,0 +1,145 @@
+//! The C workload (tests/workloads/workload.c) and the processes the tests start: compiled once
+//! per target directory, started with stdio on /dev/null, killed and reaped by pid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::workspace_bin;
+
+/// Path of the compiled workload, building it with gcc if needed. The name carries a hash of
+/// the source, and a built binary is never replaced (a running workload may be using it).
+pub fn workload_bin() -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/workload.c");
+    let text = std::fs::read(&src).unwrap();
+    let hash = text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let out = workspace_bin("stasis").with_file_name(format!("stasis-test-workload-{hash:016x}"));
+    if !out.exists() {
+        // Test processes may race here: build privately, then link into place unless already there.
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        let st = Command::new("gcc")
+            .args(["-O1", "-Wall", "-Wno-format-truncation", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .status()
+            .expect("gcc is needed to build the test workload");
+        assert!(st.success(), "building {} failed", src.display());
+        match std::fs::hard_link(&tmp, &out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("{}: {e}", out.display()),
+        }
+        std::fs::remove_file(&tmp).unwrap();
+    }
+    out
+}
+
+/// A scratch directory under the system temp dir, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// Creates a fresh directory named after `name` and this test process.
+    pub fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("stasis-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+
+    /// A path inside.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A started workload; killed (by pid) and reaped on drop if still there.
+pub struct Workload {
+    pub child: Option<Child>,
+    pub pid: i32,
+    pub dir: PathBuf,
+}
+
+impl Workload {
+    /// Starts `workload MODE DIR [MB]` and waits until it reports ready.
+    pub fn start(mode: &str, dir: &Path, mb: Option<u32>) -> Workload {
+        let mut cmd = Command::new(workload_bin());
+        cmd.arg(mode).arg(dir);
+        if let Some(mb) = mb {
+            cmd.arg(mb.to_string());
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let pid = child.id() as i32;
+        let w = Workload { child: Some(child), pid, dir: dir.to_owned() };
+        wait_for_file(&dir.join("ready"), Duration::from_secs(60));
+        w
+    }
+
+    /// Sends `sig` to the workload's pid.
+    pub fn signal(&self, sig: i32) {
+        checkpoint_core::sys::send_signal(self.pid, sig).unwrap();
+    }
+
+    /// Waits for the original child to end (after a dump killed it); returns its wait status.
+    pub fn reap_original(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("not reaped yet").wait().unwrap()
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        } else if Path::new(&format!("/proc/{}", self.pid)).exists() {
+            // A restored process re-parented to us (we are the subreaper): kill and reap it.
+            let _ = checkpoint_core::sys::send_signal(self.pid, libc::SIGKILL);
+            let _ = checkpoint_core::sys::wait_exit(self.pid);
+        }
+    }
+}
+
+/// Waits until `path` exists.
+pub fn wait_for_file(path: &Path, timeout: Duration) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < timeout, "{} did not appear in {timeout:?}", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `stasis ARGS` and returns its output.
+pub fn stasis(args: &[&str]) -> Output {
+    Command::new(workspace_bin("stasis")).args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// `stasis ARGS`, which must succeed; returns stderr.
+pub fn stasis_ok(args: &[&str]) -> String {
+    let out = stasis(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "stasis {args:?} failed: {err}");
+    err
+}
+
+/// One field of /proc/PID/status.
+pub fn status_field(pid: i32, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(|v| v.trim().to_owned())
+}
+
+/// Asserts `pid` runs free: not traced, not stopped.
+pub fn assert_running_untraced(pid: i32) {
+    assert_eq!(status_field(pid, "TracerPid").as_deref(), Some("0"), "pid {pid} is still traced");
+    let state = status_field(pid, "State").unwrap_or_default();
+    assert!(state.starts_with('R') || state.starts_with('S'), "pid {pid} is {state}");
+}
+
+/// Becomes the subreaper of everything we start, so restored orphans come back to us.
+pub fn become_subreaper() {
+    checkpoint_core::sys::set_child_subreaper().unwrap();
+}

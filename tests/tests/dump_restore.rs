@@ -1,0 +1,265 @@
+//! `stasis dump` and `stasis restore` on real processes (root, real ptrace): the workload
+//! proves by itself that it continued intact; failures leave it running, untraced.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ctests::workload::{
+    assert_running_untraced, become_subreaper, stasis, stasis_ok, status_field, wait_for_file, Scratch, Workload,
+};
+use ctests::{crit_decode, files_of, workspace_bin};
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Sends SIGUSR1 to the restored workload, reaps it, and returns what it wrote to `result`.
+fn finish_verify(w: &Workload) -> String {
+    w.signal(libc::SIGUSR1);
+    let status = checkpoint_core::sys::wait_exit(w.pid).unwrap();
+    wait_for_file(&w.dir.join("result"), Duration::from_secs(10));
+    let result = std::fs::read_to_string(w.dir.join("result")).unwrap();
+    assert!(libc::WIFEXITED(status), "restored workload died: status {status:#x}, result {result}");
+    result
+}
+
+fn dump_kill_restore(name: &str, extra_dump: &[&str]) -> (Scratch, Workload) {
+    become_subreaper();
+    let scratch = Scratch::new(name);
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let mut w = Workload::start("verify", &work, None);
+    let mut args = vec!["dump", "-t", &w.pid.to_string()].into_iter().map(String::from).collect::<Vec<_>>();
+    args.extend(["-D".into(), s(&images).into()]);
+    args.extend(extra_dump.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    stasis_ok(&args);
+    let st = w.reap_original();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL), "the dump kills the task");
+    let pidfile = scratch.join("pid");
+    stasis_ok(&["restore", "-D", s(&images), "--detach", "--pid-file", s(&pidfile)]);
+    let restored: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(restored, w.pid, "restored at the dumped pid");
+    assert_running_untraced(restored);
+    (scratch, w)
+}
+
+#[test]
+fn a_dumped_killed_and_restored_process_continues_with_everything_intact() {
+    let (_scratch, w) = dump_kill_restore("full", &[]);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+    let spins: u64 = result.trim().strip_prefix("OK spins=").unwrap().parse().unwrap();
+    assert!(spins > 0, "the counter kept counting");
+}
+
+#[test]
+fn every_image_we_write_decodes_with_crit_and_shows() {
+    become_subreaper();
+    let scratch = Scratch::new("crit");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let w = Workload::start("verify", &work, None);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&images).unwrap().permissions().mode() & 0o777, 0o700);
+    let mut decoded = 0;
+    for f in files_of(&images) {
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+        if f.file_name().unwrap().to_str().unwrap().starts_with("pages-") {
+            continue;
+        }
+        let v = crit_decode(&f);
+        assert!(v["entries"].as_array().is_some_and(|e| !e.is_empty()), "{}", f.display());
+        decoded += 1;
+    }
+    assert!(decoded >= 10, "only {decoded} images");
+    let ps = ctests::crit(&["x", s(&images), "ps"]);
+    assert!(ps.contains(&w.pid.to_string()) && ps.contains("stasis-test-wor"), "{ps}");
+    let shown = stasis_ok(&["show", s(&images)]);
+    let _ = shown;
+    let out = stasis(&["show", s(&images)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/null") && text.contains("work/input") && text.contains("work/log"), "{text}");
+}
+
+#[test]
+fn leave_running_keeps_the_process_free_and_the_images_restore_after_it_is_killed() {
+    become_subreaper();
+    let scratch = Scratch::new("leave");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let mut w = Workload::start("verify", &work, None);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
+    assert_running_untraced(w.pid);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_running_untraced(w.pid);
+    w.signal(libc::SIGKILL);
+    w.reap_original();
+    stasis_ok(&["restore", "-D", s(&images), "--detach"]);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn restore_without_detach_waits_and_exits_as_the_process_did() {
+    become_subreaper();
+    let scratch = Scratch::new("wait");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let mut w = Workload::start("verify", &work, None);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    w.reap_original();
+    let mut restore = Command::new(workspace_bin("stasis"))
+        .args(["restore", "-D", s(&images)])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while status_field(w.pid, "TracerPid").as_deref() != Some("0") {
+        assert!(start.elapsed() < Duration::from_secs(20), "restored process never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(restore.try_wait().unwrap().is_none(), "stasis restore returned before the process exited");
+    w.signal(libc::SIGUSR1);
+    let st = restore.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "stasis restore exits with the process's code");
+    let result = std::fs::read_to_string(work.join("result")).unwrap();
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn a_dump_that_fails_on_a_full_filesystem_leaves_the_process_running() {
+    become_subreaper();
+    let scratch = Scratch::new("full-fs");
+    let work = scratch.join("work");
+    let tiny = scratch.join("tiny");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::create_dir(&tiny).unwrap();
+    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs", s(&tiny)]).status().unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let w = Workload::start("verify", &work, None);
+    let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&tiny.join("images"))]);
+    let umount = Command::new("umount").arg(&tiny).status().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "dump into 256 KiB succeeded?");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(umount.success());
+    assert_running_untraced(w.pid);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "after a failed dump the process is intact: {result}");
+}
+
+#[test]
+fn a_second_dump_of_a_process_being_dumped_is_refused_and_the_first_succeeds() {
+    become_subreaper();
+    let scratch = Scratch::new("twice");
+    let work = scratch.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let w = Workload::start("hold", &work, Some(768));
+    let first = Command::new(workspace_bin("stasis"))
+        .args(["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("a")), "--leave-running"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while status_field(w.pid, "TracerPid").as_deref().unwrap_or("0") == "0" {
+        assert!(start.elapsed() < Duration::from_secs(20), "the first dump never attached");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let second = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("b"))]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(err.contains(&format!("pid {}: already traced by pid", w.pid)), "{err}");
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_running_untraced(w.pid);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn a_target_that_dies_during_the_dump_fails_it_with_the_cause() {
+    become_subreaper();
+    let scratch = Scratch::new("dies");
+    let work = scratch.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let mut w = Workload::start("hold", &work, Some(1024));
+    let dump = Command::new(workspace_bin("stasis"))
+        .args(["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("images"))])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while status_field(w.pid, "TracerPid").as_deref().unwrap_or("0") == "0" {
+        assert!(start.elapsed() < Duration::from_secs(20), "the dump never attached");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    w.signal(libc::SIGKILL);
+    let out = dump.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a dump of a killed process succeeded: {err}");
+    assert!(err.contains(&format!("pid {}", w.pid)), "{err}");
+    assert!(!scratch.join("images/inventory.img").exists(), "an incomplete dump must not look complete");
+    w.reap_original();
+}
+
+#[test]
+fn a_restore_whose_pid_is_taken_fails_and_leaves_nothing() {
+    become_subreaper();
+    let scratch = Scratch::new("taken");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let w = Workload::start("verify", &work, None);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
+    let before = children_of_us();
+    let out = stasis(&["restore", "-D", s(&images), "--detach"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("pid {} is already in use", w.pid)), "{err}");
+    assert_eq!(children_of_us(), before, "a failed restore left a process behind");
+    assert_running_untraced(w.pid);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn a_restore_from_damaged_images_fails_and_leaves_nothing() {
+    become_subreaper();
+    let scratch = Scratch::new("damaged");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let mut w = Workload::start("verify", &work, None);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    w.reap_original();
+    let mm = images.join(format!("mm-{}.img", w.pid));
+    let bytes = std::fs::read(&mm).unwrap();
+    std::fs::write(&mm, &bytes[..bytes.len() / 2]).unwrap();
+    let out = stasis(&["restore", "-D", s(&images), "--detach"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("mm-{}.img", w.pid)) && err.contains("truncated"), "{err}");
+    assert!(!std::path::Path::new(&format!("/proc/{}", w.pid)).exists(), "a process was left at the pid");
+    // A pages image shorter than the pagemap says is refused before anything is created too.
+    std::fs::write(&mm, &bytes).unwrap();
+    let pages = images.join("pages-1.img");
+    let len = std::fs::metadata(&pages).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&pages).unwrap().set_len(len - 4096).unwrap();
+    let out = stasis(&["restore", "-D", s(&images), "--detach"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("pages-1.img"), "{err}");
+    assert!(!std::path::Path::new(&format!("/proc/{}", w.pid)).exists());
+}
+
+fn children_of_us() -> String {
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap_or_default()
+}
