@@ -19,18 +19,14 @@ test:
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-# What Stasis does today: inspect real CRIU checkpoints (dump/restore arrive with the next milestone).
+# The main job: checkpoint a running workload, kill it, restore it, show it continued.
 demo: build
-	@for d in w_tree w_more runc-busybox; do \
-		echo "==> stasis show $(FIXTURES)/$$d"; \
-		./target/release/stasis show $(FIXTURES)/$$d || exit 1; echo; \
-	done
-	@echo "==> stasis show --json $(FIXTURES)/w_simple (first lines)"
-	@./target/release/stasis show --json $(FIXTURES)/w_simple | head -n 25
+	scripts/demo.sh
 
+# Dump/restore throughput against the machine's floor (see tests/src/bin/stasis-bench.rs).
 bench:
-	@echo "bench: no benchmark yet; dump/restore throughput arrives with 'stasis dump'/'stasis restore'." >&2
-	@exit 1
+	$(CARGO) build --release --workspace --bins
+	./target/release/stasis-bench
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use checkpoint_core::check;
 use checkpoint_core::dump::{self, DumpOpts};
 use checkpoint_core::image::ImageDir;
 use checkpoint_core::restore::{self, RestoreOpts};
@@ -57,6 +58,8 @@ enum Command {
         #[arg(long = "inherit-fd", value_name = "fd[N]:KEY", value_parser = parse_inherit_fd)]
         inherit_fd: Vec<(i32, String)>,
     },
+    /// Probe the kernel features Stasis relies on.
+    Check,
     /// Show what a checkpoint holds: process tree, memory, files, namespaces, mounts, stats.
     Show {
         /// Print every decoded image as JSON (one object per file) instead.
@@ -83,12 +86,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let r = dump::dump(&opts)?;
             eprintln!(
-                "stasis: dumped pid {} ({} VMAs, {} pages) in {:.3} s, frozen {:.3} s",
+                "stasis: dumped pid {} ({} VMAs, {} pages) in {:.3} s, frozen {:.3} s, peak RSS {} KiB",
                 r.pid,
                 r.vmas,
                 r.pages_written,
                 r.elapsed.as_secs_f64(),
-                r.frozen.as_secs_f64()
+                r.frozen.as_secs_f64(),
+                peak_rss_kib()
             );
         }
         Command::Restore {
@@ -106,7 +110,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 inherit_fds: inherit_fd,
             };
             let r = restore::restore(&opts)?;
-            eprintln!("stasis: restored pid {} in {:.3} s", r.pid, r.elapsed.as_secs_f64());
+            eprintln!(
+                "stasis: restored pid {} in {:.3} s, peak RSS {} KiB",
+                r.pid,
+                r.elapsed.as_secs_f64(),
+                peak_rss_kib()
+            );
             if let Some(status) = r.exit_status {
                 // Like CRIU: without --detach, exit as the restored process did.
                 let code = if libc::WIFEXITED(status) {
@@ -116,6 +125,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 return Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)));
             }
+        }
+        Command::Check => {
+            let mut out = String::new();
+            let features = check::check();
+            for f in &features {
+                let state = if f.ok {
+                    "ok".to_owned()
+                } else {
+                    format!("missing ({})", f.detail)
+                };
+                out.push_str(&format!(
+                    "{:<32} {state}\n{:<32}   needed for: {}\n",
+                    f.name, "", f.needed_for
+                ));
+            }
+            write_stdout(&out)?;
         }
         Command::Show { json, dir } => {
             let images = ImageDir::open(&dir)?;
@@ -131,6 +156,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Our peak resident memory (VmHWM), for the summary lines the bench reads.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn parse_inherit_fd(s: &str) -> Result<(i32, String), String> {

@@ -144,3 +144,125 @@ pub fn dup_cloexec(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
 pub fn send_signal(pid: i32, sig: i32) -> io::Result<()> {
     parasite::sys::kill(pid, sig)
 }
+
+/// Raw syscall result of clone3 asking for pid 1 (which exists): EEXIST means set_tid works.
+pub fn probe_clone3_set_tid() -> io::Result<()> {
+    let one: i32 = 1;
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: &one as *const i32 as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: pid 1 always exists, so the kernel refuses before creating anything (EEXIST),
+    // or refuses the arguments outright on kernels without set_tid.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let err = io::Error::last_os_error();
+    match (ret, err.raw_os_error()) {
+        (r, Some(libc::EEXIST)) if r < 0 => Ok(()),
+        (r, _) if r < 0 => Err(err),
+        (0, _) => {
+            // SAFETY: we are an unexpected child: leave at once.
+            unsafe { libc::_exit(0) }
+        }
+        (child, _) => {
+            let _ = wait_exit(child as i32);
+            Err(io::Error::other("clone3 ignored set_tid"))
+        }
+    }
+}
+
+/// ioctl(PAGEMAP_SCAN) with no argument on our own pagemap: EFAULT means the ioctl exists.
+pub fn probe_pagemap_scan() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const PAGEMAP_SCAN: libc::c_ulong = 0xc060_6610;
+    let f = std::fs::File::open("/proc/self/pagemap")?;
+    // SAFETY: a NULL argument makes the kernel fail with EFAULT before touching memory.
+    let ret = unsafe { libc::ioctl(f.as_raw_fd(), PAGEMAP_SCAN, std::ptr::null_mut::<libc::c_void>()) };
+    let err = io::Error::last_os_error();
+    if ret < 0 && err.raw_os_error() == Some(libc::EFAULT) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// The userfaultfd features the kernel offers (UFFDIO_API).
+pub fn userfaultfd_features() -> io::Result<u64> {
+    const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
+    #[repr(C)]
+    struct UffdioApi {
+        api: u64,
+        features: u64,
+        ioctls: u64,
+    }
+    // SAFETY: plain integer flags.
+    let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut api = UffdioApi {
+        api: 0xaa,
+        features: 0,
+        ioctls: 0,
+    };
+    // SAFETY: api points to a live struct of the layout UFFDIO_API expects.
+    let ret = unsafe { libc::ioctl(fd as i32, UFFDIO_API, &mut api as *mut UffdioApi) };
+    let err = io::Error::last_os_error();
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd as i32) };
+    if ret < 0 {
+        return Err(err);
+    }
+    Ok(api.features)
+}
+
+/// prctl(PR_TIMER_CREATE_RESTORE_IDS, GET): whether POSIX timers can be recreated with their ids.
+pub fn probe_timer_restore_ids() -> io::Result<()> {
+    const PR_TIMER_CREATE_RESTORE_IDS: libc::c_int = 77;
+    const GET: libc::c_ulong = 2;
+    // SAFETY: plain integer arguments; GET only reports the current mode.
+    let ret = unsafe { libc::prctl(PR_TIMER_CREATE_RESTORE_IDS, GET, 0, 0, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// syncfs(2) on the filesystem holding `f`.
+pub fn syncfs(f: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is borrowed from a live File.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens a new pseudo-terminal: returns the master and the slave's path (for tests and tools).
+pub fn open_pty() -> io::Result<(std::fs::File, std::path::PathBuf)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let master = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/dev/ptmx")?;
+    let unlock: libc::c_int = 0;
+    let mut index: libc::c_uint = 0;
+    // SAFETY: TIOCSPTLCK reads an int and TIOCGPTN writes an unsigned int, both live locals.
+    unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0
+            || libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut index) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((master, std::path::PathBuf::from(format!("/dev/pts/{index}"))))
+}

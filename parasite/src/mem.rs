@@ -45,6 +45,33 @@ impl RemoteMem {
         Ok(())
     }
 
+    /// Reads several remote ranges into consecutive slices of `buf` with one process_vm_readv
+    /// per 1024 ranges; `ranges` are (remote address, length) and their lengths sum to `buf.len()`.
+    pub fn read_many(&self, ranges: &[(u64, usize)], buf: &mut [u8]) -> Result<(), Error> {
+        let mut rest = buf;
+        for group in ranges.chunks(1024) {
+            let total: usize = group.iter().map(|r| r.1).sum();
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(total);
+            let mut slices = Vec::with_capacity(group.len());
+            let mut left = head;
+            for &(_, len) in group {
+                let (a, b) = std::mem::take(&mut left).split_at_mut(len);
+                slices.push(a);
+                left = b;
+            }
+            let n = sys::read_remote_iov(self.pid, &mut slices, group).map_err(|source| Error::Sys {
+                pid: self.pid,
+                op: "process_vm_readv",
+                source,
+            })?;
+            if n != total {
+                return Err(short(self.pid, "process_vm_readv"));
+            }
+            rest = tail;
+        }
+        Ok(())
+    }
+
     /// Reads through `/proc/PID/mem` (also pages the task itself may not read).
     pub fn read_forced(&self, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
         self.file.read_exact_at(buf, addr).map_err(|source| Error::Sys {

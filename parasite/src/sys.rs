@@ -290,3 +290,35 @@ pub fn zero_regs() -> Regs {
     // SAFETY: user_regs_struct is plain integers; all-zero is a valid value.
     unsafe { std::mem::zeroed() }
 }
+
+/// process_vm_readv of several remote ranges into several local slices (same total length);
+/// returns the bytes read.
+pub fn read_remote_iov(pid: i32, local: &mut [&mut [u8]], remote: &[(u64, usize)]) -> io::Result<usize> {
+    let liov: Vec<libc::iovec> = local
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let riov: Vec<libc::iovec> = remote
+        .iter()
+        .map(|&(a, l)| libc::iovec {
+            iov_base: a as *mut libc::c_void,
+            iov_len: l,
+        })
+        .collect();
+    // SAFETY: every local iovec points into a live mutable slice that outlives the call; remote
+    // iovecs are only addresses in the other process.
+    let n = unsafe {
+        libc::process_vm_readv(
+            pid,
+            liov.as_ptr(),
+            liov.len() as libc::c_ulong,
+            riov.as_ptr(),
+            riov.len() as libc::c_ulong,
+            0,
+        )
+    };
+    check(n as libc::c_long).map(|n| n as usize)
+}

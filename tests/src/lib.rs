@@ -41,8 +41,12 @@ pub fn fixture_dirs() -> Vec<PathBuf> {
 /// A binary of this workspace, built next to the test binaries (`make test` builds them first).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join(name);
+    // target/<profile>/deps/<test> (tests) or target/<profile>/<bin> (the bench) -> target/<profile>/<name>
+    let mut dir = exe.parent().expect("target dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target dir");
+    }
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} is not built: run `cargo build --workspace --bins` (make test does)",

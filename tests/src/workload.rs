@@ -12,7 +12,9 @@ use crate::workspace_bin;
 pub fn workload_bin() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/workload.c");
     let text = std::fs::read(&src).unwrap();
-    let hash = text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     let out = workspace_bin("stasis").with_file_name(format!("stasis-test-workload-{hash:016x}"));
     if !out.exists() {
         // Test processes may race here: build privately, then link into place unless already there.
@@ -68,14 +70,24 @@ pub struct Workload {
 impl Workload {
     /// Starts `workload MODE DIR [MB]` and waits until it reports ready.
     pub fn start(mode: &str, dir: &Path, mb: Option<u32>) -> Workload {
+        Self::start_with(mode, dir, mb, [Stdio::null(), Stdio::null(), Stdio::null()])
+    }
+
+    /// Like [`Workload::start`], with the given stdin, stdout and stderr.
+    pub fn start_with(mode: &str, dir: &Path, mb: Option<u32>, stdio: [Stdio; 3]) -> Workload {
         let mut cmd = Command::new(workload_bin());
         cmd.arg(mode).arg(dir);
         if let Some(mb) = mb {
             cmd.arg(mb.to_string());
         }
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let [i, o, e] = stdio;
+        let child = cmd.stdin(i).stdout(o).stderr(e).spawn().unwrap();
         let pid = child.id() as i32;
-        let w = Workload { child: Some(child), pid, dir: dir.to_owned() };
+        let w = Workload {
+            child: Some(child),
+            pid,
+            dir: dir.to_owned(),
+        };
         wait_for_file(&dir.join("ready"), Duration::from_secs(60));
         w
     }
@@ -108,14 +120,22 @@ impl Drop for Workload {
 pub fn wait_for_file(path: &Path, timeout: Duration) {
     let start = Instant::now();
     while !path.exists() {
-        assert!(start.elapsed() < timeout, "{} did not appear in {timeout:?}", path.display());
+        assert!(
+            start.elapsed() < timeout,
+            "{} did not appear in {timeout:?}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// Runs `stasis ARGS` and returns its output.
 pub fn stasis(args: &[&str]) -> Output {
-    Command::new(workspace_bin("stasis")).args(args).stdin(Stdio::null()).output().unwrap()
+    Command::new(workspace_bin("stasis"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 /// `stasis ARGS`, which must succeed; returns stderr.
@@ -129,12 +149,18 @@ pub fn stasis_ok(args: &[&str]) -> String {
 /// One field of /proc/PID/status.
 pub fn status_field(pid: i32, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(|v| v.trim().to_owned())
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
 }
 
 /// Asserts `pid` runs free: not traced, not stopped.
 pub fn assert_running_untraced(pid: i32) {
-    assert_eq!(status_field(pid, "TracerPid").as_deref(), Some("0"), "pid {pid} is still traced");
+    assert_eq!(
+        status_field(pid, "TracerPid").as_deref(),
+        Some("0"),
+        "pid {pid} is still traced"
+    );
     let state = status_field(pid, "State").unwrap_or_default();
     assert!(state.starts_with('R') || state.starts_with('S'), "pid {pid} is {state}");
 }

@@ -19,7 +19,10 @@ fn finish_verify(w: &Workload) -> String {
     let status = checkpoint_core::sys::wait_exit(w.pid).unwrap();
     wait_for_file(&w.dir.join("result"), Duration::from_secs(10));
     let result = std::fs::read_to_string(w.dir.join("result")).unwrap();
-    assert!(libc::WIFEXITED(status), "restored workload died: status {status:#x}, result {result}");
+    assert!(
+        libc::WIFEXITED(status),
+        "restored workload died: status {status:#x}, result {result}"
+    );
     result
 }
 
@@ -30,13 +33,20 @@ fn dump_kill_restore(name: &str, extra_dump: &[&str]) -> (Scratch, Workload) {
     let images = scratch.join("images");
     std::fs::create_dir(&work).unwrap();
     let mut w = Workload::start("verify", &work, None);
-    let mut args = vec!["dump", "-t", &w.pid.to_string()].into_iter().map(String::from).collect::<Vec<_>>();
+    let mut args = vec!["dump", "-t", &w.pid.to_string()]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
     args.extend(["-D".into(), s(&images).into()]);
     args.extend(extra_dump.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     stasis_ok(&args);
     let st = w.reap_original();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGKILL), "the dump kills the task");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&st),
+        Some(libc::SIGKILL),
+        "the dump kills the task"
+    );
     let pidfile = scratch.join("pid");
     stasis_ok(&["restore", "-D", s(&images), "--detach", "--pid-file", s(&pidfile)]);
     let restored: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
@@ -67,22 +77,37 @@ fn every_image_we_write_decodes_with_crit_and_shows() {
     assert_eq!(std::fs::metadata(&images).unwrap().permissions().mode() & 0o777, 0o700);
     let mut decoded = 0;
     for f in files_of(&images) {
-        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            f.display()
+        );
         if f.file_name().unwrap().to_str().unwrap().starts_with("pages-") {
             continue;
         }
         let v = crit_decode(&f);
-        assert!(v["entries"].as_array().is_some_and(|e| !e.is_empty()), "{}", f.display());
+        assert!(
+            v["entries"].as_array().is_some_and(|e| !e.is_empty()),
+            "{}",
+            f.display()
+        );
         decoded += 1;
     }
     assert!(decoded >= 10, "only {decoded} images");
     let ps = ctests::crit(&["x", s(&images), "ps"]);
-    assert!(ps.contains(&w.pid.to_string()) && ps.contains("stasis-test-wor"), "{ps}");
+    assert!(
+        ps.contains(&w.pid.to_string()) && ps.contains("stasis-test-wor"),
+        "{ps}"
+    );
     let shown = stasis_ok(&["show", s(&images)]);
     let _ = shown;
     let out = stasis(&["show", s(&images)]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("/dev/null") && text.contains("work/input") && text.contains("work/log"), "{text}");
+    assert!(
+        text.contains("/dev/null") && text.contains("work/input") && text.contains("work/log"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -124,7 +149,10 @@ fn restore_without_detach_waits_and_exits_as_the_process_did() {
         assert!(start.elapsed() < Duration::from_secs(20), "restored process never ran");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(restore.try_wait().unwrap().is_none(), "stasis restore returned before the process exited");
+    assert!(
+        restore.try_wait().unwrap().is_none(),
+        "stasis restore returned before the process exited"
+    );
     w.signal(libc::SIGUSR1);
     let st = restore.wait().unwrap();
     assert_eq!(st.code(), Some(0), "stasis restore exits with the process's code");
@@ -140,7 +168,10 @@ fn a_dump_that_fails_on_a_full_filesystem_leaves_the_process_running() {
     let tiny = scratch.join("tiny");
     std::fs::create_dir(&work).unwrap();
     std::fs::create_dir(&tiny).unwrap();
-    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs", s(&tiny)]).status().unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs", s(&tiny)])
+        .status()
+        .unwrap();
     assert!(st.success(), "mount tmpfs");
     let w = Workload::start("verify", &work, None);
     let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&tiny.join("images"))]);
@@ -151,7 +182,10 @@ fn a_dump_that_fails_on_a_full_filesystem_leaves_the_process_running() {
     assert!(umount.success());
     assert_running_untraced(w.pid);
     let result = finish_verify(&w);
-    assert!(result.starts_with("OK"), "after a failed dump the process is intact: {result}");
+    assert!(
+        result.starts_with("OK"),
+        "after a failed dump the process is intact: {result}"
+    );
 }
 
 #[test]
@@ -162,14 +196,24 @@ fn a_second_dump_of_a_process_being_dumped_is_refused_and_the_first_succeeds() {
     std::fs::create_dir(&work).unwrap();
     let w = Workload::start("hold", &work, Some(768));
     let first = Command::new(workspace_bin("stasis"))
-        .args(["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("a")), "--leave-running"])
+        .args([
+            "dump",
+            "-t",
+            &w.pid.to_string(),
+            "-D",
+            s(&scratch.join("a")),
+            "--leave-running",
+        ])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
     while status_field(w.pid, "TracerPid").as_deref().unwrap_or("0") == "0" {
-        assert!(start.elapsed() < Duration::from_secs(20), "the first dump never attached");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the first dump never attached"
+        );
         std::thread::sleep(Duration::from_micros(200));
     }
     let second = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("b"))]);
@@ -206,7 +250,10 @@ fn a_target_that_dies_during_the_dump_fails_it_with_the_cause() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a dump of a killed process succeeded: {err}");
     assert!(err.contains(&format!("pid {}", w.pid)), "{err}");
-    assert!(!scratch.join("images/inventory.img").exists(), "an incomplete dump must not look complete");
+    assert!(
+        !scratch.join("images/inventory.img").exists(),
+        "an incomplete dump must not look complete"
+    );
     w.reap_original();
 }
 
@@ -246,13 +293,24 @@ fn a_restore_from_damaged_images_fails_and_leaves_nothing() {
     let out = stasis(&["restore", "-D", s(&images), "--detach"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains(&format!("mm-{}.img", w.pid)) && err.contains("truncated"), "{err}");
-    assert!(!std::path::Path::new(&format!("/proc/{}", w.pid)).exists(), "a process was left at the pid");
+    assert!(
+        err.contains(&format!("mm-{}.img", w.pid)) && err.contains("truncated"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", w.pid)).exists(),
+        "a process was left at the pid"
+    );
     // A pages image shorter than the pagemap says is refused before anything is created too.
     std::fs::write(&mm, &bytes).unwrap();
     let pages = images.join("pages-1.img");
     let len = std::fs::metadata(&pages).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&pages).unwrap().set_len(len - 4096).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(len - 4096)
+        .unwrap();
     let out = stasis(&["restore", "-D", s(&images), "--detach"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("pages-1.img"), "{err}");
@@ -262,4 +320,131 @@ fn a_restore_from_damaged_images_fails_and_leaves_nothing() {
 fn children_of_us() -> String {
     let me = std::process::id();
     std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap_or_default()
+}
+
+#[test]
+fn a_pipe_of_the_caller_is_refused_by_name_unless_inherited_then_the_process_continues() {
+    become_subreaper();
+    let scratch = Scratch::new("pipe");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let (_reader, writer) = std::io::pipe().unwrap();
+    let mut w = Workload::start_with("verify", &work, None, [Stdio::null(), writer.into(), Stdio::null()]);
+    let key = std::fs::read_link(format!("/proc/{}/fd/1", w.pid))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(key.starts_with("pipe:["), "{key}");
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    w.reap_original();
+    let out = stasis(&["restore", "-D", s(&images), "--detach"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("fd 1 was {key}")) && err.contains("--inherit-fd"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", w.pid)).exists(),
+        "a process was left behind"
+    );
+    let (_new_reader, new_writer) = std::io::pipe().unwrap();
+    let new_key = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&new_writer)
+    ))
+    .unwrap();
+    let out = Command::new(workspace_bin("stasis"))
+        .args([
+            "restore",
+            "-D",
+            s(&images),
+            "--detach",
+            "--inherit-fd",
+            &format!("fd[1]:{key}"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(new_writer)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_link(format!("/proc/{}/fd/1", w.pid)).unwrap(), new_key);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn a_terminal_needs_shell_job_on_dump_and_restore() {
+    become_subreaper();
+    let scratch = Scratch::new("tty");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let (_master, slave) = checkpoint_core::sys::open_pty().unwrap();
+    let tty = || -> Stdio {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&slave)
+            .unwrap()
+            .into()
+    };
+    let mut w = Workload::start_with("verify", &work, None, [tty(), tty(), tty()]);
+    let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("fd 0 is a terminal") && err.contains("--shell-job"),
+        "{err}"
+    );
+    assert_running_untraced(w.pid);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--shell-job"]);
+    w.reap_original();
+    let out = stasis(&["restore", "-D", s(&images), "--detach"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("fd 0 was {}", slave.display())) && err.contains("--shell-job"),
+        "{err}"
+    );
+    let out = Command::new(workspace_bin("stasis"))
+        .args(["restore", "-D", s(&images), "--detach", "--shell-job"])
+        .stdin(tty())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_link(format!("/proc/{}/fd/2", w.pid)).unwrap(), slave);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn check_reports_every_feature_and_what_restore_needs_is_there() {
+    let out = stasis(&["check"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "pidfd_getfd",
+        "clone3 set_tid",
+        "PTRACE_GET_RSEQ_CONFIGURATION",
+        "PAGEMAP_SCAN",
+        "userfaultfd WP async",
+        "cgroup v1 freezer",
+        "cgroup v2 freezer",
+        "PR_TIMER_CREATE_RESTORE_IDS",
+        "soft-dirty",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        assert!(line.contains(" ok") || line.contains("missing ("), "{line}");
+    }
+    for needed in ["pidfd_getfd", "clone3 set_tid", "PTRACE_GET_RSEQ_CONFIGURATION"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(needed) && l.ends_with(" ok")),
+            "{needed}:\n{text}"
+        );
+    }
 }

@@ -20,6 +20,9 @@ pub enum FileKind {
     Reg { path: String, size: u64, mode: u32 },
     /// A terminal (restored from the caller's terminal with `--shell-job`).
     Tty { path: String, rdev: u64 },
+    /// One end of a pipe (its contents are not saved yet: restored only from a pipe the
+    /// caller passes with `--inherit-fd fd[N]:pipe:[INO]`).
+    Pipe { ino: u64 },
 }
 
 /// One open file description, possibly behind several fds.
@@ -101,8 +104,10 @@ pub fn collect(pid: i32, shell_job: bool) -> Result<FdTable, DumpError> {
                 size: 0,
                 mode: meta.mode(),
             }
+        } else if ft.is_fifo() && link.starts_with("pipe:[") {
+            FileKind::Pipe { ino: meta.ino() }
         } else if ft.is_fifo() {
-            return Err(unsupported("pipes and FIFOs are not supported yet"));
+            return Err(unsupported("FIFOs are not supported yet"));
         } else if ft.is_socket() {
             return Err(unsupported("sockets are not supported yet"));
         } else if link.starts_with("anon_inode:") {

@@ -123,8 +123,9 @@ const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 
-/// Largest run read and written at once: bounds the dumper's memory.
+/// Size of one batch of pages read and written at once; a few are in flight.
 pub const CHUNK: usize = 4 << 20;
+const BUFFERS: usize = 3;
 
 /// Counters of a memory dump.
 #[derive(Clone, Copy, Debug, Default)]
@@ -133,71 +134,143 @@ pub struct PageStats {
     pub written: u64,
 }
 
+/// Runs of pages gathered into one buffer: read with one process_vm_readv, written with one write.
+struct Batch {
+    buf: Vec<u8>,
+    /// (address, length) of each run, in buffer order.
+    runs: Vec<(u64, u64)>,
+    /// Per run: the task cannot read it itself (PROT_NONE...), so it is read through /proc/PID/mem.
+    forced: Vec<bool>,
+    used: usize,
+}
+
+impl Batch {
+    fn reset(&mut self) {
+        self.runs.clear();
+        self.forced.clear();
+        self.used = 0;
+    }
+
+    /// Adds a page; `split` starts a new run even if it follows the last one (a new mapping).
+    fn add_page(&mut self, page: u64, forced: bool, split: bool) {
+        match (self.runs.last_mut(), self.forced.last()) {
+            (Some((start, len)), Some(&f)) if !split && *start + *len == page && f == forced => *len += PAGE_SIZE,
+            _ => {
+                self.runs.push((page, PAGE_SIZE));
+                self.forced.push(forced);
+            }
+        }
+        self.used += PAGE_SIZE as usize;
+    }
+
+    fn fill(&mut self, mem: &RemoteMem) -> Result<(), DumpError> {
+        let ranges: Vec<(u64, usize)> = self.runs.iter().map(|&(a, l)| (a, l as usize)).collect();
+        if !self.forced.contains(&true) {
+            mem.read_many(&ranges, &mut self.buf[..self.used])?;
+            return Ok(());
+        }
+        let mut off = 0;
+        for (&(addr, len), &forced) in ranges.iter().zip(&self.forced) {
+            let dst = &mut self.buf[off..off + len];
+            if forced {
+                mem.read_forced(addr, dst)?;
+            } else {
+                mem.read(addr, dst)?;
+            }
+            off += len;
+        }
+        Ok(())
+    }
+}
+
 /// Writes the pages of every saved mapping: present or swapped pages, and for private file
-/// mappings only the pages the task wrote (no longer the file's).
+/// mappings only the pages the task wrote (no longer the file's). Reading (this thread) and
+/// writing (a second thread) overlap, on the two CPUs.
 pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PageImageWriter) -> Result<PageStats, DumpError> {
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(|e| DumpError::proc(pid, &pagemap_path, e))?;
     let mem = RemoteMem::open(pid)?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut entries = vec![0u8; 8 * 65536];
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(BUFFERS);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
+    for _ in 0..BUFFERS {
+        let _ = free_tx.send(Batch {
+            buf: vec![0u8; CHUNK],
+            runs: Vec::new(),
+            forced: Vec::new(),
+            used: 0,
+        });
+    }
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(), DumpError> {
+            for batch in full_rx {
+                out.write_runs(&batch.runs, &batch.buf[..batch.used])?;
+                let _ = free_tx.send(batch);
+            }
+            Ok(())
+        });
+        let read = scan_and_read(pid, vmas, &pagemap, &pagemap_path, &mem, &full_tx, &free_rx);
+        drop(full_tx);
+        let wrote = writer.join().unwrap_or_else(|_| {
+            Err(DumpError::Unsupported {
+                pid,
+                what: "page writer panicked".into(),
+            })
+        });
+        // A writer failure (disk full...) is the cause of a reader's "writer stopped": report it.
+        wrote?;
+        read
+    })
+}
+
+fn scan_and_read(
+    pid: i32,
+    vmas: &[Vma],
+    pagemap: &File,
+    pagemap_path: &str,
+    mem: &RemoteMem,
+    full: &std::sync::mpsc::SyncSender<Batch>,
+    free: &std::sync::mpsc::Receiver<Batch>,
+) -> Result<PageStats, DumpError> {
+    let writer_gone = || DumpError::Unsupported {
+        pid,
+        what: "the page writer stopped".into(),
+    };
     let mut stats = PageStats::default();
+    let mut batch = free.recv().map_err(|_| writer_gone())?;
+    let mut entries = vec![0u8; 8 * 65536];
     for v in vmas.iter().filter(|v| v.dump_pages) {
         let anon = v.path.is_none();
         let mut addr = v.entry.start;
-        let mut run: Option<(u64, u64)> = None; // (start, pages)
+        let mut first = true;
         while addr < v.entry.end {
             let pages = ((v.entry.end - addr) / PAGE_SIZE).min(65536) as usize;
             let bytes = &mut entries[..8 * pages];
             pagemap
                 .read_exact_at(bytes, addr / PAGE_SIZE * 8)
-                .map_err(|e| DumpError::proc(pid, &pagemap_path, e))?;
+                .map_err(|e| DumpError::proc(pid, pagemap_path, e))?;
+            stats.scanned += pages as u64;
             for (i, word) in bytes.chunks_exact(8).enumerate() {
                 let e = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-                let page = addr + i as u64 * PAGE_SIZE;
-                let wanted = e & (PM_PRESENT | PM_SWAPPED) != 0 && (anon || e & PM_FILE == 0);
-                stats.scanned += 1;
-                match (&mut run, wanted) {
-                    (Some((start, n)), true) if *start + *n * PAGE_SIZE == page && (*n as usize) * 4096 < CHUNK => {
-                        *n += 1
-                    }
-                    (_, true) => {
-                        if let Some((s, n)) = run.take() {
-                            stats.written += write_run(&mem, v.readable, s, n, &mut buf, out)?;
-                        }
-                        run = Some((page, 1));
-                    }
-                    (_, false) => {
-                        if let Some((s, n)) = run.take() {
-                            stats.written += write_run(&mem, v.readable, s, n, &mut buf, out)?;
-                        }
-                    }
+                if e & (PM_PRESENT | PM_SWAPPED) == 0 || (!anon && e & PM_FILE != 0) {
+                    continue;
                 }
+                let page = addr + i as u64 * PAGE_SIZE;
+                if batch.used == CHUNK {
+                    batch.fill(mem)?;
+                    full.send(batch).map_err(|_| writer_gone())?;
+                    batch = free.recv().map_err(|_| writer_gone())?;
+                    batch.reset();
+                }
+                batch.add_page(page, !v.readable, first);
+                first = false;
+                stats.written += 1;
             }
             addr += pages as u64 * PAGE_SIZE;
         }
-        if let Some((s, n)) = run.take() {
-            stats.written += write_run(&mem, v.readable, s, n, &mut buf, out)?;
-        }
+    }
+    if batch.used > 0 {
+        batch.fill(mem)?;
+        full.send(batch).map_err(|_| writer_gone())?;
     }
     Ok(stats)
-}
-
-fn write_run(
-    mem: &RemoteMem,
-    readable: bool,
-    start: u64,
-    pages: u64,
-    buf: &mut [u8],
-    out: &mut PageImageWriter,
-) -> Result<u64, DumpError> {
-    let len = (pages * PAGE_SIZE) as usize;
-    let data = &mut buf[..len];
-    if readable {
-        mem.read(start, data)?;
-    } else {
-        mem.read_forced(start, data)?;
-    }
-    out.write_run(start, data)?;
-    Ok(pages)
 }

@@ -189,6 +189,22 @@ impl FilesImage {
         id
     }
 
+    fn pipe(&mut self, ino: u64, flags: u32) -> u32 {
+        let id = self.next_id();
+        self.entries.push(pb::FileEntry {
+            r#type: FdTypes::Pipe as i32,
+            id,
+            pipe: Some(pb::PipeEntry {
+                id,
+                pipe_id: ino as u32,
+                flags,
+                fown: pb::FownEntry::default(),
+            }),
+            ..Default::default()
+        });
+        id
+    }
+
     fn tty(&mut self, path: &str, rdev: u64, flags: u32) -> u32 {
         let regf = self.reg(path, flags, 0, -1);
         let id = self.next_id();
@@ -296,6 +312,7 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
         .map(|f| match &f.kind {
             FileKind::Reg { path, .. } => (files.reg(path, f.flags, f.pos, f.mnt_id), FdTypes::Reg),
             FileKind::Tty { path, rdev } => (files.tty(path, *rdev, f.flags), FdTypes::Tty),
+            FileKind::Pipe { ino } => (files.pipe(*ino, f.flags), FdTypes::Pipe),
         })
         .collect();
     let fdinfo: Vec<pb::FdinfoEntry> = fdt
@@ -456,7 +473,8 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
         .map(|s| (s * 1e6) as u64);
-    // The inventory goes last: its presence marks a complete dump.
+    // Everything durable before the inventory, whose presence marks a complete dump.
+    dir.sync()?;
     dir.write_all(
         ImageKind::Inventory,
         0,
@@ -470,6 +488,7 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
             ..Default::default()
         }],
     )?;
+    dir.sync()?;
     Ok(DumpReport {
         pid,
         vmas: vmas.len(),

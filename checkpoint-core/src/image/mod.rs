@@ -113,13 +113,20 @@ impl ImageDir {
         ImageWriter::new(BufWriter::new(file), kind, &path)
     }
 
-    /// Writes a whole payload-free image of `kind`/`id` and fsyncs it.
+    /// Writes a whole payload-free image of `kind`/`id` (durable after [`ImageDir::sync`]).
     pub fn write_all<M: prost::Message>(&self, kind: ImageKind, id: u64, entries: &[M]) -> Result<(), ImageError> {
         let mut w = self.writer(kind, id)?;
         for e in entries {
             w.write(e)?;
         }
-        w.sync()
+        w.finish().map(drop)
+    }
+
+    /// Makes everything written to the directory durable: one syncfs(2) for all the files (a
+    /// single journal commit on ext4, instead of one per fsync'd file).
+    pub fn sync(&self) -> Result<(), ImageError> {
+        let dir = File::open(&self.path).map_err(|e| ImageError::io(&self.path, e))?;
+        crate::sys::syncfs(&dir).map_err(|e| ImageError::io(&self.path, e))
     }
 
     /// Creates (truncating, mode 0600) a raw file such as `pages-<id>.img`.

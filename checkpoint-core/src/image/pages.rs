@@ -151,19 +151,38 @@ impl PageImageWriter {
         Ok(())
     }
 
+    /// Records several runs whose bytes are `data`, back to back (one write for all of them).
+    /// `runs` are (address, length in bytes).
+    pub fn write_runs(&mut self, runs: &[(u64, u64)], data: &[u8]) -> Result<(), ImageError> {
+        debug_assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), data.len() as u64);
+        for &(vaddr, len) in runs {
+            let nr_pages = len / PAGE_SIZE;
+            self.map.write(&PagemapEntry {
+                vaddr,
+                compat_nr_pages: u32::try_from(nr_pages).unwrap_or(u32::MAX),
+                in_parent: None,
+                flags: Some(pe_flags::PRESENT),
+                nr_pages: Some(nr_pages),
+            })?;
+        }
+        self.pages
+            .write_all(data)
+            .map_err(|e| ImageError::io(&self.pages_path, e))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
     /// Bytes written to the pages image so far.
     pub fn written(&self) -> u64 {
         self.written
     }
 
-    /// Flushes and fsyncs both files.
+    /// Flushes both files (durable after [`ImageDir::sync`]).
     pub fn finish(self) -> Result<u64, ImageError> {
-        self.map.sync()?;
-        let file = self
-            .pages
+        self.map.finish()?;
+        self.pages
             .into_inner()
             .map_err(|e| ImageError::io(&self.pages_path, e.into_error()))?;
-        file.sync_all().map_err(|e| ImageError::io(&self.pages_path, e))?;
         Ok(self.written)
     }
 }

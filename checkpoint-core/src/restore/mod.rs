@@ -110,6 +110,7 @@ fn prepare(dir: &ImageDir, plan: &Plan, opts: &RestoreOpts) -> Result<Prepared, 
             None => {
                 let key = match &p.target {
                     FdTarget::Reg { path, .. } | FdTarget::Tty { path } => path.clone(),
+                    FdTarget::External { key } => key.clone(),
                 };
                 let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
                 let owned: OwnedFd = match (&p.target, inherited) {
@@ -142,11 +143,11 @@ fn prepare(dir: &ImageDir, plan: &Plan, opts: &RestoreOpts) -> Result<Prepared, 
                         })?;
                         dup_ours(ours).map_err(object(pid, format!("our terminal fd {ours}")))?
                     }
-                    (FdTarget::Tty { path }, None) => {
+                    (FdTarget::Tty { path: what }, None) | (FdTarget::External { key: what }, None) => {
                         return Err(RestoreError::External {
                             pid,
                             fd: p.fd,
-                            what: path.clone(),
+                            what: what.clone(),
                         });
                     }
                 };

@@ -20,6 +20,8 @@ pub enum FdTarget {
     },
     /// A terminal the task had (taken from the caller with --shell-job).
     Tty { path: String },
+    /// Something outside the dump (a pipe of the caller): `--inherit-fd fd[N]:KEY` provides it.
+    External { key: String },
 }
 
 /// One fd to install.
@@ -214,6 +216,9 @@ impl Plan {
                     flags: r.flags,
                     pos: r.pos,
                     size: r.size,
+                },
+                (Ok(FdTypes::Pipe), _, _) if file.pipe.is_some() => FdTarget::External {
+                    key: format!("pipe:[{}]", file.pipe.as_ref().map_or(0, |p| p.pipe_id)),
                 },
                 (Ok(FdTypes::Tty), _, Some(t)) => {
                     let path = t
