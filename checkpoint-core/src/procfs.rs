@@ -203,12 +203,15 @@ pub fn parse_limits(text: &str) -> Option<Vec<(u64, u64)>> {
     (out.len() == 16).then_some(out)
 }
 
-/// `/proc/PID/auxv` as u64 words (pairs ending with AT_NULL).
+/// `/proc/PID/auxv` as u64 words: (key, value) pairs up to, not including, AT_NULL (as CRIU
+/// stores them; its restore refuses more than 22 pairs).
 pub fn parse_auxv(bytes: &[u8]) -> Vec<u64> {
-    bytes
+    let words: Vec<u64> = bytes
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-        .collect()
+        .collect();
+    let pairs = words.chunks_exact(2).take_while(|p| p[0] != 0).count();
+    words[..pairs * 2].to_vec()
 }
 
 #[cfg(test)]
@@ -273,6 +276,15 @@ mod tests {
     fn fdinfo_flags_are_octal() {
         let f = parse_fdinfo("pos:\t7\nflags:\t02102001\nmnt_id:\t25\nino:\t1\n").unwrap();
         assert_eq!((f.pos, f.flags, f.mnt_id), (7, 0o2102001, 25));
+    }
+
+    #[test]
+    fn auxv_stops_before_at_null() {
+        let words: Vec<u8> = [33u64, 7, 6, 4096, 0, 0, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        assert_eq!(parse_auxv(&words), vec![33, 7, 6, 4096]);
     }
 
     #[test]

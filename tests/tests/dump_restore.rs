@@ -139,16 +139,15 @@ fn restore_without_detach_waits_and_exits_as_the_process_did() {
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.reap_original();
+    let pidfile = scratch.join("pid");
     let mut restore = Command::new(workspace_bin("stasis"))
-        .args(["restore", "-D", s(&images)])
+        .args(["restore", "-D", s(&images), "--pid-file", s(&pidfile)])
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while status_field(w.pid, "TracerPid").as_deref() != Some("0") {
-        assert!(start.elapsed() < Duration::from_secs(20), "restored process never ran");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // The pid file is written once the process runs on its own.
+    wait_for_file(&pidfile, Duration::from_secs(20));
+    assert_running_untraced(w.pid);
     assert!(
         restore.try_wait().unwrap().is_none(),
         "stasis restore returned before the process exited"

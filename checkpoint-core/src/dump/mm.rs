@@ -33,7 +33,7 @@ pub struct Vma {
 
 /// Classifies the lines of `/proc/PID/maps`; unsupported mappings are errors.
 pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
-    let mut out = Vec::with_capacity(maps.len());
+    let mut out: Vec<Vma> = Vec::with_capacity(maps.len());
     for m in maps {
         let prot = if m.read { PROT_READ } else { 0 }
             | if m.write { PROT_WRITE } else { 0 }
@@ -98,6 +98,16 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
             }
             _ => return Err(unsupported("this kind of mapping is not supported")),
         };
+        // [vvar_vclock] (kernel 6.13+) is recorded as part of the [vvar] before it, as CRIU does.
+        if m.path == "[vvar_vclock]" {
+            if let Some(prev) = out
+                .last_mut()
+                .filter(|v| v.entry.status & st::VVAR != 0 && v.entry.end == m.start)
+            {
+                prev.entry.end = m.end;
+                continue;
+            }
+        }
         out.push(Vma {
             entry: VmaEntry {
                 start: m.start,

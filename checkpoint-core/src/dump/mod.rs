@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use parasite::Tracee;
 
-use crate::image::pages::{PageImageWriter, PAGE_SIZE};
+use crate::image::pages::PageImageWriter;
 use crate::image::pb::{self, FdTypes};
 use crate::image::{ImageDir, ImageError, ImageKind};
 use crate::{procfs, sys, x86};
@@ -98,6 +98,12 @@ fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
                 "{} threads: multi-threaded processes come with a later milestone",
                 status.threads
             ),
+        });
+    }
+    if !read_proc(pid, "timers")?.trim().is_empty() {
+        return Err(DumpError::Unsupported {
+            pid,
+            what: "POSIX timers are not supported yet".into(),
         });
     }
     if status.seccomp != 0 {
@@ -234,27 +240,41 @@ impl FilesImage {
     }
 }
 
-fn ns_ids(pid: i32) -> pb::TaskKobjIdsEntry {
-    let mut next = 0;
-    let mut id = |name: &str| -> Option<u32> {
-        fs::metadata(format!("/proc/{pid}/ns/{name}")).ok()?;
-        next += 1;
-        Some(next)
+/// Object ids of the dumping process (`inventory.root_ids`) and of the task. CRIU's restore
+/// tells which namespaces to create by comparing the two, and requires the task's fd table,
+/// mm, fs and signal handlers to differ from the dumper's.
+fn kobj_ids(pid: i32) -> (pb::TaskKobjIdsEntry, pb::TaskKobjIdsEntry) {
+    use std::os::unix::fs::MetadataExt;
+    const KINDS: [&str; 8] = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"];
+    let mut next = 2; // 1 and 2 are the dumper's and the task's vm/files/fs/sighand ids
+    let mut by_inode = BTreeMap::new();
+    let mut id_of = |who: &str, kind: &str| -> Option<u32> {
+        let ino = fs::metadata(format!("/proc/{who}/ns/{kind}")).ok()?.ino();
+        Some(*by_inode.entry((kind.to_owned(), ino)).or_insert_with(|| {
+            next += 1;
+            next
+        }))
     };
-    pb::TaskKobjIdsEntry {
-        vm_id: 1,
-        files_id: 1,
-        fs_id: 1,
-        sighand_id: 1,
-        pid_ns_id: id("pid"),
-        net_ns_id: id("net"),
-        ipc_ns_id: id("ipc"),
-        uts_ns_id: id("uts"),
-        mnt_ns_id: id("mnt"),
-        user_ns_id: id("user"),
-        cgroup_ns_id: id("cgroup"),
-        time_ns_id: id("time"),
-    }
+    let mut ids = |who: &str, own: u32| {
+        let ns: Vec<Option<u32>> = KINDS.iter().map(|k| id_of(who, k)).collect();
+        pb::TaskKobjIdsEntry {
+            vm_id: own,
+            files_id: own,
+            fs_id: own,
+            sighand_id: own,
+            pid_ns_id: ns[0],
+            net_ns_id: ns[1],
+            ipc_ns_id: ns[2],
+            uts_ns_id: ns[3],
+            mnt_ns_id: ns[4],
+            user_ns_id: ns[5],
+            cgroup_ns_id: ns[6],
+            time_ns_id: ns[7],
+        }
+    };
+    let root = ids("self", 1);
+    let task = ids(&pid.to_string(), 2);
+    (root, task)
 }
 
 fn caps(v: u64) -> Vec<u32> {
@@ -334,7 +354,7 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
     pages.finish()?;
     let memdump_us = mem_start.elapsed().as_micros() as u32;
 
-    let ids = ns_ids(pid);
+    let (root_ids, ids) = kobj_ids(pid);
     let creds = pb::CredsEntry {
         uid: status.uids[0],
         euid: status.uids[1],
@@ -381,6 +401,12 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
                 rlimits: limits.iter().map(|&(cur, max)| pb::RlimitEntry { cur, max }).collect(),
             }),
             sigactions: injected.sigactions.clone(),
+            timers: Some(pb::TaskTimersEntry {
+                real: injected.itimers[0].clone(),
+                virt: injected.itimers[1].clone(),
+                prof: injected.itimers[2].clone(),
+                posix: Vec::new(),
+            }),
             loginuid,
             oom_score_adj,
             ..Default::default()
@@ -473,22 +499,28 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
         .map(|s| (s * 1e6) as u64);
-    // Everything durable before the inventory, whose presence marks a complete dump.
-    dir.sync()?;
+    // Before the task is killed, everything must be durable (the inventory, whose presence marks
+    // a complete dump, last). A task left running needs no such guarantee.
+    let durable = !opts.leave_running;
+    if durable {
+        dir.sync()?;
+    }
     dir.write_all(
         ImageKind::Inventory,
         0,
         &[pb::InventoryEntry {
             img_version: crate::image::magic::IMAGES_V1_1,
             fdinfo_per_id: Some(true),
-            root_ids: Some(ids),
+            root_ids: Some(root_ids),
             ns_per_id: Some(true),
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             dump_uptime: uptime_us,
             ..Default::default()
         }],
     )?;
-    dir.sync()?;
+    if durable {
+        dir.sync()?;
+    }
     Ok(DumpReport {
         pid,
         vmas: vmas.len(),
@@ -497,9 +529,4 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
         frozen: Duration::ZERO,
         elapsed: Duration::ZERO,
     })
-}
-
-/// Bytes of page data a report stands for.
-pub fn report_bytes(r: &DumpReport) -> u64 {
-    r.pages_written * PAGE_SIZE
 }

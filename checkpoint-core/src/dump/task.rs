@@ -2,10 +2,10 @@
 //! syscalls: signal handlers, the alternate signal stack, the clear-tid address, brk.
 
 use parasite::mem::RemoteMem;
-use parasite::{Injector, Tracee};
+use parasite::{Injector, Pinned, Tracee};
 
 use super::DumpError;
-use crate::image::pb::{SaEntry, ThreadSasEntry};
+use crate::image::pb::{ItimerEntry, SaEntry, ThreadSasEntry};
 
 /// Highest signal number.
 pub const SIGMAX: u32 = 64;
@@ -18,6 +18,8 @@ pub struct InjectedState {
     pub altstack: ThreadSasEntry,
     pub clear_tid_addr: u64,
     pub brk: u64,
+    /// ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF.
+    pub itimers: [ItimerEntry; 3],
 }
 
 /// Signals whose disposition cannot be read or changed.
@@ -31,6 +33,7 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 
 /// Reads the state above through a scratch page mapped in the task for the occasion.
 pub fn collect(t: &Tracee) -> Result<InjectedState, DumpError> {
+    let _pinned = Pinned::new(t.pid());
     let inj = Injector::at_ip(t)?;
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
@@ -83,5 +86,16 @@ fn read_with_scratch(t: &Tracee, inj: &Injector<'_>, scratch: u64) -> Result<Inj
     mem.read(scratch, &mut word)?;
     st.clear_tid_addr = u64::from_le_bytes(word);
     st.brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
+    for (which, slot) in st.itimers.iter_mut().enumerate() {
+        inj.call("getitimer", libc::SYS_getitimer, [which as u64, scratch, 0, 0, 0, 0])?;
+        let mut t = [0u8; 32];
+        mem.read(scratch, &mut t)?;
+        *slot = ItimerEntry {
+            isec: u64_at(&t, 0),
+            iusec: u64_at(&t, 8),
+            vsec: u64_at(&t, 16),
+            vusec: u64_at(&t, 24),
+        };
+    }
     Ok(st)
 }

@@ -100,6 +100,12 @@ impl Plan {
             .tc
             .as_ref()
             .ok_or_else(|| invalid(format!("core-{pid}.img: no task core")))?;
+        if tc.timers.as_ref().is_some_and(|t| !t.posix.is_empty()) {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: "POSIX timers are not supported yet".into(),
+            });
+        }
         if tc.task_state != pb::TASK_ALIVE {
             return Err(RestoreError::Unsupported {
                 pid,

@@ -267,6 +267,14 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<(), RestoreErro
             r.call("prlimit64", libc::SYS_prlimit64, [0, res as u64, new, 0, 0, 0])?;
         }
     }
+    if let Some(timers) = &tc.timers {
+        for (which, t) in [&timers.real, &timers.virt, &timers.prof].into_iter().enumerate() {
+            if t.vsec != 0 || t.vusec != 0 {
+                let new = r.put(0, &words(&[t.isec, t.iusec, t.vsec, t.vusec]))?;
+                r.call("setitimer", libc::SYS_setitimer, [which as u64, new, 0, 0, 0, 0])?;
+            }
+        }
+    }
     let ti = plan.core.thread_info.as_ref().ok_or_else(|| RestoreError::Invalid {
         what: "no registers".into(),
     })?;

@@ -3,6 +3,11 @@
 //! machine's floor for the same bytes (memcpy; a plain write + fsync of the same bytes to the
 //! same filesystem), and the peak RSS of `stasis dump` and `stasis restore`.
 //!
+//! When CRIU is found (`../shared/tools/criu`, or STASIS_BENCH_CRIU=path), the same workload is
+//! also dumped and restored by CRIU in the same run, and CRIU's own timings (stats-dump
+//! frozen_time, stats-restore restore_time) are printed next to ours; set STASIS_BENCH_CRIU=off
+//! to skip it.
+//!
 //! Environment: STASIS_BENCH_SIZES (MiB, default "64,512,2048"), STASIS_BENCH_RUNS (default 5),
 //! STASIS_BENCH_EXT4 (default /var/tmp), STASIS_BENCH_TMPFS (default /dev/shm).
 
@@ -50,6 +55,75 @@ fn floor_write(bytes: usize, dir: &Path) -> f64 {
     s
 }
 
+/// Reads the images into fresh memory: what any restore must at least do (page faults + copy).
+fn floor_fresh_read(images: &Path) -> f64 {
+    use std::io::Read;
+    let t = Instant::now();
+    let mut total = 0;
+    for e in std::fs::read_dir(images).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_str().unwrap().starts_with("pages-") {
+            let mut f = std::fs::File::open(&p).unwrap();
+            let len = f.metadata().unwrap().len() as usize;
+            let mut buf = vec![0u8; len];
+            f.read_exact(&mut buf).unwrap();
+            total += std::hint::black_box(&buf).len();
+        }
+    }
+    assert!(total > 0);
+    t.elapsed().as_secs_f64()
+}
+
+fn criu_path() -> Option<PathBuf> {
+    match std::env::var("STASIS_BENCH_CRIU") {
+        Ok(v) if v == "off" => None,
+        Ok(v) => Some(PathBuf::from(v)),
+        Err(_) => {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/criu");
+            p.exists().then_some(p)
+        }
+    }
+}
+
+/// Dumps and restores a fresh workload with CRIU; returns CRIU's own (frozen, restore) seconds.
+fn criu_run(criu: &Path, base: &Path, mb: u64) -> Option<(f64, f64)> {
+    use checkpoint_core::image::{pb, ImageDir, ImageKind};
+    let work = base.join(format!("stasis-bench-criu-{}-{mb}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("images")).unwrap();
+    let images = work.join("images");
+    let mut w = Workload::start("hold", &work, Some(mb as u32));
+    let quiet = |args: &[&str]| {
+        Command::new(criu)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+    };
+    let img = images.to_str().unwrap();
+    let dumped = quiet(&["dump", "-t", &w.pid.to_string(), "-D", img, "--shell-job"]).is_some_and(|s| s.success());
+    if !dumped {
+        let _ = std::fs::remove_dir_all(&work);
+        return None;
+    }
+    w.reap_original();
+    let restored = quiet(&["restore", "-D", img, "--shell-job", "-d"]).is_some_and(|s| s.success());
+    let dir = ImageDir::open(&images).ok()?;
+    let d = dir.read_one::<pb::StatsEntry>(ImageKind::StatsDump, 0).ok()??.dump?;
+    let r = dir
+        .read_one::<pb::StatsEntry>(ImageKind::StatsRestore, 0)
+        .ok()??
+        .restore?;
+    if restored {
+        w.signal(libc::SIGUSR1);
+        let _ = checkpoint_core::sys::wait_exit(w.pid);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Some((f64::from(d.frozen_time) / 1e6, f64::from(r.restore_time) / 1e6))
+}
+
 /// Runs stasis, returns (wall seconds, peak RSS KiB from its summary line).
 fn timed_stasis(args: &[&str]) -> (f64, u64) {
     let t = Instant::now();
@@ -90,43 +164,48 @@ fn main() {
             PathBuf::from(std::env::var("STASIS_BENCH_TMPFS").unwrap_or_else(|_| "/dev/shm".into())),
         ),
     ];
-    println!("stasis bench: {runs} runs each, medians; floor = the same bytes through memcpy / write+fsync");
+    let criu = criu_path();
+    println!("stasis bench: {runs} runs each; medians of the wall-clock seconds of whole `stasis` commands.");
+    println!("dump floor: write+fsync of the same bytes to the same fs. restore floor: reading the pages image");
+    println!("into fresh memory. x = ours / floor. CRIU: its own frozen_time / restore_time stats, one run.");
     println!(
-        "{:>6} {:>6} | {:>8} {:>6} {:>8} {:>6} | {:>8} {:>6} {:>9} | {:>8} {:>8} | {:>9} {:>9}",
+        "{:>5} {:>5} | {:>7} {:>5} {:>7} {:>5} | {:>7} {:>5} {:>7} {:>5} | {:>7} | {:>6} {:>6} | {:>7} {:>7} | {:>4}",
         "MiB",
         "fs",
-        "dump s",
+        "dump",
         "GB/s",
-        "floor s",
-        "ratio",
+        "floor",
+        "x",
         "restore",
         "GB/s",
-        "memcpy s",
-        "dump RSS",
-        "rest RSS",
-        "fsync'd",
-        "verified"
+        "floor",
+        "x",
+        "memcpy",
+        "d.RSS",
+        "r.RSS",
+        "criu d",
+        "criu r",
+        "ok"
     );
     for &mb in &sizes {
         let bytes = mb << 20;
         for (fs_name, base) in &targets {
-            let mut dumps = Vec::new();
-            let mut restores = Vec::new();
-            let mut floors = Vec::new();
-            let mut copies = Vec::new();
-            let (mut dump_rss, mut restore_rss) = (0, 0);
-            let mut verified = 0;
+            let (mut dumps, mut restores, mut floors, mut rfloors, mut copies) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut dump_rss, mut restore_rss, mut verified) = (0, 0, 0);
             for run in 0..runs {
                 let work = base.join(format!("stasis-bench-{}-{mb}-{run}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&work);
                 std::fs::create_dir_all(&work).unwrap();
                 let images = work.join("images");
+                let img = images.to_str().unwrap();
                 let mut w = Workload::start("hold", &work, Some(mb as u32));
-                let (d, rss) = timed_stasis(&["dump", "-t", &w.pid.to_string(), "-D", images.to_str().unwrap()]);
+                let (d, rss) = timed_stasis(&["dump", "-t", &w.pid.to_string(), "-D", img]);
                 w.reap_original();
                 dumps.push(d);
                 dump_rss = dump_rss.max(rss);
-                let (r, rss) = timed_stasis(&["restore", "-D", images.to_str().unwrap(), "--detach"]);
+                rfloors.push(floor_fresh_read(&images));
+                let (r, rss) = timed_stasis(&["restore", "-D", img, "--detach"]);
                 restores.push(r);
                 restore_rss = restore_rss.max(rss);
                 w.signal(libc::SIGUSR1);
@@ -145,15 +224,19 @@ fn main() {
                 median(&mut floors),
                 median(&mut copies),
             );
+            let rf = median(&mut rfloors);
+            let (cd, cr) = match criu.as_deref().and_then(|p| criu_run(p, base, mb)) {
+                Some((cd, cr)) => (format!("{cd:.3}"), format!("{cr:.3}")),
+                None => ("-".into(), "-".into()),
+            };
             println!(
-                "{mb:>6} {fs_name:>6} | {d:>8.3} {:>6.2} {f:>8.3} {:>6.2} | {r:>8.3} {:>6.2} {c:>9.3} | {:>7}M {:>7}M | {:>9} {:>6}/{runs}",
+                "{mb:>5} {fs_name:>5} | {d:>7.3} {:>5.2} {f:>7.3} {:>5.2} | {r:>7.3} {:>5.2} {rf:>7.3} {:>5.2} | {c:>7.3} | {:>5}M {:>5}M | {cd:>7} {cr:>7} | {verified}/{runs}",
                 gbs(bytes, d),
                 d / f,
                 gbs(bytes, r),
+                r / rf,
                 dump_rss / 1024,
                 restore_rss / 1024,
-                "yes",
-                verified
             );
         }
     }
