@@ -447,3 +447,77 @@ fn check_reports_every_feature_and_what_restore_needs_is_there() {
         );
     }
 }
+
+fn criu() -> std::path::PathBuf {
+    let p = ctests::shared_dir().join("tools/criu");
+    assert!(
+        p.exists(),
+        "{}: the reference CRIU is part of ../shared/tools",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn criu_restores_what_stasis_dumped() {
+    become_subreaper();
+    let scratch = Scratch::new("to-criu");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let mut w = Workload::start("verify", &work, None);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    w.reap_original();
+    let out = Command::new(criu())
+        .args(["restore", "-D", s(&images), "--shell-job", "-d", "-o", "restore.log"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(images.join("restore.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "CRIU could not restore our images:\n{}",
+        log.lines()
+            .filter(|l| l.contains("Error"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_running_untraced(w.pid);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn stasis_restores_what_criu_dumped() {
+    become_subreaper();
+    let scratch = Scratch::new("from-criu");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::create_dir(&images).unwrap();
+    let mut w = Workload::start("verify", &work, None);
+    let out = Command::new(criu())
+        .args([
+            "dump",
+            "-t",
+            &w.pid.to_string(),
+            "-D",
+            s(&images),
+            "--shell-job",
+            "-o",
+            "dump.log",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "CRIU dump failed: {}",
+        std::fs::read_to_string(images.join("dump.log")).unwrap_or_default()
+    );
+    w.reap_original();
+    stasis_ok(&["restore", "-D", s(&images), "--shell-job", "--detach"]);
+    assert_running_untraced(w.pid);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}

@@ -50,11 +50,13 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
                 None,
                 false,
             ),
+            // The vdso's pages are saved as CRIU does (its restore compares them with the running
+            // kernel's vdso); ours moves the running kernel's vdso into place instead.
             "[vdso]" => (
                 st::REGULAR | st::VDSO | st::ANON_PRIVATE,
                 MAP_PRIVATE | MAP_ANONYMOUS,
                 None,
-                false,
+                true,
             ),
             "[vvar]" | "[vvar_vclock]" => (
                 st::REGULAR | st::VVAR | st::ANON_PRIVATE,

@@ -182,20 +182,40 @@ impl Plan {
                 vma_paths.insert(i, reg(id, "a mapped file")?.name.clone());
             }
         }
+        // Runs may span adjacent mappings (CRIU merges them): split them at mapping boundaries,
+        // and check that every page lands in a private mapping.
+        let mut runs = Vec::with_capacity(pagemap.runs.len());
         for run in pagemap.runs.iter().filter(|r| r.is_present()) {
-            let end = run.vaddr + run.len();
-            let inside = mm.vmas.iter().any(|v| {
-                v.start <= run.vaddr
-                    && end <= v.end
-                    && v.status & (st::VDSO | st::VVAR | st::VSYSCALL | st::FILE_SHARED) == 0
-            });
-            if !inside {
-                return Err(invalid(format!(
-                    "pagemap-{pid}.img: pages {:#x}-{end:#x} are outside any private mapping",
-                    run.vaddr
-                )));
+            let (mut at, end, mut offset) = (run.vaddr, run.vaddr + run.len(), run.offset);
+            while at < end {
+                let v = mm
+                    .vmas
+                    .iter()
+                    .find(|v| {
+                        v.start <= at && at < v.end && v.status & (st::VVAR | st::VSYSCALL | st::FILE_SHARED) == 0
+                    })
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "pagemap-{pid}.img: page {at:#x} of run {:#x}-{end:#x} is outside any private mapping",
+                            run.vaddr
+                        ))
+                    })?;
+                let piece_end = end.min(v.end);
+                let nr_pages = (piece_end - at) / PAGE_SIZE;
+                runs.push(crate::image::pages::PageRun {
+                    vaddr: at,
+                    nr_pages,
+                    flags: run.flags,
+                    offset,
+                });
+                offset += piece_end - at;
+                at = piece_end;
             }
         }
+        let pagemap = Pagemap {
+            pages_id: pagemap.pages_id,
+            runs,
+        };
         let exe = reg(mm.exe_file_id, "the executable")?.name.clone();
         let fs: pb::FsEntry = dir
             .read_one(ImageKind::Fs, task.pid.into())?

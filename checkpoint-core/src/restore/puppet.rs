@@ -453,13 +453,30 @@ fn move_vdso(
 /// Reads every present page run from the pages image into place with preadv, many runs a call.
 fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64) -> Result<(), RestoreError> {
     let room = ((SCRATCH_LEN - DATA) / 16) as usize;
-    let runs: Vec<_> = plan.pagemap.runs.iter().filter(|p| p.is_present()).collect();
+    // The vdso's saved pages are not written back: the running kernel's vdso was moved there.
+    let in_vdso = |vaddr: u64| {
+        plan.mm
+            .vmas
+            .iter()
+            .any(|v| v.status & st::VDSO != 0 && v.start <= vaddr && vaddr < v.end)
+    };
+    let runs: Vec<_> = plan
+        .pagemap
+        .runs
+        .iter()
+        .filter(|p| p.is_present() && !in_vdso(p.vaddr))
+        .collect();
     let mut i = 0;
     while i < runs.len() {
         let offset = runs[i].offset;
         let mut iov = Vec::new();
         let mut total = 0u64;
-        while i < runs.len() && iov.len() < room.min(IOV_MAX) && total < (1 << 30) {
+        // One call reads runs that follow each other in the pages image.
+        while i < runs.len()
+            && runs[i].offset == offset + total
+            && iov.len() / 16 < room.min(IOV_MAX)
+            && total < (1 << 30)
+        {
             iov.extend_from_slice(&words(&[runs[i].vaddr, runs[i].len()]));
             total += runs[i].len();
             i += 1;
@@ -471,8 +488,23 @@ fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64) -> Result<(), RestoreE
             [pages_fd, addr, (iov.len() / 16) as u64, offset, 0, 0],
         )?;
         if n != total {
+            // preadv stops at the first range it cannot write: name it.
+            let mut at = 0;
+            let mut stuck = 0;
+            for pair in iov.chunks_exact(16) {
+                let vaddr = u64::from_le_bytes(pair[..8].try_into().unwrap_or([0; 8]));
+                let len = u64::from_le_bytes(pair[8..].try_into().unwrap_or([0; 8]));
+                if at + len > n {
+                    stuck = vaddr + (n - at);
+                    break;
+                }
+                at += len;
+            }
             return Err(RestoreError::Invalid {
-                what: format!("pid {}: pages image: read {n} of {total} bytes", r.pid),
+                what: format!(
+                    "pid {}: pages image: read {n} of {total} bytes, stopped at {stuck:#x}",
+                    r.pid
+                ),
             });
         }
     }
