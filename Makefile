@@ -13,6 +13,8 @@ build:
 # Unit, format-oracle (crit) and end-to-end tests. Needs crit (Debian package criu).
 test:
 	$(CARGO) build --workspace --bins
+	@# The reference CRIU (cross-restore tests) unpacks itself on first use: do it once, here.
+	$(SHARED)/tools/criu --version
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
