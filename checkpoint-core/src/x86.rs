@@ -77,17 +77,22 @@ const ERESTARTNOHAND: i64 = -514;
 const ERESTART_RESTARTBLOCK: i64 = -516;
 
 /// Registers of a task stopped inside a syscall, made to resume correctly without the kernel's
-/// restart logic: restartable calls are re-executed, a restart-block one returns EINTR.
+/// restart logic (a restored task resumes without passing through it):
+/// - ERESTARTSYS / ERESTARTNOINTR: the call is re-executed (rewind to the `syscall`);
+/// - ERESTARTNOHAND (pause, sigsuspend, poll...) and ERESTART_RESTARTBLOCK (nanosleep...): the
+///   call returns EINTR. Re-executing an ERESTARTNOHAND call would be wrong when a signal handler
+///   runs first — the kernel then returns EINTR — and loses wake-ups: a `while (!flag) pause();`
+///   whose SIGUSR1 arrived right after the restore slept forever (seen in `make bench`).
 pub fn fix_interrupted_syscall(r: &mut Regs) {
     if (r.orig_rax as i64) < 0 {
         return;
     }
     match r.rax as i64 {
-        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+        ERESTARTSYS | ERESTARTNOINTR => {
             r.rax = r.orig_rax;
             r.rip -= 2;
         }
-        ERESTART_RESTARTBLOCK => r.rax = (-i64::from(libc::EINTR)) as u64,
+        ERESTARTNOHAND | ERESTART_RESTARTBLOCK => r.rax = (-i64::from(libc::EINTR)) as u64,
         _ => {}
     }
 }
@@ -207,11 +212,16 @@ mod tests {
     #[test]
     fn interrupted_syscalls_are_rewound_or_turned_into_eintr() {
         let mut r = parasite::sys::zero_regs();
+        r.orig_rax = 0; // read
+        r.rax = ERESTARTSYS as u64;
+        r.rip = 0x1002;
+        fix_interrupted_syscall(&mut r);
+        assert_eq!((r.rax, r.rip), (0, 0x1000), "restartable: rewound");
         r.orig_rax = 34; // pause
         r.rax = ERESTARTNOHAND as u64;
         r.rip = 0x1002;
         fix_interrupted_syscall(&mut r);
-        assert_eq!((r.rax, r.rip), (34, 0x1000));
+        assert_eq!((r.rax as i64, r.rip), (-4, 0x1002), "no restart after a handler: EINTR");
         r.orig_rax = 35; // nanosleep
         r.rax = ERESTART_RESTARTBLOCK as u64;
         fix_interrupted_syscall(&mut r);

@@ -521,3 +521,33 @@ fn stasis_restores_what_criu_dumped() {
     let result = finish_verify(&w);
     assert!(result.starts_with("OK"), "{result}");
 }
+
+/// A process dumped inside pause() and signalled right after its restore must see the signal:
+/// the restored pause() returns EINTR rather than being re-entered after the handler ran.
+#[test]
+fn a_signal_right_after_restore_wakes_a_process_that_was_in_pause() {
+    become_subreaper();
+    for round in 0..3 {
+        let scratch = Scratch::new(&format!("pause{round}"));
+        let work = scratch.join("work");
+        let images = scratch.join("images");
+        std::fs::create_dir(&work).unwrap();
+        let mut w = Workload::start("hold", &work, Some(4));
+        std::thread::sleep(Duration::from_millis(20)); // let it reach pause()
+        stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+        w.reap_original();
+        stasis_ok(&["restore", "-D", s(&images), "--detach"]);
+        w.signal(libc::SIGUSR1);
+        let start = std::time::Instant::now();
+        while !work.join("result").exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "round {round}: the wake-up was lost"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = checkpoint_core::sys::wait_exit(w.pid);
+        let result = std::fs::read_to_string(work.join("result")).unwrap();
+        assert!(result.starts_with("OK"), "{result}");
+    }
+}

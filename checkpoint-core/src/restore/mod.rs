@@ -194,10 +194,9 @@ fn prepare(dir: &ImageDir, plan: &Plan, opts: &RestoreOpts) -> Result<Prepared, 
     })
 }
 
+/// A duplicate of our fd `fd` (named by the user with --inherit-fd, or our terminal).
 fn dup_ours(fd: i32) -> io::Result<OwnedFd> {
-    // BorrowedFd of a number the caller names: it may be any fd we hold.
-    let f = File::from(sys::dup_cloexec(fd)?);
-    Ok(f.into())
+    sys::dup_cloexec(fd)
 }
 
 /// Restores the process in `opts.images`.

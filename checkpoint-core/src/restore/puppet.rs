@@ -187,7 +187,8 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<(), RestoreErro
         })
         .collect();
     let mut helpers = Vec::new();
-    let mut pulled: Vec<(*const std::fs::File, u64)> = Vec::new();
+    // Each mapped file is pulled into the puppet once, however many mappings share it.
+    let mut pulled: Vec<(&std::rc::Rc<std::fs::File>, u64)> = Vec::new();
     for (i, v) in plan.mm.vmas.iter().enumerate() {
         if v.status & (st::VDSO | st::VVAR | st::VSYSCALL) != 0 {
             continue;
@@ -196,12 +197,11 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<(), RestoreErro
         let mut flags = u64::from(v.flags) | libc::MAP_FIXED as u64;
         let (fd, off) = match prep.mapped.iter().find(|(j, _)| *j == i) {
             Some((_, file)) => {
-                let key = std::rc::Rc::as_ptr(file);
-                let fd = match pulled.iter().find(|(k, _)| *k == key) {
+                let fd = match pulled.iter().find(|(k, _)| std::rc::Rc::ptr_eq(k, file)) {
                     Some(&(_, fd)) => fd,
                     None => {
                         let fd = r.pull(file.as_raw_fd())?;
-                        pulled.push((key, fd));
+                        pulled.push((file, fd));
                         helpers.push(fd);
                         fd
                     }
