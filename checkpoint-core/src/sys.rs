@@ -266,3 +266,71 @@ pub fn open_pty() -> io::Result<(std::fs::File, std::path::PathBuf)> {
     }
     Ok((master, std::path::PathBuf::from(format!("/dev/pts/{index}"))))
 }
+
+/// A shared, writable mapping of a range of a file (MAP_SHARED): writes land in the page cache.
+pub struct SharedMap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl SharedMap {
+    /// Maps `len` bytes of `file` from `offset` (page aligned) for writing.
+    pub fn new(file: &std::fs::File, offset: u64, len: usize) -> io::Result<SharedMap> {
+        use std::os::fd::AsRawFd;
+        let off = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a fresh mapping chosen by the kernel; it aliases nothing we hold.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                off,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SharedMap { ptr: ptr.cast(), len })
+    }
+
+    /// The mapped bytes.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: ptr..ptr+len is our live mapping, borrowed mutably through &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; no slice of it outlives &mut borrows of self.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Drops our page-table entries for `buf`, part of a shared file mapping: the data stays in the
+/// file (page cache), and our resident memory stays small.
+pub fn release_mapped(buf: &mut [u8]) {
+    // SAFETY: MADV_DONTNEED on a MAP_SHARED file range only unmaps pages; reading them again
+    // faults the same file data back in.
+    unsafe { libc::madvise(buf.as_mut_ptr().cast(), buf.len(), libc::MADV_DONTNEED) };
+}
+
+/// Reserves `len` bytes of `file` from `offset` (fallocate), so that writes through a mapping
+/// cannot hit a full filesystem (which would be a SIGBUS, not an error). Filesystems without
+/// fallocate are accepted as they are.
+pub fn reserve(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(l)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: plain integer arguments on an fd borrowed from a live File.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, off, l) } < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(err);
+        }
+    }
+    Ok(())
+}

@@ -135,9 +135,8 @@ const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 
-/// Size of one batch of pages read and written at once; a few are in flight.
-pub const CHUNK: usize = 4 << 20;
-const BUFFERS: usize = 3;
+/// Bytes read by one process_vm_readv call (a window of the pages image).
+pub const CHUNK: u64 = 4 << 20;
 
 /// Counters of a memory dump.
 #[derive(Clone, Copy, Debug, Default)]
@@ -146,120 +145,32 @@ pub struct PageStats {
     pub written: u64,
 }
 
-/// Runs of pages gathered into one buffer: read with one process_vm_readv, written with one write.
-struct Batch {
-    buf: Vec<u8>,
-    /// (address, length) of each run, in buffer order.
-    runs: Vec<(u64, u64)>,
-    /// Per run: the task cannot read it itself (PROT_NONE...), so it is read through /proc/PID/mem.
-    forced: Vec<bool>,
-    used: usize,
+/// A run of saved pages: address, length, and whether the task cannot read it itself
+/// (PROT_NONE...), so that it is read through /proc/PID/mem.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    addr: u64,
+    len: u64,
+    forced: bool,
 }
 
-impl Batch {
-    fn reset(&mut self) {
-        self.runs.clear();
-        self.forced.clear();
-        self.used = 0;
-    }
-
-    /// Adds a page; `split` starts a new run even if it follows the last one (a new mapping).
-    fn add_page(&mut self, page: u64, forced: bool, split: bool) {
-        match (self.runs.last_mut(), self.forced.last()) {
-            (Some((start, len)), Some(&f)) if !split && *start + *len == page && f == forced => *len += PAGE_SIZE,
-            _ => {
-                self.runs.push((page, PAGE_SIZE));
-                self.forced.push(forced);
-            }
-        }
-        self.used += PAGE_SIZE as usize;
-    }
-
-    fn fill(&mut self, mem: &RemoteMem) -> Result<(), DumpError> {
-        let ranges: Vec<(u64, usize)> = self.runs.iter().map(|&(a, l)| (a, l as usize)).collect();
-        if !self.forced.contains(&true) {
-            mem.read_many(&ranges, &mut self.buf[..self.used])?;
-            return Ok(());
-        }
-        let mut off = 0;
-        for (&(addr, len), &forced) in ranges.iter().zip(&self.forced) {
-            let dst = &mut self.buf[off..off + len];
-            if forced {
-                mem.read_forced(addr, dst)?;
-            } else {
-                mem.read(addr, dst)?;
-            }
-            off += len;
-        }
-        Ok(())
-    }
-}
-
-/// Writes the pages of every saved mapping: present or swapped pages, and for private file
-/// mappings only the pages the task wrote (no longer the file's). Reading (this thread) and
-/// writing (a second thread) overlap, on the two CPUs.
-pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PageImageWriter) -> Result<PageStats, DumpError> {
+/// Finds the pages to save: present or swapped pages, and for private file mappings only the
+/// pages the task wrote (no longer the file's). Runs never cross a mapping boundary.
+fn scan(pid: i32, vmas: &[Vma], stats: &mut PageStats) -> Result<Vec<Run>, DumpError> {
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(|e| DumpError::proc(pid, &pagemap_path, e))?;
-    let mem = RemoteMem::open(pid)?;
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(BUFFERS);
-    let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
-    for _ in 0..BUFFERS {
-        let _ = free_tx.send(Batch {
-            buf: vec![0u8; CHUNK],
-            runs: Vec::new(),
-            forced: Vec::new(),
-            used: 0,
-        });
-    }
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> Result<(), DumpError> {
-            for batch in full_rx {
-                out.write_runs(&batch.runs, &batch.buf[..batch.used])?;
-                let _ = free_tx.send(batch);
-            }
-            Ok(())
-        });
-        let read = scan_and_read(pid, vmas, &pagemap, &pagemap_path, &mem, &full_tx, &free_rx);
-        drop(full_tx);
-        let wrote = writer.join().unwrap_or_else(|_| {
-            Err(DumpError::Unsupported {
-                pid,
-                what: "page writer panicked".into(),
-            })
-        });
-        // A writer failure (disk full...) is the cause of a reader's "writer stopped": report it.
-        wrote?;
-        read
-    })
-}
-
-fn scan_and_read(
-    pid: i32,
-    vmas: &[Vma],
-    pagemap: &File,
-    pagemap_path: &str,
-    mem: &RemoteMem,
-    full: &std::sync::mpsc::SyncSender<Batch>,
-    free: &std::sync::mpsc::Receiver<Batch>,
-) -> Result<PageStats, DumpError> {
-    let writer_gone = || DumpError::Unsupported {
-        pid,
-        what: "the page writer stopped".into(),
-    };
-    let mut stats = PageStats::default();
-    let mut batch = free.recv().map_err(|_| writer_gone())?;
     let mut entries = vec![0u8; 8 * 65536];
+    let mut runs: Vec<Run> = Vec::new();
     for v in vmas.iter().filter(|v| v.dump_pages) {
         let anon = v.path.is_none();
         let mut addr = v.entry.start;
-        let mut first = true;
+        let first_run = runs.len();
         while addr < v.entry.end {
             let pages = ((v.entry.end - addr) / PAGE_SIZE).min(65536) as usize;
             let bytes = &mut entries[..8 * pages];
             pagemap
                 .read_exact_at(bytes, addr / PAGE_SIZE * 8)
-                .map_err(|e| DumpError::proc(pid, pagemap_path, e))?;
+                .map_err(|e| DumpError::proc(pid, &pagemap_path, e))?;
             stats.scanned += pages as u64;
             for (i, word) in bytes.chunks_exact(8).enumerate() {
                 let e = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
@@ -267,22 +178,113 @@ fn scan_and_read(
                     continue;
                 }
                 let page = addr + i as u64 * PAGE_SIZE;
-                if batch.used == CHUNK {
-                    batch.fill(mem)?;
-                    full.send(batch).map_err(|_| writer_gone())?;
-                    batch = free.recv().map_err(|_| writer_gone())?;
-                    batch.reset();
+                let in_this_vma = runs.len() > first_run;
+                match runs.last_mut() {
+                    Some(r) if in_this_vma && r.addr + r.len == page => r.len += PAGE_SIZE,
+                    _ => runs.push(Run {
+                        addr: page,
+                        len: PAGE_SIZE,
+                        forced: !v.readable,
+                    }),
                 }
-                batch.add_page(page, !v.readable, first);
-                first = false;
                 stats.written += 1;
             }
             addr += pages as u64 * PAGE_SIZE;
         }
     }
-    if batch.used > 0 {
-        batch.fill(mem)?;
-        full.send(batch).map_err(|_| writer_gone())?;
+    Ok(runs)
+}
+
+/// Writes the pages of every saved mapping into the pages image with one copy: the pages image
+/// is mapped and process_vm_readv reads the task's memory straight into it (the page cache),
+/// window by window, on two threads (two CPUs). The windows are unmapped from us as they fill,
+/// so our resident memory stays small whatever the size of the task.
+pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PageImageWriter) -> Result<PageStats, DumpError> {
+    let mut stats = PageStats::default();
+    let runs = scan(pid, vmas, &mut stats)?;
+    let total: u64 = runs.iter().map(|r| r.len).sum();
+    if total == 0 {
+        return Ok(stats);
     }
+    // Pieces of at most CHUNK bytes, grouped into windows of at most CHUNK bytes.
+    let mut windows: Vec<Vec<Run>> = vec![Vec::new()];
+    let mut fill = 0;
+    for r in &runs {
+        let mut at = r.addr;
+        while at < r.addr + r.len {
+            if fill == CHUNK {
+                windows.push(Vec::new());
+                fill = 0;
+            }
+            let len = (r.addr + r.len - at).min(CHUNK - fill);
+            if let Some(w) = windows.last_mut() {
+                w.push(Run {
+                    addr: at,
+                    len,
+                    forced: r.forced,
+                });
+            }
+            fill += len;
+            at += len;
+        }
+    }
+    let mem = RemoteMem::open(pid)?;
+    let mut map = out.map_append(total)?;
+    let mut slices: Vec<Window<'_>> = Vec::with_capacity(windows.len());
+    let mut rest = map.as_mut_slice();
+    for w in &windows {
+        let len: u64 = w.iter().map(|r| r.len).sum();
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
+        slices.push((head, w));
+        rest = tail;
+    }
+    let (even, odd): (Vec<_>, Vec<_>) = slices.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let fill_all = |part: Vec<(usize, Window<'_>)>| -> Result<(), DumpError> {
+        for (_, (buf, pieces)) in part {
+            read_window(&mem, pieces, buf)?;
+            crate::sys::release_mapped(buf);
+        }
+        Ok(())
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let other = s.spawn(|| fill_all(odd));
+        let mine = fill_all(even);
+        (
+            mine,
+            other.join().unwrap_or_else(|_| {
+                Err(DumpError::Unsupported {
+                    pid,
+                    what: "page reader panicked".into(),
+                })
+            }),
+        )
+    });
+    a?;
+    b?;
+    drop(map);
+    let entries: Vec<(u64, u64)> = runs.iter().map(|r| (r.addr, r.len)).collect();
+    out.commit_mapped(&entries)?;
     Ok(stats)
+}
+
+/// A window of the mapped pages image and the pieces of memory that fill it.
+type Window<'a> = (&'a mut [u8], &'a [Run]);
+
+fn read_window(mem: &RemoteMem, pieces: &[Run], buf: &mut [u8]) -> Result<(), DumpError> {
+    if !pieces.iter().any(|p| p.forced) {
+        let ranges: Vec<(u64, usize)> = pieces.iter().map(|p| (p.addr, p.len as usize)).collect();
+        mem.read_many(&ranges, buf)?;
+        return Ok(());
+    }
+    let mut off = 0;
+    for p in pieces {
+        let dst = &mut buf[off..off + p.len as usize];
+        if p.forced {
+            mem.read_forced(p.addr, dst)?;
+        } else {
+            mem.read(p.addr, dst)?;
+        }
+        off += p.len as usize;
+    }
+    Ok(())
 }

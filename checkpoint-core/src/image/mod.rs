@@ -137,7 +137,9 @@ impl ImageDir {
     }
 
     fn create_file(&self, path: &Path) -> Result<File, ImageError> {
+        // Readable too: the pages image is filled through a shared mapping.
         OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)

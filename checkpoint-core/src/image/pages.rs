@@ -172,6 +172,40 @@ impl PageImageWriter {
         Ok(())
     }
 
+    /// Appends `len` bytes to the pages image and maps them for writing: the caller fills them
+    /// (one copy, into the page cache), then [`PageImageWriter::commit_mapped`] records the runs.
+    pub fn map_append(&mut self, len: u64) -> Result<crate::sys::SharedMap, ImageError> {
+        self.pages.flush().map_err(|e| ImageError::io(&self.pages_path, e))?;
+        let file = self.pages.get_ref();
+        crate::sys::reserve(file, self.written, len).map_err(|e| ImageError::io(&self.pages_path, e))?;
+        file.set_len(self.written + len)
+            .map_err(|e| ImageError::io(&self.pages_path, e))?;
+        let size = usize::try_from(len)
+            .map_err(|_| ImageError::io(&self.pages_path, std::io::ErrorKind::InvalidInput.into()))?;
+        crate::sys::SharedMap::new(file, self.written, size).map_err(|e| ImageError::io(&self.pages_path, e))
+    }
+
+    /// Records `runs` ((address, length)) whose bytes were written through [`Self::map_append`].
+    pub fn commit_mapped(&mut self, runs: &[(u64, u64)]) -> Result<(), ImageError> {
+        let total: u64 = runs.iter().map(|r| r.1).sum();
+        for &(vaddr, len) in runs {
+            let nr_pages = len / PAGE_SIZE;
+            self.map.write(&PagemapEntry {
+                vaddr,
+                compat_nr_pages: u32::try_from(nr_pages).unwrap_or(u32::MAX),
+                in_parent: None,
+                flags: Some(pe_flags::PRESENT),
+                nr_pages: Some(nr_pages),
+            })?;
+        }
+        self.written += total;
+        use std::io::Seek;
+        self.pages
+            .seek(std::io::SeekFrom::Start(self.written))
+            .map_err(|e| ImageError::io(&self.pages_path, e))?;
+        Ok(())
+    }
+
     /// Bytes written to the pages image so far.
     pub fn written(&self) -> u64 {
         self.written
