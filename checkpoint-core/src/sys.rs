@@ -334,3 +334,16 @@ pub fn reserve(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Whether `file` lives on tmpfs.
+pub fn is_tmpfs(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: st points to a live statfs the kernel fills.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) } < 0 {
+        return false;
+    }
+    // SAFETY: zero-initialised plain-old-data, filled by the kernel.
+    unsafe { st.assume_init() }.f_type as libc::c_long == TMPFS_MAGIC
+}

@@ -551,3 +551,24 @@ fn a_signal_right_after_restore_wakes_a_process_that_was_in_pause() {
         assert!(result.starts_with("OK"), "{result}");
     }
 }
+
+/// On tmpfs the pages image is filled through a shared mapping (elsewhere with write(2)): that
+/// path too must give images that restore intact.
+#[test]
+fn images_on_tmpfs_restore_intact() {
+    become_subreaper();
+    let scratch = Scratch::new("tmpfs-images");
+    let work = scratch.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let images = Scratch(std::path::PathBuf::from(format!(
+        "/dev/shm/stasis-images-{}",
+        std::process::id()
+    )));
+    let _ = std::fs::remove_dir_all(&images.0);
+    let mut w = Workload::start("verify", &work, None);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images.0)]);
+    w.reap_original();
+    stasis_ok(&["restore", "-D", s(&images.0), "--detach"]);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}

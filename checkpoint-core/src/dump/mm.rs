@@ -195,10 +195,11 @@ fn scan(pid: i32, vmas: &[Vma], stats: &mut PageStats) -> Result<Vec<Run>, DumpE
     Ok(runs)
 }
 
-/// Writes the pages of every saved mapping into the pages image with one copy: the pages image
-/// is mapped and process_vm_readv reads the task's memory straight into it (the page cache),
-/// window by window, on two threads (two CPUs). The windows are unmapped from us as they fill,
-/// so our resident memory stays small whatever the size of the task.
+/// Writes the pages of every saved mapping. On tmpfs, with one copy: the pages image is mapped
+/// and process_vm_readv reads the task's memory straight into it, window by window, on two
+/// threads, each window unmapped from us once full (so our resident memory stays small).
+/// Elsewhere (ext4 writes back mapped pages far slower than written ones), reading into a few
+/// rotating buffers on this thread and writing them on a second one.
 pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PageImageWriter) -> Result<PageStats, DumpError> {
     let mut stats = PageStats::default();
     let runs = scan(pid, vmas, &mut stats)?;
@@ -229,10 +230,28 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PageImageWriter) -> Result<P
         }
     }
     let mem = RemoteMem::open(pid)?;
+    let entries: Vec<(u64, u64)> = runs.iter().map(|r| (r.addr, r.len)).collect();
+    if out.on_tmpfs() {
+        dump_mapped(pid, &mem, &windows, total, out)?;
+        out.commit_mapped(&entries)?;
+    } else {
+        dump_written(pid, &mem, &windows, out)?;
+        out.record_runs(&entries)?;
+    }
+    Ok(stats)
+}
+
+fn dump_mapped(
+    pid: i32,
+    mem: &RemoteMem,
+    windows: &[Vec<Run>],
+    total: u64,
+    out: &mut PageImageWriter,
+) -> Result<(), DumpError> {
     let mut map = out.map_append(total)?;
     let mut slices: Vec<Window<'_>> = Vec::with_capacity(windows.len());
     let mut rest = map.as_mut_slice();
-    for w in &windows {
+    for w in windows {
         let len: u64 = w.iter().map(|r| r.len).sum();
         let (head, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
         slices.push((head, w));
@@ -241,7 +260,7 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PageImageWriter) -> Result<P
     let (even, odd): (Vec<_>, Vec<_>) = slices.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
     let fill_all = |part: Vec<(usize, Window<'_>)>| -> Result<(), DumpError> {
         for (_, (buf, pieces)) in part {
-            read_window(&mem, pieces, buf)?;
+            read_window(mem, pieces, buf)?;
             crate::sys::release_mapped(buf);
         }
         Ok(())
@@ -260,11 +279,50 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PageImageWriter) -> Result<P
         )
     });
     a?;
-    b?;
-    drop(map);
-    let entries: Vec<(u64, u64)> = runs.iter().map(|r| (r.addr, r.len)).collect();
-    out.commit_mapped(&entries)?;
-    Ok(stats)
+    b
+}
+
+/// Buffers in flight between the reader and the writer.
+const BUFFERS: usize = 3;
+
+fn dump_written(pid: i32, mem: &RemoteMem, windows: &[Vec<Run>], out: &mut PageImageWriter) -> Result<(), DumpError> {
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..BUFFERS {
+        let _ = free_tx.send(vec![0u8; CHUNK as usize]);
+    }
+    let writer_gone = || DumpError::Unsupported {
+        pid,
+        what: "the page writer stopped".into(),
+    };
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || -> Result<(), DumpError> {
+            for (buf, len) in full_rx {
+                out.append_data(&buf[..len])?;
+                let _ = free_tx.send(buf);
+            }
+            Ok(())
+        });
+        let read = (|| -> Result<(), DumpError> {
+            for w in windows {
+                let len: u64 = w.iter().map(|r| r.len).sum();
+                let mut buf = free_rx.recv().map_err(|_| writer_gone())?;
+                read_window(mem, w, &mut buf[..len as usize])?;
+                full_tx.send((buf, len as usize)).map_err(|_| writer_gone())?;
+            }
+            Ok(())
+        })();
+        drop(full_tx);
+        let wrote = writer.join().unwrap_or_else(|_| {
+            Err(DumpError::Unsupported {
+                pid,
+                what: "page writer panicked".into(),
+            })
+        });
+        // A writer failure (disk full...) is the cause of a reader's "writer stopped": report it.
+        wrote?;
+        read
+    })
 }
 
 /// A window of the mapped pages image and the pieces of memory that fill it.

@@ -185,6 +185,35 @@ impl PageImageWriter {
         crate::sys::SharedMap::new(file, self.written, size).map_err(|e| ImageError::io(&self.pages_path, e))
     }
 
+    /// Appends page bytes whose runs are recorded later with [`Self::record_runs`].
+    pub fn append_data(&mut self, data: &[u8]) -> Result<(), ImageError> {
+        self.pages
+            .write_all(data)
+            .map_err(|e| ImageError::io(&self.pages_path, e))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Records pagemap entries for `runs` ((address, length)) already in the pages image.
+    pub fn record_runs(&mut self, runs: &[(u64, u64)]) -> Result<(), ImageError> {
+        for &(vaddr, len) in runs {
+            let nr_pages = len / PAGE_SIZE;
+            self.map.write(&PagemapEntry {
+                vaddr,
+                compat_nr_pages: u32::try_from(nr_pages).unwrap_or(u32::MAX),
+                in_parent: None,
+                flags: Some(pe_flags::PRESENT),
+                nr_pages: Some(nr_pages),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether the pages image is on tmpfs (where filling it through a mapping is fastest).
+    pub fn on_tmpfs(&self) -> bool {
+        crate::sys::is_tmpfs(self.pages.get_ref())
+    }
+
     /// Records `runs` ((address, length)) whose bytes were written through [`Self::map_append`].
     pub fn commit_mapped(&mut self, runs: &[(u64, u64)]) -> Result<(), ImageError> {
         let total: u64 = runs.iter().map(|r| r.1).sum();

@@ -7,7 +7,7 @@ use parasite::{Injector, Pinned, Tracee, GADGET};
 
 use super::plan::Plan;
 use super::{Prepared, RestoreError};
-use crate::image::pages::PAGE_SIZE;
+use crate::image::pages::{PageRun, PAGE_SIZE};
 use crate::image::pb::vma_status as st;
 use crate::procfs;
 use crate::x86;
@@ -460,12 +460,22 @@ fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64) -> Result<(), RestoreE
             .iter()
             .any(|v| v.status & st::VDSO != 0 && v.start <= vaddr && vaddr < v.end)
     };
-    let runs: Vec<_> = plan
-        .pagemap
-        .runs
-        .iter()
-        .filter(|p| p.is_present() && !in_vdso(p.vaddr))
-        .collect();
+    // Pieces of at most 256 MiB (a run may be GiBs; one read(2) moves at most ~2 GiB).
+    const PIECE: u64 = 256 << 20;
+    let mut runs = Vec::new();
+    for p in plan.pagemap.runs.iter().filter(|p| p.is_present() && !in_vdso(p.vaddr)) {
+        let mut done = 0;
+        while done < p.len() {
+            let len = (p.len() - done).min(PIECE);
+            runs.push(PageRun {
+                vaddr: p.vaddr + done,
+                nr_pages: len / PAGE_SIZE,
+                flags: p.flags,
+                offset: p.offset + done,
+            });
+            done += len;
+        }
+    }
     let mut i = 0;
     while i < runs.len() {
         let offset = runs[i].offset;
