@@ -47,6 +47,28 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// clone3 (a fork: no CLONE_VM) asking for pid `tid`; returns the raw result (0 in the child).
+///
+/// # Safety
+/// In the child, which shares nothing with us but a copy of our memory, the caller may only
+/// make raw syscalls and must never return into code that assumes a single owner of our state.
+unsafe fn clone3_with_tid(tid: i32) -> libc::c_long {
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: &tid as *const i32 as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: args and tid live until the syscall returns (in both processes).
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
 /// What the puppet child does before it stops for the controller.
 #[derive(Clone, Copy, Debug)]
 pub struct PuppetSetup {
@@ -59,22 +81,8 @@ pub struct PuppetSetup {
 /// Forks a puppet with pid `pid` (clone3 set_tid). The child only makes raw syscalls: it
 /// applies `setup`, asks to be traced, and stops itself with SIGSTOP. Returns the child's pid.
 pub fn fork_puppet(pid: i32, setup: PuppetSetup) -> io::Result<i32> {
-    let tid = pid;
-    let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        set_tid: &tid as *const i32 as u64,
-        set_tid_size: 1,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a copy of our memory.
-    // The child below runs only raw syscalls and never returns into Rust code.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    // SAFETY: the child below runs only raw syscalls and never returns into Rust code.
+    let ret = unsafe { clone3_with_tid(pid) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -147,22 +155,9 @@ pub fn send_signal(pid: i32, sig: i32) -> io::Result<()> {
 
 /// Raw syscall result of clone3 asking for pid 1 (which exists): EEXIST means set_tid works.
 pub fn probe_clone3_set_tid() -> io::Result<()> {
-    let one: i32 = 1;
-    let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        set_tid: &one as *const i32 as u64,
-        set_tid_size: 1,
-        ..CloneArgs::default()
-    };
     // SAFETY: pid 1 always exists, so the kernel refuses before creating anything (EEXIST),
     // or refuses the arguments outright on kernels without set_tid.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let ret = unsafe { clone3_with_tid(1) };
     let err = io::Error::last_os_error();
     match (ret, err.raw_os_error()) {
         (r, Some(libc::EEXIST)) if r < 0 => Ok(()),

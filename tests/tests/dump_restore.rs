@@ -13,6 +13,16 @@ fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Becomes the subreaper and makes a scratch dir with `work/` (created) and `images/` (not yet).
+fn setup(name: &str) -> (Scratch, std::path::PathBuf, std::path::PathBuf) {
+    become_subreaper();
+    let scratch = Scratch::new(name);
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    (scratch, work, images)
+}
+
 /// Sends SIGUSR1 to the restored workload, reaps it, and returns what it wrote to `result`.
 fn finish_verify(w: &Workload) -> String {
     w.signal(libc::SIGUSR1);
@@ -66,11 +76,7 @@ fn a_dumped_killed_and_restored_process_continues_with_everything_intact() {
 
 #[test]
 fn every_image_we_write_decodes_with_crit_and_shows() {
-    become_subreaper();
-    let scratch = Scratch::new("crit");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = setup("crit");
     let w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
     use std::os::unix::fs::PermissionsExt;
@@ -112,11 +118,7 @@ fn every_image_we_write_decodes_with_crit_and_shows() {
 
 #[test]
 fn leave_running_keeps_the_process_free_and_the_images_restore_after_it_is_killed() {
-    become_subreaper();
-    let scratch = Scratch::new("leave");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = setup("leave");
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
     assert_running_untraced(w.pid);
@@ -131,11 +133,7 @@ fn leave_running_keeps_the_process_free_and_the_images_restore_after_it_is_kille
 
 #[test]
 fn restore_without_detach_waits_and_exits_as_the_process_did() {
-    become_subreaper();
-    let scratch = Scratch::new("wait");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (scratch, work, images) = setup("wait");
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.reap_original();
@@ -258,11 +256,7 @@ fn a_target_that_dies_during_the_dump_fails_it_with_the_cause() {
 
 #[test]
 fn a_restore_whose_pid_is_taken_fails_and_leaves_nothing() {
-    become_subreaper();
-    let scratch = Scratch::new("taken");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = setup("taken");
     let w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
     let before = children_of_us();
@@ -278,11 +272,7 @@ fn a_restore_whose_pid_is_taken_fails_and_leaves_nothing() {
 
 #[test]
 fn a_restore_from_damaged_images_fails_and_leaves_nothing() {
-    become_subreaper();
-    let scratch = Scratch::new("damaged");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = setup("damaged");
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.reap_original();
@@ -323,11 +313,7 @@ fn children_of_us() -> String {
 
 #[test]
 fn a_pipe_of_the_caller_is_refused_by_name_unless_inherited_then_the_process_continues() {
-    become_subreaper();
-    let scratch = Scratch::new("pipe");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = setup("pipe");
     let (_reader, writer) = std::io::pipe().unwrap();
     let mut w = Workload::start_with("verify", &work, None, [Stdio::null(), writer.into(), Stdio::null()]);
     let key = std::fs::read_link(format!("/proc/{}/fd/1", w.pid))
@@ -375,11 +361,7 @@ fn a_pipe_of_the_caller_is_refused_by_name_unless_inherited_then_the_process_con
 
 #[test]
 fn a_terminal_needs_shell_job_on_dump_and_restore() {
-    become_subreaper();
-    let scratch = Scratch::new("tty");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = setup("tty");
     let (_master, slave) = checkpoint_core::sys::open_pty().unwrap();
     let tty = || -> Stdio {
         std::fs::OpenOptions::new()
@@ -460,11 +442,7 @@ fn criu() -> std::path::PathBuf {
 
 #[test]
 fn criu_restores_what_stasis_dumped() {
-    become_subreaper();
-    let scratch = Scratch::new("to-criu");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = setup("to-criu");
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.reap_original();
@@ -489,11 +467,7 @@ fn criu_restores_what_stasis_dumped() {
 
 #[test]
 fn stasis_restores_what_criu_dumped() {
-    become_subreaper();
-    let scratch = Scratch::new("from-criu");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = setup("from-criu");
     std::fs::create_dir(&images).unwrap();
     let mut w = Workload::start("verify", &work, None);
     let out = Command::new(criu())

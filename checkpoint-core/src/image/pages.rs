@@ -135,57 +135,12 @@ impl PageImageWriter {
 
     /// Records a run at `vaddr` whose bytes are `data` (a whole number of pages).
     pub fn write_run(&mut self, vaddr: u64, data: &[u8]) -> Result<(), ImageError> {
-        let nr_pages = data.len() as u64 / PAGE_SIZE;
         debug_assert_eq!(data.len() as u64 % PAGE_SIZE, 0);
-        self.map.write(&PagemapEntry {
-            vaddr,
-            compat_nr_pages: u32::try_from(nr_pages).unwrap_or(u32::MAX),
-            in_parent: None,
-            flags: Some(pe_flags::PRESENT),
-            nr_pages: Some(nr_pages),
-        })?;
-        self.pages
-            .write_all(data)
-            .map_err(|e| ImageError::io(&self.pages_path, e))?;
-        self.written += data.len() as u64;
-        Ok(())
+        self.record_runs(&[(vaddr, data.len() as u64)])?;
+        self.append_data(data)
     }
 
-    /// Records several runs whose bytes are `data`, back to back (one write for all of them).
-    /// `runs` are (address, length in bytes).
-    pub fn write_runs(&mut self, runs: &[(u64, u64)], data: &[u8]) -> Result<(), ImageError> {
-        debug_assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), data.len() as u64);
-        for &(vaddr, len) in runs {
-            let nr_pages = len / PAGE_SIZE;
-            self.map.write(&PagemapEntry {
-                vaddr,
-                compat_nr_pages: u32::try_from(nr_pages).unwrap_or(u32::MAX),
-                in_parent: None,
-                flags: Some(pe_flags::PRESENT),
-                nr_pages: Some(nr_pages),
-            })?;
-        }
-        self.pages
-            .write_all(data)
-            .map_err(|e| ImageError::io(&self.pages_path, e))?;
-        self.written += data.len() as u64;
-        Ok(())
-    }
-
-    /// Appends `len` bytes to the pages image and maps them for writing: the caller fills them
-    /// (one copy, into the page cache), then [`PageImageWriter::commit_mapped`] records the runs.
-    pub fn map_append(&mut self, len: u64) -> Result<crate::sys::SharedMap, ImageError> {
-        self.pages.flush().map_err(|e| ImageError::io(&self.pages_path, e))?;
-        let file = self.pages.get_ref();
-        crate::sys::reserve(file, self.written, len).map_err(|e| ImageError::io(&self.pages_path, e))?;
-        file.set_len(self.written + len)
-            .map_err(|e| ImageError::io(&self.pages_path, e))?;
-        let size = usize::try_from(len)
-            .map_err(|_| ImageError::io(&self.pages_path, std::io::ErrorKind::InvalidInput.into()))?;
-        crate::sys::SharedMap::new(file, self.written, size).map_err(|e| ImageError::io(&self.pages_path, e))
-    }
-
-    /// Appends page bytes whose runs are recorded later with [`Self::record_runs`].
+    /// Appends page bytes whose runs are recorded with [`Self::record_runs`] (in the same order).
     pub fn append_data(&mut self, data: &[u8]) -> Result<(), ImageError> {
         self.pages
             .write_all(data)
@@ -194,7 +149,7 @@ impl PageImageWriter {
         Ok(())
     }
 
-    /// Records pagemap entries for `runs` ((address, length)) already in the pages image.
+    /// Records pagemap entries for `runs` ((address, length in bytes)), present in the pages image.
     pub fn record_runs(&mut self, runs: &[(u64, u64)]) -> Result<(), ImageError> {
         for &(vaddr, len) in runs {
             let nr_pages = len / PAGE_SIZE;
@@ -214,21 +169,24 @@ impl PageImageWriter {
         crate::sys::is_tmpfs(self.pages.get_ref())
     }
 
-    /// Records `runs` ((address, length)) whose bytes were written through [`Self::map_append`].
+    /// Appends `len` bytes to the pages image (reserved with fallocate, so a full filesystem is an
+    /// error here rather than a SIGBUS later) and maps them for writing: the caller fills them
+    /// (one copy, into the page cache), then [`Self::commit_mapped`] records the runs.
+    pub fn map_append(&mut self, len: u64) -> Result<crate::sys::SharedMap, ImageError> {
+        let io_err = |e| ImageError::io(&self.pages_path, e);
+        self.pages.flush().map_err(io_err)?;
+        let file = self.pages.get_ref();
+        crate::sys::reserve(file, self.written, len).map_err(io_err)?;
+        file.set_len(self.written + len).map_err(io_err)?;
+        let size = usize::try_from(len).map_err(|_| io_err(std::io::ErrorKind::InvalidInput.into()))?;
+        crate::sys::SharedMap::new(file, self.written, size).map_err(io_err)
+    }
+
+    /// Records `runs` whose bytes were written through [`Self::map_append`].
     pub fn commit_mapped(&mut self, runs: &[(u64, u64)]) -> Result<(), ImageError> {
-        let total: u64 = runs.iter().map(|r| r.1).sum();
-        for &(vaddr, len) in runs {
-            let nr_pages = len / PAGE_SIZE;
-            self.map.write(&PagemapEntry {
-                vaddr,
-                compat_nr_pages: u32::try_from(nr_pages).unwrap_or(u32::MAX),
-                in_parent: None,
-                flags: Some(pe_flags::PRESENT),
-                nr_pages: Some(nr_pages),
-            })?;
-        }
-        self.written += total;
         use std::io::Seek;
+        self.record_runs(runs)?;
+        self.written += runs.iter().map(|r| r.1).sum::<u64>();
         self.pages
             .seek(std::io::SeekFrom::Start(self.written))
             .map_err(|e| ImageError::io(&self.pages_path, e))?;
