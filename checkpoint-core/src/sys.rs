@@ -342,3 +342,40 @@ pub fn is_tmpfs(file: &std::fs::File) -> bool {
     // SAFETY: zero-initialised plain-old-data, filled by the kernel.
     unsafe { st.assume_init() }.f_type as libc::c_long == TMPFS_MAGIC
 }
+
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT in the caller while it lives: a dump interrupted
+/// between two ptrace requests could leave a patched instruction in its target, so it finishes
+/// (or fails and cleans up) first. The previous mask is put back on drop.
+pub struct HoldSignals {
+    old: libc::sigset_t,
+}
+
+impl HoldSignals {
+    /// Starts holding the signals.
+    pub fn new() -> HoldSignals {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+        let mut old = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+        // SAFETY: both sets are live locals initialised by sigemptyset before use.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                libc::sigaddset(set.as_mut_ptr(), sig);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old.as_mut_ptr());
+            HoldSignals { old: old.assume_init() }
+        }
+    }
+}
+
+impl Default for HoldSignals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for HoldSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in new().
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}

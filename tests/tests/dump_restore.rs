@@ -546,3 +546,33 @@ fn images_on_tmpfs_restore_intact() {
     let result = finish_verify(&w);
     assert!(result.starts_with("OK"), "{result}");
 }
+
+/// Ctrl-C during a dump waits for the dump to let the task go: it is never left with a patched
+/// instruction or stopped.
+#[test]
+fn an_interrupted_dump_still_lets_the_process_go_intact() {
+    let (scratch, work, images) = setup("sigint");
+    let w = Workload::start("hold", &work, Some(768));
+    let dump = Command::new(workspace_bin("stasis"))
+        .args(["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while status_field(w.pid, "TracerPid").as_deref().unwrap_or("0") == "0" {
+        assert!(start.elapsed() < Duration::from_secs(20), "the dump never attached");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    checkpoint_core::sys::send_signal(dump.id() as i32, libc::SIGINT).unwrap();
+    let out = dump.wait_with_output().unwrap();
+    assert!(!out.status.success(), "SIGINT is still honoured, once the task is free");
+    assert_running_untraced(w.pid);
+    assert!(
+        images.join("inventory.img").exists(),
+        "the dump completed before stopping"
+    );
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+    drop(scratch);
+}

@@ -131,6 +131,8 @@ fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
 /// Dumps the process `opts.pid` into `opts.images`.
 pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     let start = Instant::now();
+    // Ctrl-C and friends wait until the task is let go (they are delivered when this returns).
+    let _held = sys::HoldSignals::new();
     precheck(opts.pid, opts.shell_job)?;
     let dir = ImageDir::create(&opts.images)?;
     let tracee = Tracee::seize(opts.pid)?;
