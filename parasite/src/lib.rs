@@ -94,8 +94,29 @@ impl Tracee {
                 status,
             });
         }
-        sys::set_options(pid, libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL)
-            .map_err(sys_err(pid, "PTRACE_SETOPTIONS"))?;
+        sys::set_options(
+            pid,
+            libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACECLONE,
+        )
+        .map_err(sys_err(pid, "PTRACE_SETOPTIONS"))?;
+        Ok(t)
+    }
+
+    /// Takes a thread the adopted puppet just created with clone (PTRACE_O_TRACECLONE attaches
+    /// it; it starts in a stop).
+    pub fn adopt_thread(tid: i32) -> Result<Tracee, Error> {
+        let t = Tracee {
+            pid: tid,
+            attached: true,
+        };
+        let status = t.wait_stop("adopting a new thread")?;
+        if !libc::WIFSTOPPED(status) {
+            return Err(Error::UnexpectedStop {
+                pid: tid,
+                op: "adopting a new thread",
+                status,
+            });
+        }
         Ok(t)
     }
 
@@ -265,7 +286,12 @@ impl<'t> Injector<'t> {
         self.load(nr, args)?;
         let pid = self.t.pid;
         sys::cont(pid, 0).map_err(sys_err(pid, "PTRACE_CONT"))?;
-        let status = self.t.wait_stop("an injected syscall")?;
+        let mut status = self.t.wait_stop("an injected syscall")?;
+        // A clone reports a PTRACE_EVENT_CLONE stop before it returns: go on to our int3.
+        while libc::WIFSTOPPED(status) && status >> 16 != 0 {
+            sys::cont(pid, 0).map_err(sys_err(pid, "PTRACE_CONT"))?;
+            status = self.t.wait_stop("an injected syscall")?;
+        }
         if !libc::WIFSTOPPED(status) || libc::WSTOPSIG(status) != libc::SIGTRAP {
             return Err(Error::UnexpectedStop {
                 pid,
@@ -303,6 +329,11 @@ impl<'t> Injector<'t> {
             }
         }
         Ok(self.t.regs()?.rax as i64)
+    }
+
+    /// Ends injection without putting anything back (the caller has set the final state).
+    pub fn release(mut self) {
+        self.done = true;
     }
 
     /// Puts back the patched code, the registers and the signal mask.

@@ -91,15 +91,6 @@ fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
         return Err(DumpError::Remote(parasite::Error::NoSuchProcess { pid }));
     }
     let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
-    if status.threads != 1 {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!(
-                "{} threads: multi-threaded processes come with a later milestone",
-                status.threads
-            ),
-        });
-    }
     if !read_proc(pid, "timers")?.trim().is_empty() {
         return Err(DumpError::Unsupported {
             pid,
@@ -135,20 +126,120 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     let _held = sys::HoldSignals::new();
     precheck(opts.pid, opts.shell_job)?;
     let dir = ImageDir::create(&opts.images)?;
-    let tracee = Tracee::seize(opts.pid)?;
+    let threads = seize_threads(opts.pid)?;
     let frozen_at = Instant::now();
-    let mut report = dump_frozen(&tracee, &dir, opts)?; // on error the tracee detaches on drop
+    let mut report = dump_frozen(&threads, &dir, opts)?; // on error every thread detaches on drop
     if opts.leave_running {
-        tracee.detach()?;
+        for t in threads {
+            t.detach()?;
+        }
     } else {
-        let pid = tracee.pid();
-        let _ = parasite::sys::kill(pid, libc::SIGKILL);
-        let _ = parasite::sys::waitpid(pid, libc::__WALL);
-        tracee.forget();
+        let _ = parasite::sys::kill(opts.pid, libc::SIGKILL);
+        // The leader's exit is reported only after every other thread's: reap it last.
+        for t in threads.into_iter().rev() {
+            let _ = parasite::sys::waitpid(t.pid(), libc::__WALL);
+            t.forget();
+        }
     }
     report.frozen = frozen_at.elapsed();
     report.elapsed = start.elapsed();
     Ok(report)
+}
+
+/// The core image of one thread (without the process-wide `tc`), and what was read by injection.
+fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEntry, task::InjectedState), DumpError> {
+    let tid = t.pid();
+    let mut regs = t.regs()?;
+    x86::fix_interrupted_syscall(&mut regs);
+    let xstate = t.xstate()?;
+    let sigmask = t.sigmask()?;
+    let rseq = t.rseq()?;
+    let (futex_rla, futex_rla_len) = sys::robust_list(tid).map_err(|e| DumpError::proc(tid, "get_robust_list", e))?;
+    let injected = task::collect(t, whole_process)?;
+    let status = procfs::parse_status(&read_proc(pid, &format!("task/{tid}/status"))?).ok_or(DumpError::Parse {
+        pid,
+        file: "task/TID/status",
+    })?;
+    let comm = read_proc(pid, &format!("task/{tid}/comm"))?
+        .trim_end_matches('\n')
+        .to_owned();
+    let creds = pb::CredsEntry {
+        uid: status.uids[0],
+        euid: status.uids[1],
+        suid: status.uids[2],
+        fsuid: status.uids[3],
+        gid: status.gids[0],
+        egid: status.gids[1],
+        sgid: status.gids[2],
+        fsgid: status.gids[3],
+        cap_inh: caps(status.cap_inh),
+        cap_prm: caps(status.cap_prm),
+        cap_eff: caps(status.cap_eff),
+        cap_bnd: caps(status.cap_bnd),
+        secbits: 0,
+        groups: status.groups.clone(),
+        no_new_privs: Some(status.no_new_privs),
+        cap_amb: caps(status.cap_amb),
+        ..Default::default()
+    };
+    let tls = (12..15)
+        .map(|n| pb::UserDescT {
+            entry_number: n,
+            read_exec_only: true,
+            seg_not_present: true,
+            ..Default::default()
+        })
+        .collect();
+    let core = pb::CoreEntry {
+        mtype: pb::March::X8664 as i32,
+        thread_info: Some(pb::ThreadInfoX86 {
+            clear_tid_addr: injected.clear_tid_addr,
+            gpregs: x86::regs_to_pb(&regs),
+            fpregs: x86::xstate_to_pb(&xstate),
+            tls,
+        }),
+        tc: None,
+        ids: None,
+        thread_core: Some(pb::ThreadCoreEntry {
+            futex_rla,
+            futex_rla_len: futex_rla_len as u32,
+            blk_sigset: Some(sigmask),
+            sas: Some(injected.altstack.clone()),
+            creds: Some(creds),
+            seccomp_mode: Some(pb::SeccompMode::Disabled as i32),
+            comm: Some(comm),
+            rseq_entry: rseq.map(|r| pb::RseqEntry {
+                rseq_abi_pointer: r.rseq_abi_pointer,
+                rseq_abi_size: r.rseq_abi_size,
+                signature: r.signature,
+                rseq_cs_pointer: None,
+            }),
+            ..Default::default()
+        }),
+    };
+    Ok((core, injected))
+}
+
+/// Seizes every thread of `pid` (the main thread first), again until no new thread appears.
+fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
+    let mut threads: Vec<Tracee> = Vec::new();
+    loop {
+        let dir = format!("/proc/{pid}/task");
+        let mut tids: Vec<i32> = fs::read_dir(&dir)
+            .map_err(|e| DumpError::proc(pid, &dir, e))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        tids.sort_unstable_by_key(|&t| (t != pid, t));
+        let before = threads.len();
+        for tid in tids {
+            if !threads.iter().any(|t| t.pid() == tid) {
+                threads.push(Tracee::seize(tid)?);
+            }
+        }
+        if threads.len() == before {
+            return Ok(threads);
+        }
+    }
 }
 
 /// Ids of files.img entries, one per mapped path and one per open file description.
@@ -283,15 +374,20 @@ fn caps(v: u64) -> Vec<u32> {
     vec![v as u32, (v >> 32) as u32]
 }
 
-fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport, DumpError> {
+fn dump_frozen(threads: &[Tracee], dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport, DumpError> {
+    let t = &threads[0];
     let pid = t.pid();
     let pid_u = pid as u32;
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
     let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
-    if status.threads != 1 {
+    if status.threads as usize != threads.len() {
         return Err(DumpError::Unsupported {
             pid,
-            what: "started a thread while being frozen".into(),
+            what: format!(
+                "{} threads, {} frozen: threads changed while freezing",
+                status.threads,
+                threads.len()
+            ),
         });
     }
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
@@ -307,13 +403,12 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
     let oom_score_adj = read_proc(pid, "oom_score_adj")?.trim().parse().ok();
     let loginuid = read_proc(pid, "loginuid").ok().and_then(|s| s.trim().parse().ok());
 
-    let mut regs = t.regs()?;
-    x86::fix_interrupted_syscall(&mut regs);
-    let xstate = t.xstate()?;
-    let sigmask = t.sigmask()?;
-    let rseq = t.rseq()?;
-    let (futex_rla, futex_rla_len) = sys::robust_list(pid).map_err(|e| DumpError::proc(pid, "get_robust_list", e))?;
-    let injected = task::collect(t)?;
+    let mut cores = Vec::with_capacity(threads.len());
+    for (i, th) in threads.iter().enumerate() {
+        cores.push(thread_core(pid, th, i == 0)?);
+    }
+    let injected = cores[0].1.clone();
+    let sigmask = cores[0].0.thread_core.as_ref().and_then(|c| c.blk_sigset).unwrap_or(0);
 
     // files.img: mapped files, exe, cwd, root, then the fds' open files.
     let mut files = FilesImage::default();
@@ -357,80 +452,28 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
     let memdump_us = mem_start.elapsed().as_micros() as u32;
 
     let (root_ids, ids) = kobj_ids(pid);
-    let creds = pb::CredsEntry {
-        uid: status.uids[0],
-        euid: status.uids[1],
-        suid: status.uids[2],
-        fsuid: status.uids[3],
-        gid: status.gids[0],
-        egid: status.gids[1],
-        sgid: status.gids[2],
-        fsgid: status.gids[3],
-        cap_inh: caps(status.cap_inh),
-        cap_prm: caps(status.cap_prm),
-        cap_eff: caps(status.cap_eff),
-        cap_bnd: caps(status.cap_bnd),
-        secbits: 0,
-        groups: status.groups.clone(),
-        no_new_privs: Some(status.no_new_privs),
-        cap_amb: caps(status.cap_amb),
+    let mut main_core = cores[0].0.clone();
+    main_core.tc = Some(pb::TaskCoreEntry {
+        task_state: pb::TASK_ALIVE,
+        exit_code: 0,
+        personality,
+        flags: stat.flags,
+        blk_sigset: sigmask,
+        comm: stat.comm.clone(),
+        rlimits: Some(pb::TaskRlimitsEntry {
+            rlimits: limits.iter().map(|&(cur, max)| pb::RlimitEntry { cur, max }).collect(),
+        }),
+        sigactions: injected.sigactions.clone(),
+        timers: Some(pb::TaskTimersEntry {
+            real: injected.itimers[0].clone(),
+            virt: injected.itimers[1].clone(),
+            prof: injected.itimers[2].clone(),
+            posix: Vec::new(),
+        }),
+        loginuid,
+        oom_score_adj,
         ..Default::default()
-    };
-    let tls = (12..15)
-        .map(|n| pb::UserDescT {
-            entry_number: n,
-            read_exec_only: true,
-            seg_not_present: true,
-            ..Default::default()
-        })
-        .collect();
-    let core = pb::CoreEntry {
-        mtype: pb::March::X8664 as i32,
-        thread_info: Some(pb::ThreadInfoX86 {
-            clear_tid_addr: injected.clear_tid_addr,
-            gpregs: x86::regs_to_pb(&regs),
-            fpregs: x86::xstate_to_pb(&xstate),
-            tls,
-        }),
-        tc: Some(pb::TaskCoreEntry {
-            task_state: pb::TASK_ALIVE,
-            exit_code: 0,
-            personality,
-            flags: stat.flags,
-            blk_sigset: sigmask,
-            comm: stat.comm.clone(),
-            rlimits: Some(pb::TaskRlimitsEntry {
-                rlimits: limits.iter().map(|&(cur, max)| pb::RlimitEntry { cur, max }).collect(),
-            }),
-            sigactions: injected.sigactions.clone(),
-            timers: Some(pb::TaskTimersEntry {
-                real: injected.itimers[0].clone(),
-                virt: injected.itimers[1].clone(),
-                prof: injected.itimers[2].clone(),
-                posix: Vec::new(),
-            }),
-            loginuid,
-            oom_score_adj,
-            ..Default::default()
-        }),
-        ids: None,
-        thread_core: Some(pb::ThreadCoreEntry {
-            futex_rla,
-            futex_rla_len: futex_rla_len as u32,
-            blk_sigset: Some(sigmask),
-            sas: Some(injected.altstack.clone()),
-            creds: Some(creds),
-            seccomp_mode: Some(pb::SeccompMode::Disabled as i32),
-            comm: Some(stat.comm.clone()),
-            rseq_entry: rseq.map(|r| pb::RseqEntry {
-                rseq_abi_pointer: r.rseq_abi_pointer,
-                rseq_abi_size: r.rseq_abi_size,
-                signature: r.signature,
-                rseq_cs_pointer: None,
-            }),
-            ..Default::default()
-        }),
-    };
+    });
     let mm = pb::MmEntry {
         mm_start_code: stat.start_code,
         mm_end_code: stat.end_code,
@@ -449,7 +492,10 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
         ..Default::default()
     };
     let id = u64::from(pid_u);
-    dir.write_all(ImageKind::Core, id, &[core])?;
+    dir.write_all(ImageKind::Core, id, &[main_core])?;
+    for (th, (core, _)) in threads.iter().zip(&cores).skip(1) {
+        dir.write_all(ImageKind::Core, th.pid() as u64, std::slice::from_ref(core))?;
+    }
     dir.write_all(ImageKind::Ids, id, std::slice::from_ref(&ids))?;
     dir.write_all(ImageKind::Mm, id, &[mm])?;
     dir.write_all(
@@ -475,7 +521,7 @@ fn dump_frozen(t: &Tracee, dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport
             ppid: 0,
             pgid: stat.pgid,
             sid: stat.sid,
-            threads: vec![pid_u],
+            threads: threads.iter().map(|t| t.pid() as u32).collect(),
         }],
     )?;
     let elapsed_us = |t: Instant| t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;

@@ -32,13 +32,15 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 }
 
 /// Reads the state above through a scratch page mapped in the task for the occasion.
-pub fn collect(t: &Tracee) -> Result<InjectedState, DumpError> {
+/// With `whole_process`, also the process-wide state (handlers, brk, itimers); otherwise only
+/// the thread's own (altstack, clear-tid address).
+pub fn collect(t: &Tracee, whole_process: bool) -> Result<InjectedState, DumpError> {
     let _pinned = Pinned::new(t.pid());
     let inj = Injector::at_ip(t)?;
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
     let scratch = inj.call("mmap", libc::SYS_mmap, [0, 4096, prot, flags, u64::MAX, 0])?;
-    let result = read_with_scratch(t, &inj, scratch);
+    let result = read_with_scratch(t, &inj, scratch, whole_process);
     let unmapped = inj.call("munmap", libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     let state = result?;
     unmapped?;
@@ -46,12 +48,17 @@ pub fn collect(t: &Tracee) -> Result<InjectedState, DumpError> {
     Ok(state)
 }
 
-fn read_with_scratch(t: &Tracee, inj: &Injector<'_>, scratch: u64) -> Result<InjectedState, DumpError> {
+fn read_with_scratch(
+    t: &Tracee,
+    inj: &Injector<'_>,
+    scratch: u64,
+    whole_process: bool,
+) -> Result<InjectedState, DumpError> {
     let mem = RemoteMem::open(t.pid())?;
     let mut st = InjectedState::default();
     let mut buf = [0u8; 32];
     for sig in 1..=SIGMAX {
-        if is_fixed_signal(sig) {
+        if !whole_process || is_fixed_signal(sig) {
             continue;
         }
         inj.call(
@@ -85,6 +92,9 @@ fn read_with_scratch(t: &Tracee, inj: &Injector<'_>, scratch: u64) -> Result<Inj
     let mut word = [0u8; 8];
     mem.read(scratch, &mut word)?;
     st.clear_tid_addr = u64::from_le_bytes(word);
+    if !whole_process {
+        return Ok(st);
+    }
     st.brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
     for (which, slot) in st.itimers.iter_mut().enumerate() {
         inj.call("getitimer", libc::SYS_getitimer, [which as u64, scratch, 0, 0, 0, 0])?;

@@ -228,9 +228,15 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
             return Err(e.into());
         }
     };
-    if let Err(e) = puppet::build(&tracee, &plan, &prepared) {
-        tracee.kill();
-        return Err(e);
+    let threads = match puppet::build(&tracee, &plan, &prepared) {
+        Ok(threads) => threads,
+        Err(e) => {
+            tracee.kill(); // and every thread it already has
+            return Err(e);
+        }
+    };
+    for t in threads {
+        t.detach()?;
     }
     tracee.detach()?;
     drop(prepared);

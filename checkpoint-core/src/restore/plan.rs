@@ -41,6 +41,8 @@ pub struct Plan {
     pub pgid: u32,
     pub sid: u32,
     pub core: pb::CoreEntry,
+    /// The other threads: tid and core.
+    pub threads: Vec<(i32, pb::CoreEntry)>,
     pub mm: pb::MmEntry,
     pub pagemap: Pagemap,
     pub exe: String,
@@ -81,14 +83,10 @@ impl Plan {
             });
         };
         let pid = i32::try_from(task.pid).map_err(|_| invalid(format!("pstree.img: pid {} out of range", task.pid)))?;
-        if task.threads != [task.pid] {
-            return Err(RestoreError::Unsupported {
-                pid,
-                what: format!(
-                    "threads {:?}: multi-threaded processes come with a later milestone",
-                    task.threads
-                ),
-            });
+        if task.threads.first() != Some(&task.pid) {
+            return Err(invalid(format!(
+                "pstree.img: pid {pid}: the first thread must be the task itself"
+            )));
         }
         let core: pb::CoreEntry = dir
             .read_one(ImageKind::Core, task.pid.into())?
@@ -111,6 +109,17 @@ impl Plan {
                 pid,
                 what: format!("task state {:#x}", tc.task_state),
             });
+        }
+        let mut threads = Vec::new();
+        for &tid in &task.threads[1..] {
+            let tcore: pb::CoreEntry = dir
+                .read_one(ImageKind::Core, tid.into())?
+                .ok_or_else(|| invalid(format!("pid {pid}: core-{tid}.img of a thread is missing")))?;
+            if tcore.thread_info.is_none() || tcore.thread_core.is_none() {
+                return Err(invalid(format!("core-{tid}.img: no registers or thread state")));
+            }
+            let tid = i32::try_from(tid).map_err(|_| invalid(format!("pstree.img: tid {tid} out of range")))?;
+            threads.push((tid, tcore));
         }
         let ids: pb::TaskKobjIdsEntry = match &core.ids {
             Some(ids) => ids.clone(),
@@ -275,6 +284,7 @@ impl Plan {
         fds.sort_by_key(|f| f.fd);
         Ok(Plan {
             pid,
+            threads,
             pgid: task.pgid,
             sid: task.sid,
             core,

@@ -8,7 +8,7 @@ use parasite::{Injector, Pinned, Tracee, GADGET};
 use super::plan::Plan;
 use super::{Prepared, RestoreError};
 use crate::image::pages::{PageRun, PAGE_SIZE};
-use crate::image::pb::vma_status as st;
+use crate::image::pb::{self as pb, vma_status as st};
 use crate::procfs;
 use crate::x86;
 
@@ -85,7 +85,7 @@ fn words(v: &[u64]) -> Vec<u8> {
 }
 
 /// Builds the dumped task inside the puppet `t` and leaves it stopped, ready to be let go.
-pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<(), RestoreError> {
+pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, RestoreError> {
     let pid = t.pid();
     let _pinned = Pinned::new(pid);
     let own_maps_text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| RestoreError::Object {
@@ -348,12 +348,18 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<(), RestoreErro
             [tc.personality.into(), 0, 0, 0, 0, 0],
         )?;
     }
+    // 9. The other threads: cloned into the puppet at their tids, then set up one by one.
+    let mut thread_tracees = Vec::with_capacity(plan.threads.len());
+    for (tid, core) in &plan.threads {
+        thread_tracees.push(make_thread(&r, pid, *tid, core)?);
+    }
+
     for fd in helpers {
         r.close(fd)?;
     }
     r.close(r.ctl_pidfd)?;
 
-    // 9. Last: unmap the scratch area itself; at that syscall's exit, the dumped registers.
+    // 10. Last: unmap the scratch area itself; at that syscall's exit, the dumped registers.
     let Remote { inj, .. } = r;
     let ret = inj.call_and_stop_at_exit("munmap(scratch)", libc::SYS_munmap, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
     if ret != 0 {
@@ -369,7 +375,88 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<(), RestoreErro
     regs.orig_rax = u64::MAX;
     t.set_regs(&regs)?;
     t.set_sigmask(thread.blk_sigset.unwrap_or(tc.blk_sigset))?;
-    Ok(())
+    Ok(thread_tracees)
+}
+
+/// Clones thread `tid` into the puppet (clone3 with set_tid, from the gadget: the new thread
+/// stops at once under ptrace), gives it its own signal stack, clear-tid address, robust list,
+/// rseq area and name, then its registers, xstate and mask. It stays stopped until released.
+fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry) -> Result<Tracee, RestoreError> {
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM) as u64;
+    let tid_addr = r.put(128, &(tid as u32).to_le_bytes())?;
+    // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size,
+    // tls, set_tid, set_tid_size, cgroup.
+    let args = r.put(0, &words(&[flags, 0, 0, 0, 0, 0, 0, 0, tid_addr, 1, 0]))?;
+    let got = r.call("clone3(thread)", libc::SYS_clone3, [args, 88, 0, 0, 0, 0])?;
+    if got != tid as u64 {
+        return Err(RestoreError::Invalid {
+            what: format!("pid {pid}: thread created as {got}, not {tid}"),
+        });
+    }
+    let t = Tracee::adopt_thread(tid)?;
+    let ti = core.thread_info.as_ref().ok_or_else(|| RestoreError::Invalid {
+        what: format!("tid {tid}: no registers"),
+    })?;
+    let tc = core.thread_core.clone().unwrap_or_default();
+    let inj = Injector::at(&t, r.scratch)?;
+    let call = |name, nr, args| inj.call(name, nr, args).map_err(RestoreError::from);
+    if let Some(sas) = &tc.sas {
+        let flags = u64::from(sas.ss_flags & !(libc::SS_ONSTACK as u32));
+        let ss = r.put(0, &words(&[sas.ss_sp, flags, sas.ss_size]))?;
+        call("sigaltstack", libc::SYS_sigaltstack, [ss, 0, 0, 0, 0, 0])?;
+    }
+    call(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        [ti.clear_tid_addr, 0, 0, 0, 0, 0],
+    )?;
+    if tc.futex_rla != 0 {
+        call(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            [tc.futex_rla, tc.futex_rla_len.into(), 0, 0, 0, 0],
+        )?;
+    }
+    if let Some(rseq) = &tc.rseq_entry {
+        call(
+            "rseq",
+            libc::SYS_rseq,
+            [
+                rseq.rseq_abi_pointer,
+                rseq.rseq_abi_size.into(),
+                0,
+                rseq.signature.into(),
+                0,
+                0,
+            ],
+        )?;
+    }
+    if let Some(comm) = &tc.comm {
+        let mut name = comm.as_bytes().to_vec();
+        name.truncate(15);
+        name.push(0);
+        let at = r.put(0, &name)?;
+        call(
+            "prctl(PR_SET_NAME)",
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as u64, at, 0, 0, 0, 0],
+        )?;
+    }
+    inj.release();
+    let mut xstate = t.xstate()?;
+    x86::pb_to_xstate(&ti.fpregs, &mut xstate);
+    t.set_xstate(&xstate)?;
+    let mut regs = t.regs()?;
+    x86::pb_to_regs(&ti.gpregs, &mut regs);
+    regs.orig_rax = u64::MAX;
+    t.set_regs(&regs)?;
+    t.set_sigmask(tc.blk_sigset.unwrap_or(0))?;
+    Ok(t)
 }
 
 /// Moves the puppet's [vvar]/[vvar_vclock] span and [vdso] to where the dumped task had them.
