@@ -66,6 +66,9 @@ pub struct Status {
     pub cap_amb: u64,
     pub seccomp: u32,
     pub no_new_privs: u32,
+    /// Signals pending for this thread / for the whole process.
+    pub sig_pending: u64,
+    pub shared_pending: u64,
 }
 
 /// Parses `/proc/PID/status`; `None` if a needed line is malformed.
@@ -99,6 +102,8 @@ pub fn parse_status(text: &str) -> Option<Status> {
             "CapBnd" => s.cap_bnd = cap(value)?,
             "CapAmb" => s.cap_amb = cap(value)?,
             "Seccomp" => s.seccomp = value.parse().ok()?,
+            "SigPnd" => s.sig_pending = u64::from_str_radix(value, 16).ok()?,
+            "ShdPnd" => s.shared_pending = u64::from_str_radix(value, 16).ok()?,
             "NoNewPrivs" => s.no_new_privs = value.parse().ok()?,
             _ => {}
         }

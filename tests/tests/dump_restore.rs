@@ -633,3 +633,19 @@ fn criu_restores_our_multithreaded_dump_and_we_restore_its() {
     threads_round_trip("threads-to-criu", "stasis", "criu");
     threads_round_trip("threads-from-criu", "criu", "stasis");
 }
+
+/// Pending signals are not saved yet: a dump refuses them (naming them) rather than lose them,
+/// and the process goes on intact.
+#[test]
+fn a_pending_signal_is_refused_not_lost() {
+    let (_scratch, work, images) = setup("pending");
+    let w = Workload::start("verify", &work, None);
+    w.signal(libc::SIGWINCH); // blocked by the workload: stays pending
+    let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("pending signals (mask 0x8000000)"), "{err}");
+    assert_running_untraced(w.pid);
+    let result = finish_verify(&w);
+    assert!(result.starts_with("OK"), "{result}");
+}

@@ -91,6 +91,15 @@ fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
         return Err(DumpError::Remote(parasite::Error::NoSuchProcess { pid }));
     }
     let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
+    if status.sig_pending | status.shared_pending != 0 {
+        return Err(DumpError::Unsupported {
+            pid,
+            what: format!(
+                "pending signals (mask {:#x}): saving them comes with a later milestone",
+                status.sig_pending | status.shared_pending
+            ),
+        });
+    }
     if !read_proc(pid, "timers")?.trim().is_empty() {
         return Err(DumpError::Unsupported {
             pid,
@@ -160,6 +169,15 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
         pid,
         file: "task/TID/status",
     })?;
+    if status.sig_pending | status.shared_pending != 0 {
+        return Err(DumpError::Unsupported {
+            pid,
+            what: format!(
+                "thread {tid} has pending signals (mask {:#x}): saving them comes with a later milestone",
+                status.sig_pending | status.shared_pending
+            ),
+        });
+    }
     let comm = read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_owned();
