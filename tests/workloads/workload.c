@@ -173,6 +173,7 @@ static int verify(void) {
     int logfd = open("log", O_WRONLY | O_CREAT | O_APPEND, 0640);
     if (write(logfd, "before\n", 7) != 7) return 2;
     int nullfd = open("/dev/null", O_RDWR);
+    int pathfd = open(dir, O_PATH | O_DIRECTORY);
 
     /* signals */
     struct sigaction sa = { 0 };
@@ -220,6 +221,7 @@ static int verify(void) {
     EXPECT(fcntl(logfd, F_GETFL) & O_APPEND, "log lost O_APPEND");
     EXPECT(write(logfd, "after\n", 6) == 6, "cannot write the log");
     EXPECT(write(nullfd, "x", 1) == 1, "/dev/null not writable");
+    EXPECT((fcntl(pathfd, F_GETFL) & O_PATH) && openat(pathfd, "input", O_RDONLY) >= 0, "O_PATH fd lost");
     char logbuf[64] = { 0 };
     int lr = open("log", O_RDONLY);
     EXPECT(read(lr, logbuf, sizeof logbuf - 1) == 13 && strcmp(logbuf, "before\nafter\n") == 0, "log is %s", logbuf);

@@ -86,8 +86,13 @@ fn object(pid: i32, what: impl Into<String>) -> impl FnOnce(io::Error) -> Restor
 }
 
 fn open_reg(pid: i32, path: &str, flags: u32) -> Result<File, RestoreError> {
-    let keep =
-        libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME | libc::O_DIRECTORY;
+    let keep = libc::O_ACCMODE
+        | libc::O_APPEND
+        | libc::O_NONBLOCK
+        | libc::O_DIRECT
+        | libc::O_NOATIME
+        | libc::O_DIRECTORY
+        | libc::O_PATH;
     let access = flags as i32 & libc::O_ACCMODE;
     OpenOptions::new()
         .read(access == libc::O_RDONLY || access == libc::O_RDWR)
@@ -133,8 +138,11 @@ fn prepare(dir: &ImageDir, plan: &Plan, opts: &RestoreOpts) -> Result<Prepared, 
                                 now.len()
                             );
                         }
-                        f.seek(io::SeekFrom::Start(*pos))
-                            .map_err(object(pid, format!("seeking {path}")))?;
+                        // An O_PATH fd has no offset.
+                        if *flags as i32 & libc::O_PATH == 0 {
+                            f.seek(io::SeekFrom::Start(*pos))
+                                .map_err(object(pid, format!("seeking {path}")))?;
+                        }
                         f.into()
                     }
                     (FdTarget::Tty { path }, None) if opts.shell_job => {
