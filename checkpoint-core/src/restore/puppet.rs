@@ -242,7 +242,7 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
         r.call("umask", libc::SYS_umask, [mask.into(), 0, 0, 0, 0, 0])?;
     }
 
-    // 7. Signal dispositions, altstack, limits, futex/tid addresses, rseq.
+    // 7. Signal dispositions, limits, itimers; the thread's own state.
     let tc = plan.core.tc.as_ref().ok_or_else(|| RestoreError::Invalid {
         what: "no task core".into(),
     })?;
@@ -256,11 +256,6 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
         r.call("rt_sigaction", libc::SYS_rt_sigaction, [sig, act, 0, 8, 0, 0])?;
     }
     let thread = plan.core.thread_core.clone().unwrap_or_default();
-    if let Some(sas) = &thread.sas {
-        let flags = u64::from(sas.ss_flags & !(libc::SS_ONSTACK as u32));
-        let ss = r.put(0, &words(&[sas.ss_sp, flags, sas.ss_size]))?;
-        r.call("sigaltstack", libc::SYS_sigaltstack, [ss, 0, 0, 0, 0, 0])?;
-    }
     if let Some(limits) = &tc.rlimits {
         for (res, l) in limits.rlimits.iter().enumerate() {
             let new = r.put(0, &words(&[l.cur, l.max]))?;
@@ -278,34 +273,10 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
     let ti = plan.core.thread_info.as_ref().ok_or_else(|| RestoreError::Invalid {
         what: "no registers".into(),
     })?;
-    r.call(
-        "set_tid_address",
-        libc::SYS_set_tid_address,
-        [ti.clear_tid_addr, 0, 0, 0, 0, 0],
-    )?;
-    if thread.futex_rla != 0 {
-        r.call(
-            "set_robust_list",
-            libc::SYS_set_robust_list,
-            [thread.futex_rla, thread.futex_rla_len.into(), 0, 0, 0, 0],
-        )?;
-    }
-    if let Some(rseq) = &thread.rseq_entry {
-        r.call(
-            "rseq",
-            libc::SYS_rseq,
-            [
-                rseq.rseq_abi_pointer,
-                rseq.rseq_abi_size.into(),
-                0,
-                rseq.signature.into(),
-                0,
-                0,
-            ],
-        )?;
-    }
+    let name = thread.comm.as_deref().unwrap_or(&tc.comm);
+    thread_state(&|n, nr, a| r.call(n, nr, a), &|o, b| r.put(o, b), ti, &thread, name)?;
 
-    // 8. mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP; the name.
+    // 8. mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP.
     let exe = r.pull(prep.exe.as_raw_fd())?;
     let mm = &plan.mm;
     let auxv = r.put(256, &words(&mm.mm_saved_auxv))?;
@@ -332,15 +303,6 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
         [PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0, 0],
     )?;
     r.close(exe)?;
-    let mut comm = tc.comm.as_bytes().to_vec();
-    comm.truncate(15);
-    comm.push(0);
-    let name = r.put(0, &comm)?;
-    r.call(
-        "prctl(PR_SET_NAME)",
-        libc::SYS_prctl,
-        [libc::PR_SET_NAME as u64, name, 0, 0, 0, 0],
-    )?;
     if tc.personality != 0 {
         r.call(
             "personality",
@@ -378,6 +340,58 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
     Ok(thread_tracees)
 }
 
+type Call<'a> = &'a dyn Fn(&'static str, i64, [u64; 6]) -> Result<u64, RestoreError>;
+type Put<'a> = &'a dyn Fn(u64, &[u8]) -> Result<u64, RestoreError>;
+
+/// A thread's own state, by syscalls the thread itself runs (`call`; `put` copies arguments into
+/// the scratch area): altstack, clear-tid address, robust list, rseq area, name.
+fn thread_state(
+    call: Call<'_>,
+    put: Put<'_>,
+    ti: &pb::ThreadInfoX86,
+    tc: &pb::ThreadCoreEntry,
+    name: &str,
+) -> Result<(), RestoreError> {
+    if let Some(sas) = &tc.sas {
+        let flags = u64::from(sas.ss_flags & !(libc::SS_ONSTACK as u32));
+        let ss = put(0, &words(&[sas.ss_sp, flags, sas.ss_size]))?;
+        call("sigaltstack", libc::SYS_sigaltstack, [ss, 0, 0, 0, 0, 0])?;
+    }
+    call(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        [ti.clear_tid_addr, 0, 0, 0, 0, 0],
+    )?;
+    if tc.futex_rla != 0 {
+        call(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            [tc.futex_rla, tc.futex_rla_len.into(), 0, 0, 0, 0],
+        )?;
+    }
+    if let Some(rseq) = &tc.rseq_entry {
+        let args = [
+            rseq.rseq_abi_pointer,
+            rseq.rseq_abi_size.into(),
+            0,
+            rseq.signature.into(),
+            0,
+            0,
+        ];
+        call("rseq", libc::SYS_rseq, args)?;
+    }
+    let mut comm = name.as_bytes().to_vec();
+    comm.truncate(15);
+    comm.push(0);
+    let at = put(0, &comm)?;
+    call(
+        "prctl(PR_SET_NAME)",
+        libc::SYS_prctl,
+        [libc::PR_SET_NAME as u64, at, 0, 0, 0, 0],
+    )?;
+    Ok(())
+}
+
 /// Clones thread `tid` into the puppet (clone3 with set_tid, from the gadget: the new thread
 /// stops at once under ptrace), gives it its own signal stack, clear-tid address, robust list,
 /// rseq area and name, then its registers, xstate and mask. It stays stopped until released.
@@ -405,48 +419,8 @@ fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry) -> Resu
     let tc = core.thread_core.clone().unwrap_or_default();
     let inj = Injector::at(&t, r.scratch)?;
     let call = |name, nr, args| inj.call(name, nr, args).map_err(RestoreError::from);
-    if let Some(sas) = &tc.sas {
-        let flags = u64::from(sas.ss_flags & !(libc::SS_ONSTACK as u32));
-        let ss = r.put(0, &words(&[sas.ss_sp, flags, sas.ss_size]))?;
-        call("sigaltstack", libc::SYS_sigaltstack, [ss, 0, 0, 0, 0, 0])?;
-    }
-    call(
-        "set_tid_address",
-        libc::SYS_set_tid_address,
-        [ti.clear_tid_addr, 0, 0, 0, 0, 0],
-    )?;
-    if tc.futex_rla != 0 {
-        call(
-            "set_robust_list",
-            libc::SYS_set_robust_list,
-            [tc.futex_rla, tc.futex_rla_len.into(), 0, 0, 0, 0],
-        )?;
-    }
-    if let Some(rseq) = &tc.rseq_entry {
-        call(
-            "rseq",
-            libc::SYS_rseq,
-            [
-                rseq.rseq_abi_pointer,
-                rseq.rseq_abi_size.into(),
-                0,
-                rseq.signature.into(),
-                0,
-                0,
-            ],
-        )?;
-    }
-    if let Some(comm) = &tc.comm {
-        let mut name = comm.as_bytes().to_vec();
-        name.truncate(15);
-        name.push(0);
-        let at = r.put(0, &name)?;
-        call(
-            "prctl(PR_SET_NAME)",
-            libc::SYS_prctl,
-            [libc::PR_SET_NAME as u64, at, 0, 0, 0, 0],
-        )?;
-    }
+    let name = tc.comm.clone().unwrap_or_default();
+    thread_state(&call, &|o, b| r.put(o, b), ti, &tc, &name)?;
     inj.release();
     let mut xstate = t.xstate()?;
     x86::pb_to_xstate(&ti.fpregs, &mut xstate);
