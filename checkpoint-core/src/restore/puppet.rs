@@ -329,15 +329,22 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
             what: format!("pid {pid}: unmapping the scratch area returned {ret}"),
         });
     }
+    set_dumped_registers(t, ti, thread.blk_sigset.unwrap_or(tc.blk_sigset))?;
+    Ok(thread_tracees)
+}
+
+/// The dumped registers, xstate and signal mask of a stopped thread; it resumes there when let go.
+fn set_dumped_registers(t: &Tracee, ti: &pb::ThreadInfoX86, mask: u64) -> Result<(), RestoreError> {
     let mut xstate = t.xstate()?;
     x86::pb_to_xstate(&ti.fpregs, &mut xstate);
     t.set_xstate(&xstate)?;
     let mut regs = t.regs()?;
     x86::pb_to_regs(&ti.gpregs, &mut regs);
+    // Not "in a syscall": no kernel restart logic applies to these registers.
     regs.orig_rax = u64::MAX;
     t.set_regs(&regs)?;
-    t.set_sigmask(thread.blk_sigset.unwrap_or(tc.blk_sigset))?;
-    Ok(thread_tracees)
+    t.set_sigmask(mask)?;
+    Ok(())
 }
 
 type Call<'a> = &'a dyn Fn(&'static str, i64, [u64; 6]) -> Result<u64, RestoreError>;
@@ -422,14 +429,7 @@ fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry) -> Resu
     let name = tc.comm.clone().unwrap_or_default();
     thread_state(&call, &|o, b| r.put(o, b), ti, &tc, &name)?;
     inj.release();
-    let mut xstate = t.xstate()?;
-    x86::pb_to_xstate(&ti.fpregs, &mut xstate);
-    t.set_xstate(&xstate)?;
-    let mut regs = t.regs()?;
-    x86::pb_to_regs(&ti.gpregs, &mut regs);
-    regs.orig_rax = u64::MAX;
-    t.set_regs(&regs)?;
-    t.set_sigmask(tc.blk_sigset.unwrap_or(0))?;
+    set_dumped_registers(&t, ti, tc.blk_sigset.unwrap_or(0))?;
     Ok(t)
 }
 
