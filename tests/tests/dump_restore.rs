@@ -23,6 +23,31 @@ fn setup(name: &str) -> (Scratch, std::path::PathBuf, std::path::PathBuf) {
     (scratch, work, images)
 }
 
+/// Starts `stasis ARGS` (a dump of `pid`) and returns once it has attached to `pid`.
+fn dump_in_background(pid: i32, args: &[&str]) -> std::process::Child {
+    let child = Command::new(workspace_bin("stasis"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while status_field(pid, "TracerPid").as_deref().unwrap_or("0") == "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the dump never attached to pid {pid}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    child
+}
+
+/// Restores `images` detached and has the workload verify itself; returns its result line.
+fn restore_and_verify(w: &Workload, images: &std::path::Path) -> String {
+    stasis_ok(&["restore", "-D", s(images), "--detach"]);
+    finish_verify(w)
+}
+
 /// Sends SIGUSR1 to the restored workload, reaps it, and returns what it wrote to `result`.
 fn finish_verify(w: &Workload) -> String {
     w.signal(libc::SIGUSR1);
@@ -127,8 +152,7 @@ fn leave_running_keeps_the_process_free_and_the_images_restore_after_it_is_kille
     assert_running_untraced(w.pid);
     w.signal(libc::SIGKILL);
     w.reap_original();
-    stasis_ok(&["restore", "-D", s(&images), "--detach"]);
-    let result = finish_verify(&w);
+    let result = restore_and_verify(&w, &images);
     assert!(result.starts_with("OK"), "{result}");
 }
 
@@ -193,27 +217,17 @@ fn a_second_dump_of_a_process_being_dumped_is_refused_and_the_first_succeeds() {
     let work = scratch.join("work");
     std::fs::create_dir(&work).unwrap();
     let w = Workload::start("hold", &work, Some(768));
-    let first = Command::new(workspace_bin("stasis"))
-        .args([
+    let first = dump_in_background(
+        w.pid,
+        &[
             "dump",
             "-t",
             &w.pid.to_string(),
             "-D",
             s(&scratch.join("a")),
             "--leave-running",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while status_field(w.pid, "TracerPid").as_deref().unwrap_or("0") == "0" {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the first dump never attached"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
+        ],
+    );
     let second = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("b"))]);
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
@@ -232,17 +246,10 @@ fn a_target_that_dies_during_the_dump_fails_it_with_the_cause() {
     let work = scratch.join("work");
     std::fs::create_dir(&work).unwrap();
     let mut w = Workload::start("hold", &work, Some(1024));
-    let dump = Command::new(workspace_bin("stasis"))
-        .args(["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("images"))])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while status_field(w.pid, "TracerPid").as_deref().unwrap_or("0") == "0" {
-        assert!(start.elapsed() < Duration::from_secs(20), "the dump never attached");
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    let dump = dump_in_background(
+        w.pid,
+        &["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("images"))],
+    );
     w.signal(libc::SIGKILL);
     let out = dump.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -554,17 +561,10 @@ fn images_on_tmpfs_restore_intact() {
 fn an_interrupted_dump_still_lets_the_process_go_intact() {
     let (scratch, work, images) = setup("sigint");
     let w = Workload::start("hold", &work, Some(768));
-    let dump = Command::new(workspace_bin("stasis"))
-        .args(["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while status_field(w.pid, "TracerPid").as_deref().unwrap_or("0") == "0" {
-        assert!(start.elapsed() < Duration::from_secs(20), "the dump never attached");
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    let dump = dump_in_background(
+        w.pid,
+        &["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"],
+    );
     checkpoint_core::sys::send_signal(dump.id() as i32, libc::SIGINT).unwrap();
     let out = dump.wait_with_output().unwrap();
     assert!(!out.status.success(), "SIGINT is still honoured, once the task is free");

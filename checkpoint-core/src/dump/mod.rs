@@ -85,21 +85,25 @@ fn readlink_proc(pid: i32, file: &str) -> Result<String, DumpError> {
         .map_err(|e| DumpError::proc(pid, &path, e))
 }
 
+/// Pending signals are not saved yet: refuse them rather than lose them.
+fn refuse_pending_signals(pid: i32, who: &str, status: &procfs::Status) -> Result<(), DumpError> {
+    let pending = status.sig_pending | status.shared_pending;
+    if pending != 0 {
+        return Err(DumpError::Unsupported {
+            pid,
+            what: format!("{who}pending signals (mask {pending:#x}): saving them comes with a later milestone"),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses what this version cannot dump, before the task is stopped.
 fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
     if !Path::new(&format!("/proc/{pid}")).exists() {
         return Err(DumpError::Remote(parasite::Error::NoSuchProcess { pid }));
     }
     let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
-    if status.sig_pending | status.shared_pending != 0 {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!(
-                "pending signals (mask {:#x}): saving them comes with a later milestone",
-                status.sig_pending | status.shared_pending
-            ),
-        });
-    }
+    refuse_pending_signals(pid, "", &status)?;
     if !read_proc(pid, "timers")?.trim().is_empty() {
         return Err(DumpError::Unsupported {
             pid,
@@ -169,15 +173,7 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
         pid,
         file: "task/TID/status",
     })?;
-    if status.sig_pending | status.shared_pending != 0 {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!(
-                "thread {tid} has pending signals (mask {:#x}): saving them comes with a later milestone",
-                status.sig_pending | status.shared_pending
-            ),
-        });
-    }
+    refuse_pending_signals(pid, &format!("thread {tid}: "), &status)?;
     let comm = read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_owned();
