@@ -132,9 +132,8 @@ fn every_image_we_write_decodes_with_crit_and_shows() {
         ps.contains(&w.pid.to_string()) && ps.contains("stasis-test-wor"),
         "{ps}"
     );
-    let shown = stasis_ok(&["show", s(&images)]);
-    let _ = shown;
     let out = stasis(&["show", s(&images)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("/dev/null") && text.contains("work/input") && text.contains("work/log"),
