@@ -375,6 +375,9 @@ static int threads(void) {
 int main(int argc, char **argv) {
     /* Drop whatever fds the caller leaked to us: the workload's fd table is part of the test. */
     syscall(SYS_close_range, 3, ~0U, 0);
+    /* Lead a session of our own: where the test runner's session leader is in another pid
+       namespace (a CI container), CRIU refuses to dump a task whose session it cannot see. */
+    setsid();
     if (argc < 3) { fprintf(stderr, "usage: %s verify|count|hold DIR [MB]\n", argv[0]); return 2; }
     dir = argv[2];
     if (chdir(dir)) { perror(dir); return 2; }
