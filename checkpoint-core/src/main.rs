@@ -86,8 +86,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let r = dump::dump(&opts)?;
             eprintln!(
-                "stasis: dumped pid {} ({} VMAs, {} pages) in {:.3} s, frozen {:.3} s, peak RSS {} KiB",
+                "stasis: dumped pid {} ({} processes, {} VMAs, {} pages) in {:.3} s, frozen {:.3} s, peak RSS {} KiB",
                 r.pid,
+                r.tasks,
                 r.vmas,
                 r.pages_written,
                 r.elapsed.as_secs_f64(),
@@ -111,8 +112,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let r = restore::restore(&opts)?;
             eprintln!(
-                "stasis: restored pid {} in {:.3} s, peak RSS {} KiB",
+                "stasis: restored pid {} ({} processes) in {:.3} s, peak RSS {} KiB",
                 r.pid,
+                r.tasks,
                 r.elapsed.as_secs_f64(),
                 peak_rss_kib()
             );

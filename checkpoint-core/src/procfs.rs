@@ -20,6 +20,8 @@ pub struct Stat {
     pub arg_end: u64,
     pub env_start: u64,
     pub env_end: u64,
+    /// Wait status of a zombie (as `waitpid` would report it).
+    pub exit_code: u32,
 }
 
 /// Parses `/proc/PID/stat`; `None` if it is not in the kernel's format.
@@ -47,6 +49,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         arg_end: num(49)?,
         env_start: num(50)?,
         env_end: num(51)?,
+        exit_code: num(52).and_then(|c| u32::try_from(c).ok()).unwrap_or(0),
     })
 }
 
@@ -69,6 +72,8 @@ pub struct Status {
     /// Signals pending for this thread / for the whole process.
     pub sig_pending: u64,
     pub shared_pending: u64,
+    /// The pid tracing this task, or 0.
+    pub tracer_pid: i32,
 }
 
 /// Parses `/proc/PID/status`; `None` if a needed line is malformed.
@@ -105,6 +110,7 @@ pub fn parse_status(text: &str) -> Option<Status> {
             "SigPnd" => s.sig_pending = u64::from_str_radix(value, 16).ok()?,
             "ShdPnd" => s.shared_pending = u64::from_str_radix(value, 16).ok()?,
             "NoNewPrivs" => s.no_new_privs = value.parse().ok()?,
+            "TracerPid" => s.tracer_pid = value.parse().ok()?,
             _ => {}
         }
     }

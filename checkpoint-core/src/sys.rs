@@ -379,3 +379,55 @@ impl Drop for HoldSignals {
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
     }
 }
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A new pipe (read end, write end), both close-on-exec, with room for `capacity` bytes
+/// when given.
+pub fn new_pipe(capacity: Option<u32>) -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fd numbers into the array we own.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: the kernel just returned these two new fds to us.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    if let Some(cap) = capacity {
+        // SAFETY: F_SETPIPE_SZ takes an integer; the fd is ours.
+        cvt(unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, cap as libc::c_int) })?;
+    }
+    Ok((r, w))
+}
+
+/// The bytes buffered in the pipe behind our fd `fd`, left where they are (tee), and the
+/// pipe's capacity.
+pub fn peek_pipe(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(Vec<u8>, u32)> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETPIPE_SZ takes no argument.
+    let cap = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) })? as u32;
+    let (r, w) = new_pipe(Some(cap))?;
+    // SAFETY: tee between two pipe fds we hold; no memory is passed.
+    let n = unsafe { libc::tee(fd.as_raw_fd(), w.as_raw_fd(), cap as usize, libc::SPLICE_F_NONBLOCK) };
+    let n = match n {
+        n if n >= 0 => n as usize,
+        _ if io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) => 0,
+        _ => return Err(io::Error::last_os_error()),
+    };
+    drop(w);
+    let mut data = Vec::with_capacity(n);
+    std::fs::File::from(r).read_to_end(&mut data)?;
+    Ok((data, cap))
+}
+
+/// Sets the file status flags (O_NONBLOCK, O_APPEND...) of the open file behind our `fd`.
+pub fn set_status_flags(fd: std::os::fd::BorrowedFd<'_>, flags: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETFL takes an integer; the fd is ours.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }).map(drop)
+}

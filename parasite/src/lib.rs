@@ -96,7 +96,10 @@ impl Tracee {
         }
         sys::set_options(
             pid,
-            libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACECLONE,
+            libc::PTRACE_O_TRACESYSGOOD
+                | libc::PTRACE_O_EXITKILL
+                | libc::PTRACE_O_TRACECLONE
+                | libc::PTRACE_O_TRACEFORK,
         )
         .map_err(sys_err(pid, "PTRACE_SETOPTIONS"))?;
         Ok(t)
@@ -104,6 +107,8 @@ impl Tracee {
 
     /// Takes a thread the adopted puppet just created with clone (PTRACE_O_TRACECLONE attaches
     /// it; it starts in a stop).
+    /// Takes over a thread or process that a tracee just created (auto-attached by
+    /// PTRACE_O_TRACECLONE/TRACEFORK): waits for its first stop.
     pub fn adopt_thread(tid: i32) -> Result<Tracee, Error> {
         let t = Tracee {
             pid: tid,
@@ -187,6 +192,28 @@ impl Tracee {
     }
 
     /// Forgets the task without detaching (it was killed or has exited).
+    /// Ends the tracee by signal `sig` (whose disposition must be the default one): unblocks
+    /// it, sends it, delivers it at the signal-delivery stop; returns the wait status.
+    pub fn die_by(mut self, sig: i32) -> Result<i32, Error> {
+        self.attached = false;
+        let pid = self.pid;
+        self.set_sigmask(0)?;
+        sys::kill(pid, sig).map_err(sys_err(pid, "kill"))?;
+        let mut deliver = 0;
+        loop {
+            sys::cont(pid, deliver).map_err(sys_err(pid, "PTRACE_CONT"))?;
+            let status = sys::waitpid(pid, libc::__WALL).map_err(sys_err(pid, "waitpid"))?;
+            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                return Ok(status);
+            }
+            deliver = if libc::WIFSTOPPED(status) && libc::WSTOPSIG(status) == sig {
+                sig
+            } else {
+                0
+            };
+        }
+    }
+
     pub fn forget(mut self) {
         self.attached = false;
     }
@@ -329,6 +356,21 @@ impl<'t> Injector<'t> {
             }
         }
         Ok(self.t.regs()?.rax as i64)
+    }
+
+    /// Runs syscall `nr`, which ends the tracee (exit_group), and waits for its end; returns
+    /// the wait status.
+    pub fn call_and_exit(mut self, nr: i64, args: [u64; 6]) -> Result<i32, Error> {
+        self.done = true;
+        self.load(nr, args)?;
+        let pid = self.t.pid;
+        loop {
+            sys::cont(pid, 0).map_err(sys_err(pid, "PTRACE_CONT"))?;
+            let status = sys::waitpid(pid, libc::__WALL).map_err(sys_err(pid, "waitpid"))?;
+            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                return Ok(status);
+            }
+        }
     }
 
     /// Ends injection without putting anything back (the caller has set the final state).

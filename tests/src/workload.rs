@@ -169,3 +169,42 @@ pub fn assert_running_untraced(pid: i32) {
 pub fn become_subreaper() {
     checkpoint_core::sys::set_child_subreaper().unwrap();
 }
+
+/// The pids a `tree` workload wrote to `DIR/pids`, the root first.
+pub fn tree_pids(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("pids"))
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| p > 0)
+        .collect()
+}
+
+/// (ppid, pgid, sid, state) of `pid`, from /proc/PID/stat.
+pub fn proc_ids(pid: i32) -> Option<(u32, u32, u32, char)> {
+    let st = checkpoint_core::procfs::parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    Some((st.ppid, st.pgid, st.sid, st.state))
+}
+
+/// Reaps every child we have, processes re-parented to us (the subreaper) included, until
+/// none is left. Only for when every one of them is dying.
+pub fn reap_all_children() {
+    while checkpoint_core::sys::wait_exit(-1).is_ok() {}
+}
+
+/// The processes of a tree we started: on drop, the ones still there are killed by pid and
+/// everything is reaped.
+pub struct TreeGuard(pub Vec<i32>);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        let ours = |ppid: u32| ppid == std::process::id() || self.0.contains(&(ppid as i32));
+        for &pid in &self.0 {
+            // Only a process still in the tree (its parent us or one of it), never a reused pid.
+            if proc_ids(pid).is_some_and(|(ppid, ..)| ours(ppid)) {
+                let _ = checkpoint_core::sys::send_signal(pid, libc::SIGKILL);
+            }
+        }
+        reap_all_children();
+    }
+}

@@ -12,6 +12,12 @@
  *                          "tick N sum S" to DIR/log. Writes DIR/ready after the first tick.
  *   workload hold DIR MB   fills MB MiB with random bytes, writes DIR/ready, sleeps; on SIGUSR1
  *                          re-checksums and writes DIR/result.
+ *   workload tree DIR      a subreaper with five server children: one in its own group, an
+ *                          orphan (its parent exited) with a parent-death signal, a session
+ *                          leader with a child in its session and one it forked before setsid;
+ *                          a zombie (exit 42) and a pipe with unread data in a non-blocking
+ *                          read end. On SIGUSR1 asks each server who it is (pid, ppid, group,
+ *                          session, pdeath signal) and compares with before; reaps the zombie.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
  *                          the counters still move, stops and joins them (clear-tid futex wake-ups),
@@ -27,9 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -372,6 +380,127 @@ static int threads(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* ---- tree: processes, sessions, groups, a zombie, an orphan, pipes shared between tasks ---- */
+
+/* What a server child says about itself: its answer to n, and its place in the tree. */
+struct ident { int answer, pid, ppid, pgid, sid, pdeath; };
+
+/* Answers n with n + 1 and its identity, until the request pipe closes or SIGTERM. */
+static void serve(int in, int out) {
+    int n;
+    while (read(in, &n, sizeof n) == sizeof n) {
+        int pd = 0;
+        prctl(PR_GET_PDEATHSIG, &pd);
+        struct ident id = { n + 1, getpid(), getppid(), getpgrp(), getsid(0), pd };
+        if (write(out, &id, sizeof id) != sizeof id) break;
+    }
+    _exit(0);
+}
+
+enum { SRV_GROUP, SRV_ORPHAN, SRV_LEADER, SRV_LEADER_KID, SRV_OLD_SESSION, NSRV };
+static const char *srv_name[NSRV] = { "own group", "orphan", "session leader", "leader's child", "old-session child" };
+static int srv_req[NSRV][2], srv_ans[NSRV][2];
+
+static int ask(int which, int n, struct ident *id) {
+    if (write(srv_req[which][1], &n, sizeof n) != sizeof n) return 0;
+    return read(srv_ans[which][0], id, sizeof *id) == sizeof *id;
+}
+
+static const char UNREAD[] = "bytes left unread in a pipe across the checkpoint";
+
+static int tree(void) {
+    pid_t me = getpid();
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    for (int i = 0; i < NSRV; i++)
+        if (pipe(srv_req[i]) || pipe(srv_ans[i])) { perror("pipe"); return 2; }
+    int unread[2];
+    if (pipe(unread)) { perror("pipe"); return 2; }
+    fcntl(unread[0], F_SETFL, O_NONBLOCK);
+
+    pid_t group = fork();
+    if (!group) { setpgid(0, 0); serve(srv_req[SRV_GROUP][0], srv_ans[SRV_GROUP][1]); }
+    pid_t zombie = fork();
+    if (!zombie) _exit(42);
+    pid_t middle = fork();
+    if (!middle) {
+        pid_t orphan = fork();
+        if (!orphan) {
+            while (getppid() != me) usleep(1000);
+            prctl(PR_SET_PDEATHSIG, SIGUSR2);
+            serve(srv_req[SRV_ORPHAN][0], srv_ans[SRV_ORPHAN][1]);
+        }
+        _exit(0);
+    }
+    waitpid(middle, NULL, 0);
+    pid_t leader = fork();
+    if (!leader) {
+        /* A child forked before setsid stays in the old session; one forked after is in ours. */
+        if (!fork()) serve(srv_req[SRV_OLD_SESSION][0], srv_ans[SRV_OLD_SESSION][1]);
+        setsid();
+        if (!fork()) serve(srv_req[SRV_LEADER_KID][0], srv_ans[SRV_LEADER_KID][1]);
+        serve(srv_req[SRV_LEADER][0], srv_ans[SRV_LEADER][1]);
+    }
+    signal(SIGUSR1, on_usr1_verify);
+    if (write(unread[1], UNREAD, sizeof UNREAD) != sizeof UNREAD) return 2;
+
+    /* Who everyone is before the checkpoint. */
+    struct ident before[NSRV];
+    for (int i = 0; i < NSRV; i++)
+        if (!ask(i, 100 * i, &before[i])) { fprintf(stderr, "server %s did not answer\n", srv_name[i]); return 2; }
+    int zombie_seen = 0;
+    for (int tries = 0; tries < 1000 && !zombie_seen; tries++) {
+        char path[64], st[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", zombie);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(st, sizeof st, f) && strstr(st, ") Z ")) zombie_seen = 1;
+        if (f) fclose(f);
+        if (!zombie_seen) usleep(1000);
+    }
+    if (!zombie_seen) { fprintf(stderr, "the zombie never died\n"); return 2; }
+    char pids[256];
+    snprintf(pids, sizeof pids, "%d %d %d %d %d %d %d %d\n", me, group, zombie, before[SRV_ORPHAN].pid, leader,
+             before[SRV_LEADER_KID].pid, before[SRV_OLD_SESSION].pid, 0);
+    write_file("pids", pids);
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+
+    for (int i = 0; i < NSRV; i++) {
+        struct ident now;
+        if (!ask(i, 100 * i + 1, &now)) { EXPECT(0, "the %s does not answer", srv_name[i]); continue; }
+        EXPECT(now.answer == 100 * i + 2, "the %s answered %d", srv_name[i], now.answer);
+        EXPECT(now.pid == before[i].pid && now.ppid == before[i].ppid,
+               "the %s is pid %d child of %d, was %d child of %d", srv_name[i], now.pid, now.ppid, before[i].pid, before[i].ppid);
+        EXPECT(now.pgid == before[i].pgid && now.sid == before[i].sid,
+               "the %s is in group %d session %d, was %d/%d", srv_name[i], now.pgid, now.sid, before[i].pgid, before[i].sid);
+        EXPECT(now.pdeath == before[i].pdeath, "the %s has parent-death signal %d, was %d", srv_name[i], now.pdeath, before[i].pdeath);
+    }
+    EXPECT(before[SRV_ORPHAN].ppid == me && before[SRV_ORPHAN].pdeath == SIGUSR2, "the orphan was not set up");
+    EXPECT(before[SRV_OLD_SESSION].sid == getsid(0) && before[SRV_LEADER].sid == leader && before[SRV_LEADER_KID].sid == leader,
+           "sessions were not set up");
+    EXPECT(before[SRV_GROUP].pgid == group, "the group was not set up");
+    int sub = 0;
+    prctl(PR_GET_CHILD_SUBREAPER, &sub);
+    EXPECT(sub == 1, "no longer a child subreaper");
+    char buf[sizeof UNREAD + 16];
+    ssize_t got = read(unread[0], buf, sizeof buf);
+    EXPECT(got == sizeof UNREAD && !memcmp(buf, UNREAD, sizeof UNREAD), "the pipe held %zd bytes, not its unread data", got);
+    EXPECT(read(unread[0], buf, sizeof buf) < 0 && errno == EAGAIN, "the pipe's read end is no longer non-blocking");
+    int status = 0;
+    pid_t z = waitpid(zombie, &status, WNOHANG);
+    EXPECT(z == zombie && WIFEXITED(status) && WEXITSTATUS(status) == 42, "the zombie: waitpid %d status %#x", z, status);
+    EXPECT(getpgrp() == me && getsid(0) == me, "the root is in group %d session %d", getpgrp(), getsid(0));
+
+    /* Done: end every server and reap them all (the orphans of the session leader come to us;
+     * every server holds every pipe, so none would see an end of file). */
+    for (int i = 0; i < NSRV; i++) kill(before[i].pid, SIGTERM);
+    while (wait(NULL) > 0) {}
+    char result[4200];
+    if (failure[0]) snprintf(result, sizeof result, "FAIL %s\n", failure);
+    else snprintf(result, sizeof result, "OK tree=%d\n", NSRV + 2);
+    write_file("result", result);
+    return failure[0] ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     /* Drop whatever fds the caller leaked to us: the workload's fd table is part of the test. */
     syscall(SYS_close_range, 3, ~0U, 0);
@@ -383,6 +512,7 @@ int main(int argc, char **argv) {
     if (chdir(dir)) { perror(dir); return 2; }
     if (!strcmp(argv[1], "verify")) return verify();
     if (!strcmp(argv[1], "threads")) return threads();
+    if (!strcmp(argv[1], "tree")) return tree();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);
     if (!strcmp(argv[1], "hold")) return hold(mb);

@@ -20,8 +20,8 @@ pub enum FileKind {
     Reg { path: String, size: u64, mode: u32 },
     /// A terminal (restored from the caller's terminal with `--shell-job`).
     Tty { path: String, rdev: u64 },
-    /// One end of a pipe (its contents are not saved yet: restored only from a pipe the
-    /// caller passes with `--inherit-fd fd[N]:pipe:[INO]`).
+    /// One end of a pipe. Its buffered bytes are saved when both ends are in the tree;
+    /// otherwise the caller passes the pipe with `--inherit-fd fd[N]:pipe:[INO]`.
     Pipe { ino: u64 },
 }
 
@@ -33,6 +33,9 @@ pub struct OpenFile {
     pub flags: u32,
     pub pos: u64,
     pub mnt_id: i32,
+    /// Device and inode of the file, and the first fd found on it (for kcmp across tasks).
+    pub dev_ino: (u64, u64),
+    pub first_fd: i32,
 }
 
 /// One fd: its number, close-on-exec, and the index of its open file.
@@ -132,6 +135,8 @@ pub fn collect(pid: i32, shell_job: bool) -> Result<FdTable, DumpError> {
                     flags: info.flags & !(libc::O_CLOEXEC as u32),
                     pos: info.pos,
                     mnt_id: info.mnt_id,
+                    dev_ino: key,
+                    first_fd: fd,
                 });
                 let idx = table.files.len() - 1;
                 by_inode.entry(key).or_default().push((idx, fd));

@@ -155,7 +155,8 @@ struct Run {
 }
 
 /// Finds the pages to save: present or swapped pages, and for private file mappings only the
-/// pages the task wrote (no longer the file's). Runs never cross a mapping boundary.
+/// pages the task wrote (no longer the file's); all of the vdso. Runs never cross a mapping
+/// boundary.
 fn scan(pid: i32, vmas: &[Vma], stats: &mut PageStats) -> Result<Vec<Run>, DumpError> {
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(|e| DumpError::proc(pid, &pagemap_path, e))?;
@@ -163,6 +164,8 @@ fn scan(pid: i32, vmas: &[Vma], stats: &mut PageStats) -> Result<Vec<Run>, DumpE
     let mut runs: Vec<Run> = Vec::new();
     for v in vmas.iter().filter(|v| v.dump_pages) {
         let anon = v.path.is_none();
+        // Every vdso page, touched or not: CRIU's restore checks the whole image.
+        let whole = v.entry.status & st::VDSO != 0;
         let mut addr = v.entry.start;
         let first_run = runs.len();
         while addr < v.entry.end {
@@ -174,7 +177,7 @@ fn scan(pid: i32, vmas: &[Vma], stats: &mut PageStats) -> Result<Vec<Run>, DumpE
             stats.scanned += pages as u64;
             for (i, word) in bytes.chunks_exact(8).enumerate() {
                 let e = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-                if e & (PM_PRESENT | PM_SWAPPED) == 0 || (!anon && e & PM_FILE != 0) {
+                if !whole && (e & (PM_PRESENT | PM_SWAPPED) == 0 || (!anon && e & PM_FILE != 0)) {
                     continue;
                 }
                 let page = addr + i as u64 * PAGE_SIZE;

@@ -8,6 +8,7 @@
 pub mod files;
 pub mod mm;
 pub mod task;
+pub mod tree;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -38,6 +39,8 @@ pub struct DumpOpts {
 #[derive(Clone, Debug)]
 pub struct DumpReport {
     pub pid: i32,
+    /// Processes dumped (zombies included).
+    pub tasks: usize,
     pub vmas: usize,
     pub pages_scanned: u64,
     pub pages_written: u64,
@@ -73,7 +76,7 @@ impl DumpError {
     }
 }
 
-fn read_proc(pid: i32, file: &str) -> Result<String, DumpError> {
+pub(crate) fn read_proc(pid: i32, file: &str) -> Result<String, DumpError> {
     let path = format!("/proc/{pid}/{file}");
     fs::read_to_string(&path).map_err(|e| DumpError::proc(pid, &path, e))
 }
@@ -97,12 +100,19 @@ fn refuse_pending_signals(pid: i32, who: &str, status: &procfs::Status) -> Resul
     Ok(())
 }
 
-/// Refuses what this version cannot dump, before the task is stopped.
+/// Refuses what this version cannot dump in task `pid`, before anything is stopped.
 fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
-    if !Path::new(&format!("/proc/{pid}")).exists() {
-        return Err(DumpError::Remote(parasite::Error::NoSuchProcess { pid }));
+    let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
+    if stat.state == 'Z' {
+        return Ok(()); // a zombie holds nothing but its exit status
     }
     let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
+    if status.tracer_pid != 0 {
+        return Err(DumpError::Remote(parasite::Error::AlreadyTraced {
+            pid,
+            tracer: status.tracer_pid,
+        }));
+    }
     refuse_pending_signals(pid, "", &status)?;
     if !read_proc(pid, "timers")?.trim().is_empty() {
         return Err(DumpError::Unsupported {
@@ -116,42 +126,41 @@ fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
             what: "seccomp filters are not supported yet".into(),
         });
     }
-    let children = read_proc(pid, &format!("task/{pid}/children"))?;
-    if !children.trim().is_empty() {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!(
-                "has child processes ({}): process trees come with a later milestone",
-                children.trim()
-            ),
-        });
-    }
     files::collect(pid, shell_job)?;
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
     mm::classify(pid, &maps)?;
     Ok(())
 }
 
-/// Dumps the process `opts.pid` into `opts.images`.
+/// Dumps the process tree rooted at `opts.pid` into `opts.images`.
 pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     let start = Instant::now();
-    // Ctrl-C and friends wait until the task is let go (they are delivered when this returns).
+    // Ctrl-C and friends wait until the tasks are let go (they are delivered when this returns).
     let _held = sys::HoldSignals::new();
-    precheck(opts.pid, opts.shell_job)?;
+    if !Path::new(&format!("/proc/{}", opts.pid)).exists() {
+        return Err(DumpError::Remote(parasite::Error::NoSuchProcess { pid: opts.pid }));
+    }
+    for pid in tree::walk(opts.pid) {
+        precheck(pid, opts.shell_job)?;
+    }
     let dir = ImageDir::create(&opts.images)?;
-    let threads = seize_threads(opts.pid)?;
+    let tasks = tree::freeze(opts.pid)?;
     let frozen_at = Instant::now();
-    let mut report = dump_frozen(&threads, &dir, opts)?; // on error every thread detaches on drop
+    let mut report = dump_frozen(&tasks, &dir, opts)?; // on error every thread detaches on drop
     if opts.leave_running {
-        for t in threads {
+        for t in tasks.into_iter().flat_map(|t| t.threads) {
             t.detach()?;
         }
     } else {
-        let _ = parasite::sys::kill(opts.pid, libc::SIGKILL);
-        // The leader's exit is reported only after every other thread's: reap it last.
-        for t in threads.into_iter().rev() {
-            let _ = parasite::sys::waitpid(t.pid(), libc::__WALL);
-            t.forget();
+        for t in tasks.iter().filter(|t| !t.is_zombie()) {
+            let _ = parasite::sys::kill(t.pid, libc::SIGKILL);
+        }
+        for task in tasks {
+            // The leader's exit is reported only after every other thread's: reap it last.
+            for t in task.threads.into_iter().rev() {
+                let _ = parasite::sys::waitpid(t.pid(), libc::__WALL);
+                t.forget();
+            }
         }
     }
     report.frozen = frozen_at.elapsed();
@@ -222,6 +231,7 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
             creds: Some(creds),
             seccomp_mode: Some(pb::SeccompMode::Disabled as i32),
             comm: Some(comm),
+            pdeath_sig: (injected.pdeath_sig != 0).then_some(injected.pdeath_sig),
             rseq_entry: rseq.map(|r| pb::RseqEntry {
                 rseq_abi_pointer: r.rseq_abi_pointer,
                 rseq_abi_size: r.rseq_abi_size,
@@ -235,7 +245,7 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
 }
 
 /// Seizes every thread of `pid` (the main thread first), again until no new thread appears.
-fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
+pub(crate) fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
     let mut threads: Vec<Tracee> = Vec::new();
     loop {
         let dir = format!("/proc/{pid}/task");
@@ -256,12 +266,23 @@ fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
     }
 }
 
-/// Ids of files.img entries, one per mapped path and one per open file description.
+/// What a new pipe holds (16 pages).
+const DEFAULT_PIPE_CAPACITY: u32 = 65536;
+
+/// An open file already in files.img: a pid, its fd on the file, and the entry id.
+type SeenFile = (i32, i32, u32);
+
+/// The files.img entries of the whole tree: one per mapped path and one per open file
+/// description, however many fds and tasks share it.
 #[derive(Default)]
 struct FilesImage {
     entries: Vec<pb::FileEntry>,
     by_path: BTreeMap<String, u32>,
     tty_infos: Vec<pb::TtyInfoEntry>,
+    /// Open files seen so far, by (device, inode): a task's fd on one and the entry id.
+    by_inode: BTreeMap<(u64, u64), Vec<SeenFile>>,
+    /// Pipes by inode: a (pid, fd) of their read end, and whether a write end was seen.
+    pipes: BTreeMap<u64, (Option<(i32, i32)>, bool)>,
 }
 
 impl FilesImage {
@@ -345,25 +366,102 @@ impl FilesImage {
         });
         id
     }
+
+    /// The entry of open file `f` of task `pid`: an existing one if another fd of the tree
+    /// is the same open file description (kcmp), else a new one.
+    fn open_file(&mut self, pid: i32, f: &files::OpenFile) -> Result<(u32, FdTypes), DumpError> {
+        let kind = match &f.kind {
+            FileKind::Reg { .. } => FdTypes::Reg,
+            FileKind::Tty { .. } => FdTypes::Tty,
+            FileKind::Pipe { .. } => FdTypes::Pipe,
+        };
+        for &(other_pid, other_fd, id) in self.by_inode.get(&f.dev_ino).map(Vec::as_slice).unwrap_or(&[]) {
+            if sys::same_file(pid, f.first_fd, other_pid, other_fd).map_err(|e| DumpError::proc(pid, "kcmp", e))? {
+                return Ok((id, kind));
+            }
+        }
+        let id = match &f.kind {
+            FileKind::Reg { path, .. } => self.reg(path, f.flags, f.pos, f.mnt_id),
+            FileKind::Tty { path, rdev } => self.tty(path, *rdev, f.flags),
+            FileKind::Pipe { ino } => {
+                let ends = self.pipes.entry(*ino).or_insert((None, false));
+                let access = f.flags as i32 & libc::O_ACCMODE;
+                if access != libc::O_WRONLY && ends.0.is_none() {
+                    ends.0 = Some((pid, f.first_fd));
+                }
+                if access != libc::O_RDONLY {
+                    ends.1 = true;
+                }
+                self.pipe(*ino, f.flags)
+            }
+        };
+        self.by_inode.entry(f.dev_ino).or_default().push((pid, f.first_fd, id));
+        Ok((id, kind))
+    }
+
+    /// pipes-data.img: the bytes buffered in every pipe whose both ends are in the tree (a
+    /// pipe with an end outside is the caller's, and keeps its data).
+    fn pipe_data(&self) -> Result<Vec<(pb::PipeDataEntry, Vec<u8>)>, DumpError> {
+        let mut out = Vec::new();
+        for (&ino, &(reader, writer)) in &self.pipes {
+            let Some((pid, fd)) = reader.filter(|_| writer) else {
+                continue;
+            };
+            let pidfd = parasite::sys::pidfd_open(pid).map_err(|e| DumpError::proc(pid, "pidfd_open", e))?;
+            use std::os::fd::{AsFd, AsRawFd};
+            let ours = parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
+                .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))?;
+            let (data, cap) =
+                sys::peek_pipe(ours.as_fd()).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: tee"), e))?;
+            // An empty pipe of the default size needs no entry.
+            if data.is_empty() && cap == DEFAULT_PIPE_CAPACITY {
+                continue;
+            }
+            out.push((
+                pb::PipeDataEntry {
+                    pipe_id: ino as u32,
+                    bytes: data.len() as u32,
+                    size: Some(cap),
+                },
+                data,
+            ));
+        }
+        Ok(out)
+    }
 }
 
-/// Object ids of the dumping process (`inventory.root_ids`) and of the task. CRIU's restore
-/// tells which namespaces to create by comparing the two, and requires the task's fd table,
-/// mm, fs and signal handlers to differ from the dumper's.
-fn kobj_ids(pid: i32) -> (pb::TaskKobjIdsEntry, pb::TaskKobjIdsEntry) {
-    use std::os::unix::fs::MetadataExt;
-    const KINDS: [&str; 8] = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"];
-    let mut next = 2; // 1 and 2 are the dumper's and the task's vm/files/fs/sighand ids
-    let mut by_inode = BTreeMap::new();
-    let mut id_of = |who: &str, kind: &str| -> Option<u32> {
-        let ino = fs::metadata(format!("/proc/{who}/ns/{kind}")).ok()?.ino();
-        Some(*by_inode.entry((kind.to_owned(), ino)).or_insert_with(|| {
-            next += 1;
-            next
-        }))
-    };
-    let mut ids = |who: &str, own: u32| {
-        let ns: Vec<Option<u32>> = KINDS.iter().map(|k| id_of(who, k)).collect();
+/// Namespace ids: one per namespace inode, after the ids of the dumper and of every task.
+struct NsIds {
+    next: u32,
+    by_inode: BTreeMap<(&'static str, u64), u32>,
+}
+
+impl NsIds {
+    const KINDS: [&'static str; 8] = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"];
+
+    fn new(first: u32) -> NsIds {
+        NsIds {
+            next: first,
+            by_inode: BTreeMap::new(),
+        }
+    }
+
+    /// Object ids of `who` ("self" or a pid): `own` for its vm, files, fs and signal handlers
+    /// (CRIU's restore requires the task's to differ from the dumper's), and its namespaces.
+    fn ids(&mut self, who: &str, own: u32) -> pb::TaskKobjIdsEntry {
+        use std::os::unix::fs::MetadataExt;
+        let mut ns = [None; 8];
+        for (slot, kind) in ns.iter_mut().zip(Self::KINDS) {
+            let Ok(meta) = fs::metadata(format!("/proc/{who}/ns/{kind}")) else {
+                continue;
+            };
+            let next = &mut self.next;
+            *slot = Some(*self.by_inode.entry((kind, meta.ino())).or_insert_with(|| {
+                let id = *next;
+                *next += 1;
+                id
+            }));
+        }
         pb::TaskKobjIdsEntry {
             vm_id: own,
             files_id: own,
@@ -378,20 +476,153 @@ fn kobj_ids(pid: i32) -> (pb::TaskKobjIdsEntry, pb::TaskKobjIdsEntry) {
             cgroup_ns_id: ns[6],
             time_ns_id: ns[7],
         }
-    };
-    let root = ids("self", 1);
-    let task = ids(&pid.to_string(), 2);
-    (root, task)
+    }
 }
 
 fn caps(v: u64) -> Vec<u32> {
     vec![v as u32, (v >> 32) as u32]
 }
 
-fn dump_frozen(threads: &[Tracee], dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport, DumpError> {
+/// Totals over the tasks of a dump.
+#[derive(Default)]
+struct Totals {
+    vmas: usize,
+    scanned: u64,
+    written: u64,
+    memdump_us: u32,
+}
+
+fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport, DumpError> {
+    let mem_start = Instant::now();
+    let mut files = FilesImage::default();
+    let mut ns = NsIds::new(tasks.len() as u32 + 2);
+    let root_ids = ns.ids("self", 1);
+    let mut totals = Totals::default();
+    let mut pstree = Vec::with_capacity(tasks.len());
+    for (i, task) in tasks.iter().enumerate() {
+        let pid = task.pid;
+        let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
+        let ppid = if i == 0 { 0 } else { stat.ppid };
+        let threads = match task.zombie {
+            Some(exit_code) => {
+                dump_zombie(dir, pid, exit_code, &stat)?;
+                vec![pid as u32]
+            }
+            None => {
+                let ids = ns.ids(&pid.to_string(), i as u32 + 2);
+                dump_task(&task.threads, dir, opts, &ids, i as u32 + 1, &mut files, &mut totals)?;
+                task.threads.iter().map(|t| t.pid() as u32).collect()
+            }
+        };
+        pstree.push(pb::PstreeEntry {
+            pid: pid as u32,
+            ppid,
+            pgid: stat.pgid,
+            sid: stat.sid,
+            threads,
+        });
+    }
+
+    dir.write_all(ImageKind::Files, 0, &files.entries)?;
+    if !files.tty_infos.is_empty() {
+        dir.write_all(ImageKind::TtyInfo, 0, &files.tty_infos)?;
+    }
+    let pipe_data = files.pipe_data()?;
+    if !pipe_data.is_empty() {
+        let mut w = dir.writer(ImageKind::PipesData, 0)?;
+        for (entry, data) in &pipe_data {
+            w.write(entry)?;
+            w.write_payload(data)?;
+        }
+        w.finish()?;
+    }
+    dir.write_all(ImageKind::Seccomp, 0, &[pb::SeccompEntry::default()])?;
+    dir.write_all(ImageKind::Pstree, 0, &pstree)?;
+    let elapsed_us = |t: Instant| t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+    dir.write_all(
+        ImageKind::StatsDump,
+        0,
+        &[pb::StatsEntry {
+            dump: Some(pb::DumpStatsEntry {
+                freezing_time: 0,
+                frozen_time: elapsed_us(mem_start),
+                memdump_time: totals.memdump_us,
+                memwrite_time: totals.memdump_us,
+                pages_scanned: totals.scanned,
+                pages_skipped_parent: 0,
+                pages_written: totals.written,
+                pages_lazy: 0,
+                ..Default::default()
+            }),
+            restore: None,
+        }],
+    )?;
+    let uptime_us = fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|s| (s * 1e6) as u64);
+    // Before the tasks are killed, everything must be durable (the inventory, whose presence
+    // marks a complete dump, last). Tasks left running need no such guarantee.
+    let durable = !opts.leave_running;
+    if durable {
+        dir.sync()?;
+    }
+    dir.write_all(
+        ImageKind::Inventory,
+        0,
+        &[pb::InventoryEntry {
+            img_version: crate::image::magic::IMAGES_V1_1,
+            fdinfo_per_id: Some(true),
+            root_ids: Some(root_ids),
+            ns_per_id: Some(true),
+            lsmtype: Some(pb::Lsmtype::NoLsm as i32),
+            dump_uptime: uptime_us,
+            ..Default::default()
+        }],
+    )?;
+    if durable {
+        dir.sync()?;
+    }
+    Ok(DumpReport {
+        pid: opts.pid,
+        tasks: tasks.len(),
+        vmas: totals.vmas,
+        pages_scanned: totals.scanned,
+        pages_written: totals.written,
+        frozen: Duration::ZERO,
+        elapsed: Duration::ZERO,
+    })
+}
+
+/// A zombie: its core image holds only its state, name and exit status.
+fn dump_zombie(dir: &ImageDir, pid: i32, exit_code: u32, stat: &procfs::Stat) -> Result<(), DumpError> {
+    let core = pb::CoreEntry {
+        mtype: pb::March::X8664 as i32,
+        tc: Some(pb::TaskCoreEntry {
+            task_state: pb::TASK_DEAD,
+            exit_code,
+            comm: stat.comm.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    dir.write_all(ImageKind::Core, pid as u64, &[core])?;
+    Ok(())
+}
+
+/// The images of one live, stopped task (`threads[0]` its leader): core per thread, ids, mm,
+/// pagemap and pages (`pages-{pages_id}.img`), fs and its fd table; its files go to `files`.
+fn dump_task(
+    threads: &[Tracee],
+    dir: &ImageDir,
+    opts: &DumpOpts,
+    ids: &pb::TaskKobjIdsEntry,
+    pages_id: u32,
+    files: &mut FilesImage,
+    totals: &mut Totals,
+) -> Result<(), DumpError> {
     let t = &threads[0];
     let pid = t.pid();
-    let pid_u = pid as u32;
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
     let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
     if status.threads as usize != threads.len() {
@@ -424,8 +655,7 @@ fn dump_frozen(threads: &[Tracee], dir: &ImageDir, opts: &DumpOpts) -> Result<Du
     let injected = cores[0].1.clone();
     let sigmask = cores[0].0.thread_core.as_ref().and_then(|c| c.blk_sigset).unwrap_or(0);
 
-    // files.img: mapped files, exe, cwd, root, then the fds' open files.
-    let mut files = FilesImage::default();
+    // Mapped files, exe, cwd, root, then the fds' open files.
     let exe_id = files.path(&exe);
     let mut vma_entries = Vec::with_capacity(vmas.len());
     for v in &vmas {
@@ -437,15 +667,10 @@ fn dump_frozen(threads: &[Tracee], dir: &ImageDir, opts: &DumpOpts) -> Result<Du
     }
     let cwd_id = files.path(&cwd);
     let root_id = files.path(&root);
-    let file_ids: Vec<(u32, FdTypes)> = fdt
-        .files
-        .iter()
-        .map(|f| match &f.kind {
-            FileKind::Reg { path, .. } => (files.reg(path, f.flags, f.pos, f.mnt_id), FdTypes::Reg),
-            FileKind::Tty { path, rdev } => (files.tty(path, *rdev, f.flags), FdTypes::Tty),
-            FileKind::Pipe { ino } => (files.pipe(*ino, f.flags), FdTypes::Pipe),
-        })
-        .collect();
+    let mut file_ids = Vec::with_capacity(fdt.files.len());
+    for f in &fdt.files {
+        file_ids.push(files.open_file(pid, f)?);
+    }
     let fdinfo: Vec<pb::FdinfoEntry> = fdt
         .fds
         .iter()
@@ -460,12 +685,16 @@ fn dump_frozen(threads: &[Tracee], dir: &ImageDir, opts: &DumpOpts) -> Result<Du
 
     // Pages first: the longest part.
     let mem_start = Instant::now();
-    let mut pages = PageImageWriter::create(dir, ImageKind::Pagemap, pid.try_into().unwrap_or(0), 1)?;
+    let mut pages = PageImageWriter::create(dir, ImageKind::Pagemap, pid.try_into().unwrap_or(0), pages_id)?;
     let page_stats = mm::dump_pages(pid, &vmas, &mut pages)?;
     pages.finish()?;
-    let memdump_us = mem_start.elapsed().as_micros() as u32;
+    totals.memdump_us = totals
+        .memdump_us
+        .saturating_add(mem_start.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+    totals.vmas += vmas.len();
+    totals.scanned += page_stats.scanned;
+    totals.written += page_stats.written;
 
-    let (root_ids, ids) = kobj_ids(pid);
     let mut main_core = cores[0].0.clone();
     main_core.tc = Some(pb::TaskCoreEntry {
         task_state: pb::TASK_ALIVE,
@@ -486,6 +715,7 @@ fn dump_frozen(threads: &[Tracee], dir: &ImageDir, opts: &DumpOpts) -> Result<Du
         }),
         loginuid,
         oom_score_adj,
+        child_subreaper: Some(injected.child_subreaper),
         ..Default::default()
     });
     let mm = pb::MmEntry {
@@ -505,12 +735,12 @@ fn dump_frozen(threads: &[Tracee], dir: &ImageDir, opts: &DumpOpts) -> Result<Du
         vmas: vma_entries,
         ..Default::default()
     };
-    let id = u64::from(pid_u);
+    let id = pid as u64;
     dir.write_all(ImageKind::Core, id, &[main_core])?;
     for (th, (core, _)) in threads.iter().zip(&cores).skip(1) {
         dir.write_all(ImageKind::Core, th.pid() as u64, std::slice::from_ref(core))?;
     }
-    dir.write_all(ImageKind::Ids, id, std::slice::from_ref(&ids))?;
+    dir.write_all(ImageKind::Ids, id, std::slice::from_ref(ids))?;
     dir.write_all(ImageKind::Mm, id, &[mm])?;
     dir.write_all(
         ImageKind::Fs,
@@ -522,73 +752,5 @@ fn dump_frozen(threads: &[Tracee], dir: &ImageDir, opts: &DumpOpts) -> Result<Du
         }],
     )?;
     dir.write_all(ImageKind::Fdinfo, ids.files_id.into(), &fdinfo)?;
-    dir.write_all(ImageKind::Files, 0, &files.entries)?;
-    if !files.tty_infos.is_empty() {
-        dir.write_all(ImageKind::TtyInfo, 0, &files.tty_infos)?;
-    }
-    dir.write_all(ImageKind::Seccomp, 0, &[pb::SeccompEntry::default()])?;
-    dir.write_all(
-        ImageKind::Pstree,
-        0,
-        &[pb::PstreeEntry {
-            pid: pid_u,
-            ppid: 0,
-            pgid: stat.pgid,
-            sid: stat.sid,
-            threads: threads.iter().map(|t| t.pid() as u32).collect(),
-        }],
-    )?;
-    let elapsed_us = |t: Instant| t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-    dir.write_all(
-        ImageKind::StatsDump,
-        0,
-        &[pb::StatsEntry {
-            dump: Some(pb::DumpStatsEntry {
-                freezing_time: 0,
-                frozen_time: elapsed_us(mem_start),
-                memdump_time: memdump_us,
-                memwrite_time: memdump_us,
-                pages_scanned: page_stats.scanned,
-                pages_skipped_parent: 0,
-                pages_written: page_stats.written,
-                pages_lazy: 0,
-                ..Default::default()
-            }),
-            restore: None,
-        }],
-    )?;
-    let uptime_us = fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|s| (s * 1e6) as u64);
-    // Before the task is killed, everything must be durable (the inventory, whose presence marks
-    // a complete dump, last). A task left running needs no such guarantee.
-    let durable = !opts.leave_running;
-    if durable {
-        dir.sync()?;
-    }
-    dir.write_all(
-        ImageKind::Inventory,
-        0,
-        &[pb::InventoryEntry {
-            img_version: crate::image::magic::IMAGES_V1_1,
-            fdinfo_per_id: Some(true),
-            root_ids: Some(root_ids),
-            ns_per_id: Some(true),
-            lsmtype: Some(pb::Lsmtype::NoLsm as i32),
-            dump_uptime: uptime_us,
-            ..Default::default()
-        }],
-    )?;
-    if durable {
-        dir.sync()?;
-    }
-    Ok(DumpReport {
-        pid,
-        vmas: vmas.len(),
-        pages_scanned: page_stats.scanned,
-        pages_written: page_stats.written,
-        frozen: Duration::ZERO,
-        elapsed: Duration::ZERO,
-    })
+    Ok(())
 }

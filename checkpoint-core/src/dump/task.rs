@@ -20,6 +20,10 @@ pub struct InjectedState {
     pub brk: u64,
     /// ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF.
     pub itimers: [ItimerEntry; 3],
+    /// The signal this thread gets when its parent dies (PR_GET_PDEATHSIG), or 0.
+    pub pdeath_sig: u32,
+    /// PR_GET_CHILD_SUBREAPER.
+    pub child_subreaper: bool,
 }
 
 /// Signals whose disposition cannot be read or changed.
@@ -92,10 +96,19 @@ fn read_with_scratch(
     let mut word = [0u8; 8];
     mem.read(scratch, &mut word)?;
     st.clear_tid_addr = u64::from_le_bytes(word);
+    // prctl(option, int *out)
+    let prctl_int = |name: &'static str, option: i32| -> Result<u32, DumpError> {
+        inj.call(name, libc::SYS_prctl, [option as u64, scratch, 0, 0, 0, 0])?;
+        let mut int = [0u8; 4];
+        mem.read(scratch, &mut int)?;
+        Ok(u32::from_le_bytes(int))
+    };
+    st.pdeath_sig = prctl_int("prctl(PR_GET_PDEATHSIG)", libc::PR_GET_PDEATHSIG)?;
     if !whole_process {
         return Ok(st);
     }
     st.brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
+    st.child_subreaper = prctl_int("prctl(PR_GET_CHILD_SUBREAPER)", libc::PR_GET_CHILD_SUBREAPER)? != 0;
     for (which, slot) in st.itimers.iter_mut().enumerate() {
         inj.call("getitimer", libc::SYS_getitimer, [which as u64, scratch, 0, 0, 0, 0])?;
         let mut t = [0u8; 32];

@@ -1,32 +1,37 @@
 //! `stasis restore`: the puppet restore.
 //!
-//! The images are read and checked first ([`plan`]), then every file the task needs is opened
-//! here, in the controller. Only then is the puppet forked at the dumped pid (clone3 set_tid):
-//! a child stopped under ptrace that executes nothing but the single syscalls we inject
-//! ([`puppet`]) — it drops our memory, takes the dumped layout, pulls its files from us with
-//! pidfd_getfd, gets its registers back and is let go. Any failure kills the puppet.
+//! The images are read and checked first ([`plan`], [`session`]), then every file the tree
+//! needs is opened here, in the controller (pipes are created and refilled). Only then is the
+//! root puppet forked at its dumped pid (clone3 set_tid): a child stopped under ptrace that
+//! executes nothing but the single syscalls we inject ([`puppet`]). Each puppet forks its
+//! children the same way, sessions and groups are set, zombies end with their exit status, and
+//! each live puppet drops our memory, takes its dumped layout, pulls its files from us with
+//! pidfd_getfd, gets its registers back. All are let go together. Any failure kills them all.
 
 pub mod plan;
 pub mod puppet;
+pub mod session;
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use parasite::Tracee;
 
 use crate::image::{ImageDir, ImageError, ImageKind};
 use crate::sys::{self, PuppetSetup};
-use plan::{FdTarget, Plan};
+use plan::{Body, FdTarget, Plan, Tree};
 
 /// How to restore.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOpts {
     pub images: PathBuf,
-    /// Return as soon as the task runs, instead of waiting for it to exit.
+    /// Return as soon as the tasks run, instead of waiting for the root to exit.
     pub detach: bool,
     /// Write the restored task's pid here.
     pub pid_file: Option<PathBuf>,
@@ -41,6 +46,8 @@ pub struct RestoreOpts {
 #[derive(Clone, Debug)]
 pub struct RestoreReport {
     pub pid: i32,
+    /// Processes restored (zombies included).
+    pub tasks: usize,
     pub elapsed: Duration,
     /// Wait status of the task, when the restore waited for it.
     pub exit_status: Option<i32>,
@@ -102,20 +109,77 @@ fn open_reg(pid: i32, path: &str, flags: u32) -> Result<File, RestoreError> {
         .map_err(object(pid, format!("reopening {path}")))
 }
 
-fn prepare(dir: &ImageDir, plan: &Plan, opts: &RestoreOpts) -> Result<Prepared, RestoreError> {
-    use std::collections::BTreeMap;
+/// Open files shared by the tasks of the tree: one per files.img id, and the pipes.
+#[derive(Default)]
+pub struct SharedFiles {
+    by_id: BTreeMap<u32, Rc<OwnedFd>>,
+    /// By pipe id: our read and write ends, and whether each was handed out already.
+    pipes: BTreeMap<u32, (OwnedFd, OwnedFd, bool, bool)>,
+}
+
+impl SharedFiles {
+    /// An open file for one end of pipe `pipe_id` with `flags`: the first of each end is the
+    /// pipe's own, later ones are reopened (a distinct open file, as they were).
+    fn pipe_end(&mut self, tree: &Tree, pid: i32, pipe_id: u32, flags: u32) -> Result<OwnedFd, RestoreError> {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let what = || format!("pipe:[{pipe_id}]");
+        let slot = match self.pipes.entry(pipe_id) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let data = tree.pipes.get(&pipe_id).cloned().unwrap_or_default();
+                let capacity = data.capacity.filter(|&c| c as usize >= data.data.len());
+                let (r, w) = sys::new_pipe(capacity).map_err(object(pid, what()))?;
+                if !data.data.is_empty() {
+                    sys::set_status_flags(w.as_fd(), libc::O_NONBLOCK).map_err(object(pid, what()))?;
+                    File::from(w.try_clone().map_err(object(pid, what()))?)
+                        .write_all(&data.data)
+                        .map_err(object(pid, format!("refilling {}", what())))?;
+                }
+                v.insert((r, w, false, false))
+            }
+        };
+        let (r, w, r_used, w_used) = slot;
+        let access = flags as i32 & libc::O_ACCMODE;
+        let file: OwnedFd = match access {
+            libc::O_RDONLY if !*r_used => {
+                *r_used = true;
+                r.try_clone().map_err(object(pid, what()))?
+            }
+            libc::O_WRONLY if !*w_used => {
+                *w_used = true;
+                w.try_clone().map_err(object(pid, what()))?
+            }
+            _ => {
+                use std::os::fd::AsRawFd;
+                let path = format!("/proc/self/fd/{}", r.as_raw_fd());
+                open_reg(pid, &path, access as u32)?.into()
+            }
+        };
+        let status = flags as i32 & (libc::O_NONBLOCK | libc::O_DIRECT);
+        sys::set_status_flags(file.as_fd(), status).map_err(object(pid, what()))?;
+        Ok(file)
+    }
+}
+
+fn prepare(
+    dir: &ImageDir,
+    tree: &Tree,
+    plan: &Plan,
+    opts: &RestoreOpts,
+    shared: &mut SharedFiles,
+) -> Result<Prepared, RestoreError> {
     use std::io::Seek;
-    use std::rc::Rc;
     let pid = plan.pid;
-    let mut by_id: BTreeMap<u32, Rc<OwnedFd>> = BTreeMap::new();
     let mut fds = Vec::with_capacity(plan.fds.len());
     for p in &plan.fds {
-        let file = match by_id.get(&p.file_id) {
+        let file = match shared.by_id.get(&p.file_id) {
             Some(f) => f.clone(),
             None => {
                 let key = match &p.target {
                     FdTarget::Reg { path, .. } | FdTarget::Tty { path } => path.clone(),
                     FdTarget::External { key } => key.clone(),
+                    FdTarget::Pipe { pipe_id, .. } => format!("pipe:[{pipe_id}]"),
                 };
                 let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
                 let owned: OwnedFd = match (&p.target, inherited) {
@@ -151,6 +215,7 @@ fn prepare(dir: &ImageDir, plan: &Plan, opts: &RestoreOpts) -> Result<Prepared, 
                         })?;
                         dup_ours(ours).map_err(object(pid, format!("our terminal fd {ours}")))?
                     }
+                    (FdTarget::Pipe { pipe_id, flags }, None) => shared.pipe_end(tree, pid, *pipe_id, *flags)?,
                     (FdTarget::Tty { path: what }, None) | (FdTarget::External { key: what }, None) => {
                         return Err(RestoreError::External {
                             pid,
@@ -160,7 +225,7 @@ fn prepare(dir: &ImageDir, plan: &Plan, opts: &RestoreOpts) -> Result<Prepared, 
                     }
                 };
                 let rc = Rc::new(owned);
-                by_id.insert(p.file_id, rc.clone());
+                shared.by_id.insert(p.file_id, rc.clone());
                 rc
             }
         };
@@ -207,20 +272,74 @@ fn dup_ours(fd: i32) -> io::Result<OwnedFd> {
     sys::dup_cloexec(fd)
 }
 
-/// Restores the process in `opts.images`.
+/// The puppets made so far, by task index; all are killed if the restore fails.
+#[derive(Default)]
+struct Puppets {
+    leaders: Vec<Option<Tracee>>,
+    threads: Vec<Tracee>,
+}
+
+impl Puppets {
+    fn get(&self, i: usize) -> Result<&Tracee, RestoreError> {
+        self.leaders
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| RestoreError::Invalid {
+                what: format!("task {i} was not created"),
+            })
+    }
+
+    /// Kills every puppet, children before parents.
+    fn kill_all(self) {
+        for t in self.threads {
+            t.forget();
+        }
+        for t in self.leaders.into_iter().rev().flatten() {
+            t.kill();
+        }
+    }
+}
+
+/// Refuses to start when any pid of the tree is in use (nothing is created).
+fn check_pids_free(tree: &Tree) -> Result<(), RestoreError> {
+    for t in &tree.tasks {
+        let mut pids = vec![t.pid];
+        if let Body::Alive(plan) = &t.body {
+            pids.extend(plan.threads.iter().map(|(tid, _)| *tid));
+        }
+        for pid in pids {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(RestoreError::PidTaken { pid });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Restores the process tree in `opts.images`.
 pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
     let start = Instant::now();
     let dir = ImageDir::open(&opts.images)?;
-    let plan = Plan::load(&dir)?;
-    let prepared = prepare(&dir, &plan, opts)?;
-    let pid = plan.pid;
-    // A session leader gets its own session; a group leader its own group; a shell job
-    // stays in ours.
-    let setup = PuppetSetup {
-        setsid: !opts.shell_job && plan.sid == pid as u32,
-        setpgid: !opts.shell_job && plan.pgid == pid as u32,
-    };
-    let child = sys::fork_puppet(pid, setup).map_err(|e| match e.raw_os_error() {
+    let tree = Tree::load(&dir)?;
+    let (setup, steps) = session::plan(&tree, opts.shell_job)?;
+    let mut shared = SharedFiles::default();
+    let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(tree.tasks.len());
+    for t in &tree.tasks {
+        prepared.push(match &t.body {
+            Body::Alive(plan) => Some(prepare(&dir, &tree, plan, opts, &mut shared)?),
+            Body::Zombie { .. } => None,
+        });
+    }
+    check_pids_free(&tree)?;
+    let pid = tree.tasks[0].pid;
+    let child = sys::fork_puppet(
+        pid,
+        PuppetSetup {
+            setsid: setup.setsid,
+            setpgid: setup.setpgid,
+        },
+    )
+    .map_err(|e| match e.raw_os_error() {
         Some(libc::EEXIST) => RestoreError::PidTaken { pid },
         _ => RestoreError::Object {
             pid,
@@ -228,7 +347,7 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
             source: e,
         },
     })?;
-    let tracee = match Tracee::adopt_child(child) {
+    let root = match Tracee::adopt_child(child) {
         Ok(t) => t,
         Err(e) => {
             let _ = parasite::sys::kill(child, libc::SIGKILL);
@@ -236,18 +355,24 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
             return Err(e.into());
         }
     };
-    let threads = match puppet::build(&tracee, &plan, &prepared) {
-        Ok(threads) => threads,
-        Err(e) => {
-            tracee.kill(); // and every thread it already has
-            return Err(e);
-        }
+    let mut puppets = Puppets {
+        leaders: (0..tree.tasks.len()).map(|_| None).collect(),
+        threads: Vec::new(),
     };
-    for t in threads {
+    puppets.leaders[0] = Some(root);
+    if let Err(e) = build_tree(&tree, &steps, &prepared, &mut puppets) {
+        puppets.kill_all();
+        return Err(e);
+    }
+    // Let everything go: the other threads first, then each process.
+    for t in puppets.threads {
         t.detach()?;
     }
-    tracee.detach()?;
+    for t in puppets.leaders.into_iter().flatten() {
+        t.detach()?;
+    }
     drop(prepared);
+    drop(shared);
     if let Some(path) = &opts.pid_file {
         std::fs::write(path, format!("{pid}\n")).map_err(object(pid, format!("pid file {}", path.display())))?;
     }
@@ -259,7 +384,71 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
     };
     Ok(RestoreReport {
         pid,
+        tasks: tree.tasks.len(),
         elapsed,
         exit_status,
     })
+}
+
+/// Creates every process of the tree (in the order of `steps`), ends the zombies, and builds
+/// every live process; all stay stopped in `puppets`.
+fn build_tree(
+    tree: &Tree,
+    steps: &[session::Step],
+    prepared: &[Option<Prepared>],
+    puppets: &mut Puppets,
+) -> Result<(), RestoreError> {
+    let root = puppets.get(0)?;
+    let targets: Vec<&crate::image::pb::MmEntry> = tree.alive().map(|(_, p)| &p.mm).collect();
+    let scratch = puppet::choose_scratch(root.pid(), &puppet::own_maps(root.pid())?, &targets)?;
+    puppet::make_scratch(root, scratch)?;
+
+    for step in steps {
+        match *step {
+            session::Step::Fork { parent, child } => {
+                let t = puppet::fork_child(puppets.get(parent)?, scratch, tree.tasks[child].pid)?;
+                puppets.leaders[child] = Some(t);
+            }
+            session::Step::Setsid(i) => {
+                puppet::call(puppets.get(i)?, scratch, "setsid", libc::SYS_setsid, [0; 6])?;
+            }
+            session::Step::Setpgid { task, pgid } => {
+                let own = pgid == tree.tasks[task].pid;
+                let arg = if own { 0 } else { pgid as u64 };
+                puppet::call(
+                    puppets.get(task)?,
+                    scratch,
+                    "setpgid",
+                    libc::SYS_setpgid,
+                    [0, arg, 0, 0, 0, 0],
+                )?;
+            }
+        }
+    }
+
+    // Zombies end now; their parents forget the SIGCHLDs (they were handled before the dump).
+    let mut parents = Vec::new();
+    for (i, t) in tree.tasks.iter().enumerate() {
+        if let Body::Zombie { exit_code, comm } = &t.body {
+            let z = puppets.leaders[i].take().ok_or_else(|| RestoreError::Invalid {
+                what: format!("pid {}: the zombie was not created", t.pid),
+            })?;
+            puppet::make_zombie(z, scratch, *exit_code, comm)?;
+            parents.extend(t.parent);
+        }
+    }
+    parents.sort_unstable();
+    parents.dedup();
+    for p in parents {
+        puppet::drain_sigchld(puppets.get(p)?, scratch)?;
+    }
+
+    for (i, plan) in tree.alive() {
+        let prep = prepared[i].as_ref().ok_or_else(|| RestoreError::Invalid {
+            what: format!("pid {}: nothing prepared", plan.pid),
+        })?;
+        let threads = puppet::build(puppets.get(i)?, plan, prep, scratch, i == 0)?;
+        puppets.threads.extend(threads);
+    }
+    Ok(())
 }

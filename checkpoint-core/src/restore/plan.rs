@@ -22,6 +22,8 @@ pub enum FdTarget {
     Tty { path: String },
     /// Something outside the dump (a pipe of the caller): `--inherit-fd fd[N]:KEY` provides it.
     External { key: String },
+    /// An end of a pipe whose both ends are in the tree (file flags say which end).
+    Pipe { pipe_id: u32, flags: u32 },
 }
 
 /// One fd to install.
@@ -34,12 +36,10 @@ pub struct PlannedFd {
     pub target: FdTarget,
 }
 
-/// Everything a single-process restore needs, checked.
+/// Everything the restore of one live process needs, checked.
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub pid: i32,
-    pub pgid: u32,
-    pub sid: u32,
     pub core: pb::CoreEntry,
     /// The other threads: tid and core.
     pub threads: Vec<(i32, pb::CoreEntry)>,
@@ -53,13 +53,48 @@ pub struct Plan {
     pub fds: Vec<PlannedFd>,
 }
 
-fn invalid(what: String) -> RestoreError {
-    RestoreError::Invalid { what }
+/// A process of the tree.
+#[derive(Clone, Debug)]
+pub struct TaskNode {
+    pub pid: i32,
+    /// Index of the parent in [`Tree::tasks`] (`None` for the root).
+    pub parent: Option<usize>,
+    pub pgid: i32,
+    pub sid: i32,
+    pub body: Body,
 }
 
-impl Plan {
+/// What a process of the tree is.
+#[derive(Clone, Debug)]
+pub enum Body {
+    Alive(Box<Plan>),
+    /// A zombie, with the wait status its parent will reap, and its name.
+    Zombie {
+        exit_code: u32,
+        comm: String,
+    },
+}
+
+/// Data buffered in a pipe at dump time, and the pipe's capacity.
+#[derive(Clone, Debug, Default)]
+pub struct PipeData {
+    pub data: Vec<u8>,
+    pub capacity: Option<u32>,
+}
+
+/// The whole checkpoint: its processes, parents before children, and the pipe contents.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    pub tasks: Vec<TaskNode>,
+    pub pipes: BTreeMap<u32, PipeData>,
+}
+
+/// Largest pipe content accepted from an image (the kernel's default pipe-max-size is 1 MiB).
+const MAX_PIPE_DATA: u32 = 64 << 20;
+
+impl Tree {
     /// Loads and checks the images in `dir`.
-    pub fn load(dir: &ImageDir) -> Result<Plan, RestoreError> {
+    pub fn load(dir: &ImageDir) -> Result<Tree, RestoreError> {
         let inv: pb::InventoryEntry = dir.read_one(ImageKind::Inventory, 0)?.ok_or_else(|| {
             invalid(format!(
                 "{}: no inventory.img: not a complete dump",
@@ -72,25 +107,141 @@ impl Plan {
                 inv.img_version
             )));
         }
-        let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageKind::Pstree, 0)?;
-        let [task] = tree.as_slice() else {
-            return Err(RestoreError::Unsupported {
-                pid: tree.first().map_or(0, |t| t.pid as i32),
-                what: format!(
-                    "{} processes in pstree.img: process trees come with a later milestone",
-                    tree.len()
-                ),
+        let entries: Vec<pb::PstreeEntry> = dir.read_all(ImageKind::Pstree, 0)?;
+        if entries.is_empty() {
+            return Err(invalid("pstree.img: no processes".into()));
+        }
+        let files: BTreeMap<u32, pb::FileEntry> = dir
+            .read_all::<pb::FileEntry>(ImageKind::Files, 0)?
+            .into_iter()
+            .map(|f| (f.id, f))
+            .collect();
+        let mut tasks: Vec<TaskNode> = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let pid = i32::try_from(e.pid)
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| invalid(format!("pstree.img: pid {} out of range", e.pid)))?;
+            let (pgid, sid) = match (i32::try_from(e.pgid), i32::try_from(e.sid)) {
+                (Ok(g), Ok(s)) if g >= 0 && s >= 0 => (g, s),
+                _ => return Err(invalid(format!("pstree.img: pid {pid}: pgid/sid out of range"))),
+            };
+            if tasks.iter().any(|t| t.pid == pid) {
+                return Err(invalid(format!("pstree.img: pid {pid} appears twice")));
+            }
+            let parent = if i == 0 {
+                None
+            } else {
+                Some(tasks.iter().position(|t| t.pid as u32 == e.ppid).ok_or_else(|| {
+                    invalid(format!(
+                        "pstree.img: the parent {} of pid {pid} is not listed before it",
+                        e.ppid
+                    ))
+                })?)
+            };
+            let core: pb::CoreEntry = dir
+                .read_one(ImageKind::Core, e.pid.into())?
+                .ok_or_else(|| invalid(format!("pid {pid}: core-{pid}.img is missing")))?;
+            let state = core.tc.as_ref().map(|tc| tc.task_state);
+            let body = match state {
+                Some(pb::TASK_DEAD) => Body::Zombie {
+                    exit_code: core.tc.as_ref().map_or(0, |tc| tc.exit_code),
+                    comm: core.tc.as_ref().map(|tc| tc.comm.clone()).unwrap_or_default(),
+                },
+                Some(pb::TASK_ALIVE) => Body::Alive(Box::new(Plan::load_task(dir, e, core, &files)?)),
+                Some(other) => {
+                    return Err(RestoreError::Unsupported {
+                        pid,
+                        what: format!("task state {other:#x}"),
+                    })
+                }
+                None => return Err(invalid(format!("core-{pid}.img: no task core"))),
+            };
+            tasks.push(TaskNode {
+                pid,
+                parent,
+                pgid,
+                sid,
+                body,
             });
-        };
+        }
+        if tasks
+            .iter()
+            .any(|t| matches!(t.body, Body::Zombie { .. }) && t.parent.is_none())
+        {
+            return Err(RestoreError::Unsupported {
+                pid: tasks[0].pid,
+                what: "the dumped process itself is a zombie".into(),
+            });
+        }
+        // A pipe is recreated when both its ends are in the tree; otherwise it is the caller's.
+        let mut ends: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
+        for t in &tasks {
+            let Body::Alive(plan) = &t.body else { continue };
+            for f in &plan.fds {
+                if let FdTarget::Pipe { pipe_id, flags } = f.target {
+                    let e = ends.entry(pipe_id).or_default();
+                    let access = flags as i32 & libc::O_ACCMODE;
+                    e.0 |= access != libc::O_WRONLY;
+                    e.1 |= access != libc::O_RDONLY;
+                }
+            }
+        }
+        for t in &mut tasks {
+            let Body::Alive(plan) = &mut t.body else { continue };
+            for f in &mut plan.fds {
+                if let FdTarget::Pipe { pipe_id, .. } = f.target {
+                    if ends.get(&pipe_id) != Some(&(true, true)) {
+                        f.target = FdTarget::External {
+                            key: format!("pipe:[{pipe_id}]"),
+                        };
+                    }
+                }
+            }
+        }
+        let mut pipes = BTreeMap::new();
+        if let Some(mut rd) = dir.reader(ImageKind::PipesData, 0)? {
+            while let Some(e) = rd.next_entry::<pb::PipeDataEntry>()? {
+                if e.bytes > MAX_PIPE_DATA || e.size.is_some_and(|s| s > MAX_PIPE_DATA || s < e.bytes) {
+                    return Err(invalid(format!(
+                        "pipes-data.img: pipe {}: {} bytes in a pipe of {:?}",
+                        e.pipe_id, e.bytes, e.size
+                    )));
+                }
+                let data = rd.read_payload(e.bytes.into())?;
+                pipes.insert(e.pipe_id, PipeData { data, capacity: e.size });
+            }
+        }
+        Ok(Tree { tasks, pipes })
+    }
+
+    /// The live processes and their plans.
+    pub fn alive(&self) -> impl Iterator<Item = (usize, &Plan)> {
+        self.tasks.iter().enumerate().filter_map(|(i, t)| match &t.body {
+            Body::Alive(p) => Some((i, p.as_ref())),
+            Body::Zombie { .. } => None,
+        })
+    }
+}
+
+fn invalid(what: String) -> RestoreError {
+    RestoreError::Invalid { what }
+}
+
+impl Plan {
+    /// Loads and checks the images of the live process `task`, whose core is `core`.
+    fn load_task(
+        dir: &ImageDir,
+        task: &pb::PstreeEntry,
+        core: pb::CoreEntry,
+        files: &BTreeMap<u32, pb::FileEntry>,
+    ) -> Result<Plan, RestoreError> {
         let pid = i32::try_from(task.pid).map_err(|_| invalid(format!("pstree.img: pid {} out of range", task.pid)))?;
         if task.threads.first() != Some(&task.pid) {
             return Err(invalid(format!(
                 "pstree.img: pid {pid}: the first thread must be the task itself"
             )));
         }
-        let core: pb::CoreEntry = dir
-            .read_one(ImageKind::Core, task.pid.into())?
-            .ok_or_else(|| invalid(format!("pid {pid}: core-{pid}.img is missing")))?;
         if core.mtype != pb::March::X8664 as i32 || core.thread_info.is_none() {
             return Err(invalid(format!("core-{pid}.img: not an x86_64 task with registers")));
         }
@@ -143,11 +294,6 @@ impl Plan {
                 pagemap.present_bytes()
             )));
         }
-        let files: BTreeMap<u32, pb::FileEntry> = dir
-            .read_all::<pb::FileEntry>(ImageKind::Files, 0)?
-            .into_iter()
-            .map(|f| (f.id, f))
-            .collect();
         let reg = |id: u32, what: &str| -> Result<&pb::RegFileEntry, RestoreError> {
             files
                 .get(&id)
@@ -252,9 +398,13 @@ impl Plan {
                     pos: r.pos,
                     size: r.size,
                 },
-                (Ok(FdTypes::Pipe), _, _) if file.pipe.is_some() => FdTarget::External {
-                    key: format!("pipe:[{}]", file.pipe.as_ref().map_or(0, |p| p.pipe_id)),
-                },
+                (Ok(FdTypes::Pipe), _, _) if file.pipe.is_some() => {
+                    let p = file.pipe.as_ref().map(|p| (p.pipe_id, p.flags)).unwrap_or_default();
+                    FdTarget::Pipe {
+                        pipe_id: p.0,
+                        flags: p.1,
+                    }
+                }
                 (Ok(FdTypes::Tty), _, Some(t)) => {
                     let path = t
                         .regf_id
@@ -285,8 +435,6 @@ impl Plan {
         Ok(Plan {
             pid,
             threads,
-            pgid: task.pgid,
-            sid: task.sid,
             core,
             mm,
             pagemap,

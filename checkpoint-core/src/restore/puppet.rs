@@ -84,31 +84,37 @@ fn words(v: &[u64]) -> Vec<u8> {
     v.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
-/// Builds the dumped task inside the puppet `t` and leaves it stopped, ready to be let go.
-pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, RestoreError> {
-    let pid = t.pid();
-    let _pinned = Pinned::new(pid);
-    let own_maps_text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| RestoreError::Object {
+/// The scratch area's address: free in the puppet's layout (`own`, the controller's copy, which
+/// every puppet inherits) and in every dumped layout of the tree.
+pub fn choose_scratch(pid: i32, own: &[procfs::MapsEntry], targets: &[&pb::MmEntry]) -> Result<u64, RestoreError> {
+    let mut taken: Vec<(u64, u64)> = own
+        .iter()
+        .map(|m| (m.start, m.end))
+        .chain(targets.iter().flat_map(|mm| mm.vmas.iter().map(|v| (v.start, v.end))))
+        .collect();
+    taken.sort_unstable();
+    free_range(SCRATCH_LEN, &taken).ok_or_else(|| RestoreError::Invalid {
+        what: format!("pid {pid}: no room for a scratch area"),
+    })
+}
+
+/// The maps of a puppet.
+pub fn own_maps(pid: i32) -> Result<Vec<procfs::MapsEntry>, RestoreError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| RestoreError::Object {
         pid,
         object: "the puppet's maps".into(),
         source: e,
     })?;
-    let own_maps = procfs::parse_maps(&own_maps_text).ok_or_else(|| RestoreError::Invalid {
-        what: "puppet maps".into(),
-    })?;
-    let target: Vec<(u64, u64)> = plan.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
-    let mut taken: Vec<(u64, u64)> = own_maps
-        .iter()
-        .map(|m| (m.start, m.end))
-        .chain(target.iter().copied())
-        .collect();
-    taken.sort_unstable();
-    let scratch = free_range(SCRATCH_LEN, &taken).ok_or_else(|| RestoreError::Invalid {
-        what: format!("pid {pid}: no room for a scratch area"),
-    })?;
+    procfs::parse_maps(&text).ok_or_else(|| RestoreError::Invalid {
+        what: format!("pid {pid}: unreadable maps"),
+    })
+}
 
-    // 1. The scratch area, from a gadget patched over the puppet's current instruction.
-    let mut inj = Injector::at_ip(t)?;
+/// Maps the scratch area (its first page a `syscall; int3` gadget) into the root puppet, from
+/// a gadget patched over its current instruction. Processes it forks inherit it.
+pub fn make_scratch(t: &Tracee, scratch: u64) -> Result<(), RestoreError> {
+    let pid = t.pid();
+    let inj = Injector::at_ip(t)?;
     let rwx = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64 | MAP_FIXED_NOREPLACE;
     let got = inj.call(
@@ -121,9 +127,130 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
             what: format!("pid {pid}: scratch area landed at {got:#x}, not {scratch:#x}"),
         });
     }
+    RemoteMem::open(pid)?.write(scratch, &GADGET)?;
+    // The patched code stays: everything the puppet had is unmapped when it is built.
+    inj.release();
+    Ok(())
+}
+
+/// One syscall in a puppet, from the scratch gadget.
+pub fn call(t: &Tracee, scratch: u64, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64, RestoreError> {
+    let inj = Injector::at(t, scratch)?;
+    let ret = inj.call(name, nr, args)?;
+    inj.release();
+    Ok(ret)
+}
+
+/// Has the puppet `parent` fork a process at `pid` (clone3 with set_tid); the child stops at
+/// once under ptrace, in the parent's session and group, with the scratch area.
+pub fn fork_child(parent: &Tracee, scratch: u64, pid: i32) -> Result<Tracee, RestoreError> {
+    let mem = RemoteMem::open(parent.pid())?;
+    let tid_addr = scratch + DATA + 128;
+    mem.write(tid_addr, &(pid as u32).to_le_bytes())?;
+    let args_addr = scratch + DATA;
+    // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size,
+    // tls, set_tid, set_tid_size, cgroup.
+    mem.write(
+        args_addr,
+        &words(&[0, 0, 0, 0, libc::SIGCHLD as u64, 0, 0, 0, tid_addr, 1, 0]),
+    )?;
+    let got = call(
+        parent,
+        scratch,
+        "clone3(process)",
+        libc::SYS_clone3,
+        [args_addr, 88, 0, 0, 0, 0],
+    )
+    .map_err(|e| match e {
+        RestoreError::Remote(parasite::Error::Syscall { ref source, .. })
+            if source.raw_os_error() == Some(libc::EEXIST) =>
+        {
+            RestoreError::PidTaken { pid }
+        }
+        e => e,
+    })?;
+    if got != pid as u64 {
+        return Err(RestoreError::Invalid {
+            what: format!("pid {}: child created as {got}, not {pid}", parent.pid()),
+        });
+    }
+    Ok(Tracee::adopt_thread(pid)?)
+}
+
+/// Turns a puppet into the zombie it was: it ends with wait status `exit_code`, left for its
+/// parent to reap (we reap it only as its tracer).
+pub fn make_zombie(t: Tracee, scratch: u64, exit_code: u32, comm: &str) -> Result<(), RestoreError> {
+    let pid = t.pid();
+    let status = exit_code as i32;
+    let mut name = comm.as_bytes().to_vec();
+    name.truncate(15);
+    name.push(0);
+    RemoteMem::open(pid)?.write(scratch + DATA, &name)?;
+    call(
+        &t,
+        scratch,
+        "prctl(PR_SET_NAME)",
+        libc::SYS_prctl,
+        [libc::PR_SET_NAME as u64, scratch + DATA, 0, 0, 0, 0],
+    )?;
+    let got = if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        call(&t, scratch, "rt_sigaction(SIG_DFL)", libc::SYS_rt_sigaction, {
+            let act = scratch + DATA;
+            RemoteMem::open(pid)?.write(act, &[0u8; 32])?;
+            [sig as u64, act, 0, 8, 0, 0]
+        })?;
+        t.die_by(sig)?
+    } else {
+        let inj = Injector::at(&t, scratch)?;
+        let code = libc::WEXITSTATUS(status) as u64;
+        let got = inj.call_and_exit(libc::SYS_exit_group, [code, 0, 0, 0, 0, 0])?;
+        t.forget();
+        got
+    };
+    if got & 0x7f7f != status & 0x7f7f {
+        return Err(RestoreError::Invalid {
+            what: format!("pid {pid}: the zombie ended with status {got:#x}, not {status:#x}"),
+        });
+    }
+    Ok(())
+}
+
+/// Discards the SIGCHLDs a puppet got from the zombies it had made (they were handled before
+/// the dump).
+pub fn drain_sigchld(t: &Tracee, scratch: u64) -> Result<(), RestoreError> {
+    let mem = RemoteMem::open(t.pid())?;
+    let set = scratch + DATA;
+    let zero = scratch + DATA + 64;
+    mem.write(set, &(1u64 << (libc::SIGCHLD - 1)).to_le_bytes())?;
+    mem.write(zero, &[0u8; 16])?;
+    let inj = Injector::at(t, scratch)?;
+    while inj.raw(libc::SYS_rt_sigtimedwait, [set, 0, zero, 8, 0, 0])? > 0 {}
+    inj.release();
+    Ok(())
+}
+
+/// Builds the dumped task inside the puppet `t` (which has the scratch area at `scratch`) and
+/// leaves it stopped, ready to be let go; returns its other threads, stopped too.
+pub fn build(
+    t: &Tracee,
+    plan: &Plan,
+    prep: &Prepared,
+    scratch: u64,
+    is_root: bool,
+) -> Result<Vec<Tracee>, RestoreError> {
+    let pid = t.pid();
+    let _pinned = Pinned::new(pid);
+    let own_maps = own_maps(pid)?;
+    let target: Vec<(u64, u64)> = plan.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+    let mut taken: Vec<(u64, u64)> = own_maps
+        .iter()
+        .map(|m| (m.start, m.end))
+        .chain(target.iter().copied())
+        .collect();
+    taken.sort_unstable();
+    let inj = Injector::at(t, scratch)?;
     let mem = RemoteMem::open(pid)?;
-    mem.write(scratch, &GADGET)?;
-    inj.use_gadget(scratch);
     let max_fd = plan.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut r = Remote {
         pid,
@@ -274,7 +401,21 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
         what: "no registers".into(),
     })?;
     let name = thread.comm.as_deref().unwrap_or(&tc.comm);
-    thread_state(&|n, nr, a| r.call(n, nr, a), &|o, b| r.put(o, b), ti, &thread, name)?;
+    thread_state(
+        &|n, nr, a| r.call(n, nr, a),
+        &|o, b| r.put(o, b),
+        ti,
+        &thread,
+        name,
+        !is_root,
+    )?;
+    if tc.child_subreaper == Some(true) {
+        r.call(
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            libc::SYS_prctl,
+            [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
 
     // 8. mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP.
     let exe = r.pull(prep.exe.as_raw_fd())?;
@@ -313,7 +454,7 @@ pub fn build(t: &Tracee, plan: &Plan, prep: &Prepared) -> Result<Vec<Tracee>, Re
     // 9. The other threads: cloned into the puppet at their tids, then set up one by one.
     let mut thread_tracees = Vec::with_capacity(plan.threads.len());
     for (tid, core) in &plan.threads {
-        thread_tracees.push(make_thread(&r, pid, *tid, core)?);
+        thread_tracees.push(make_thread(&r, pid, *tid, core, !is_root)?);
     }
 
     for fd in helpers {
@@ -351,14 +492,23 @@ type Call<'a> = &'a dyn Fn(&'static str, i64, [u64; 6]) -> Result<u64, RestoreEr
 type Put<'a> = &'a dyn Fn(u64, &[u8]) -> Result<u64, RestoreError>;
 
 /// A thread's own state, by syscalls the thread itself runs (`call`; `put` copies arguments into
-/// the scratch area): altstack, clear-tid address, robust list, rseq area, name.
+/// the scratch area): parent-death signal (with `pdeath`: not for the root, whose parent is
+/// not the dumped one), altstack, clear-tid address, robust list, rseq area, name.
 fn thread_state(
     call: Call<'_>,
     put: Put<'_>,
     ti: &pb::ThreadInfoX86,
     tc: &pb::ThreadCoreEntry,
     name: &str,
+    pdeath: bool,
 ) -> Result<(), RestoreError> {
+    if let Some(sig) = tc.pdeath_sig.filter(|&s| pdeath && s != 0) {
+        call(
+            "prctl(PR_SET_PDEATHSIG)",
+            libc::SYS_prctl,
+            [libc::PR_SET_PDEATHSIG as u64, sig.into(), 0, 0, 0, 0],
+        )?;
+    }
     if let Some(sas) = &tc.sas {
         let flags = u64::from(sas.ss_flags & !(libc::SS_ONSTACK as u32));
         let ss = put(0, &words(&[sas.ss_sp, flags, sas.ss_size]))?;
@@ -402,7 +552,7 @@ fn thread_state(
 /// Clones thread `tid` into the puppet (clone3 with set_tid, from the gadget: the new thread
 /// stops at once under ptrace), gives it its own signal stack, clear-tid address, robust list,
 /// rseq area and name, then its registers, xstate and mask. It stays stopped until released.
-fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry) -> Result<Tracee, RestoreError> {
+fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry, pdeath: bool) -> Result<Tracee, RestoreError> {
     let flags = (libc::CLONE_VM
         | libc::CLONE_FS
         | libc::CLONE_FILES
@@ -427,7 +577,7 @@ fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry) -> Resu
     let inj = Injector::at(&t, r.scratch)?;
     let call = |name, nr, args| inj.call(name, nr, args).map_err(RestoreError::from);
     let name = tc.comm.clone().unwrap_or_default();
-    thread_state(&call, &|o, b| r.put(o, b), ti, &tc, &name)?;
+    thread_state(&call, &|o, b| r.put(o, b), ti, &tc, &name, pdeath)?;
     inj.release();
     set_dumped_registers(&t, ti, tc.blk_sigset.unwrap_or(0))?;
     Ok(t)
