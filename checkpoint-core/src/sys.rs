@@ -431,3 +431,81 @@ pub fn set_status_flags(fd: std::os::fd::BorrowedFd<'_>, flags: i32) -> io::Resu
     // SAFETY: F_SETFL takes an integer; the fd is ours.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }).map(drop)
 }
+
+/// A new shared-memory object of `len` bytes, like the one behind a MAP_SHARED|MAP_ANONYMOUS
+/// mapping (it is one: mapped once, reopened through /proc/self/map_files, unmapped).
+pub fn new_shmem(len: u64) -> io::Result<std::fs::File> {
+    let size = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a fresh mapping chosen by the kernel; it aliases nothing we hold, and is unmapped
+    // below without ever being dereferenced.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let start = ptr as usize;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/map_files/{start:x}-{:x}", start + size));
+    // SAFETY: the mapping made above, never handed out.
+    unsafe { libc::munmap(ptr, size) };
+    file
+}
+
+/// The ranges of `file` that hold data (SEEK_DATA/SEEK_HOLE) below `len`.
+pub fn data_extents(file: &std::fs::File, len: u64) -> io::Result<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        // SAFETY: lseek only moves the offset of our own fd.
+        let data = unsafe { libc::lseek(file.as_raw_fd(), at as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            match io::Error::last_os_error() {
+                e if e.raw_os_error() == Some(libc::ENXIO) => break, // no data after `at`
+                e => return Err(e),
+            }
+        }
+        let data = data as u64;
+        if data >= len {
+            break;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(file.as_raw_fd(), data as libc::off_t, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let end = (hole as u64).min(len);
+        out.push((data, end));
+        at = end;
+    }
+    Ok(out)
+}
+
+/// A new memfd named `name` that accepts seals, `len` bytes long.
+pub fn new_memfd(name: &str, len: u64) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let cname = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: memfd_create reads the NUL-terminated name we own and returns a new fd or -1.
+    let fd = cvt(unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
+    // SAFETY: the kernel just returned this new fd to us.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.set_len(len)?;
+    Ok(file)
+}
+
+/// Adds `seals` (F_SEAL_*) to a memfd.
+pub fn add_seals(file: &std::fs::File, seals: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_ADD_SEALS takes an integer; the fd is ours.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals as libc::c_int) }).map(drop)
+}

@@ -252,3 +252,27 @@ fn criu_restores_a_tree_stasis_dumped() {
 fn stasis_restores_a_tree_criu_dumped() {
     cross("tree-from-criu", "criu", "stasis");
 }
+
+#[test]
+fn an_unsupported_object_deep_in_the_tree_is_refused_before_anything_stops() {
+    let (scratch, work) = setup("tree-refused");
+    let w = Workload::start("uring-child", &work, None);
+    let pids = tree_pids(&work);
+    let _guard = TreeGuard(pids.clone());
+    let child = pids[1];
+    let images = scratch.join("images");
+    let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the dump of an io_uring succeeded");
+    assert!(
+        err.contains(&format!("pid {child}: fd")) && err.contains("io_uring"),
+        "the refusal names the child, its fd and the io_uring: {err}"
+    );
+    for pid in pids {
+        assert_running_untraced(pid);
+    }
+    assert!(
+        !images.join("inventory.img").exists(),
+        "a refused dump left an inventory"
+    );
+}

@@ -15,9 +15,12 @@
  *   workload tree DIR      a subreaper with five server children: one in its own group, an
  *                          orphan (its parent exited) with a parent-death signal, a session
  *                          leader with a child in its session and one it forked before setsid;
- *                          a zombie (exit 42) and a pipe with unread data in a non-blocking
+ *                          a zombie (exit 42), memory shared by all (MAP_SHARED anonymous:
+ *                          each server counts its answers there; a page only a child wrote),
+ *                          and a pipe with unread data in a non-blocking
  *                          read end. On SIGUSR1 asks each server who it is (pid, ppid, group,
  *                          session, pdeath signal) and compares with before; reaps the zombie.
+ *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
  *                          the counters still move, stops and joins them (clear-tid futex wake-ups),
@@ -385,10 +388,17 @@ static int threads(void) {
 /* What a server child says about itself: its answer to n, and its place in the tree. */
 struct ident { int answer, pid, ppid, pgid, sid, pdeath; };
 
-/* Answers n with n + 1 and its identity, until the request pipe closes or SIGTERM. */
+/* Memory shared by the whole tree (MAP_SHARED|MAP_ANONYMOUS): a counter every server bumps,
+ * a pattern the root wrote, and a page only the own-group server wrote. */
+#define SHM_LEN (1 << 20)
+#define SHM_CHILD_PAGE 200
+static unsigned char *shm;
+
+/* Answers n with n + 1 and its identity, until SIGTERM; counts each answer in shm. */
 static void serve(int in, int out) {
     int n;
     while (read(in, &n, sizeof n) == sizeof n) {
+        __atomic_add_fetch((int *)shm, 1, __ATOMIC_SEQ_CST);
         int pd = 0;
         prctl(PR_GET_PDEATHSIG, &pd);
         struct ident id = { n + 1, getpid(), getppid(), getpgrp(), getsid(0), pd };
@@ -416,9 +426,16 @@ static int tree(void) {
     int unread[2];
     if (pipe(unread)) { perror("pipe"); return 2; }
     fcntl(unread[0], F_SETFL, O_NONBLOCK);
+    shm = mmap(NULL, SHM_LEN, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shm == MAP_FAILED) { perror("mmap"); return 2; }
+    fill(shm + 4096, 64 * 4096, 7);
 
     pid_t group = fork();
-    if (!group) { setpgid(0, 0); serve(srv_req[SRV_GROUP][0], srv_ans[SRV_GROUP][1]); }
+    if (!group) {
+        setpgid(0, 0);
+        memset(shm + SHM_CHILD_PAGE * 4096, 0x5a, 4096);
+        serve(srv_req[SRV_GROUP][0], srv_ans[SRV_GROUP][1]);
+    }
     pid_t zombie = fork();
     if (!zombie) _exit(42);
     pid_t middle = fork();
@@ -464,9 +481,16 @@ static int tree(void) {
     write_file("ready", "1\n");
     while (!verify_now) usleep(10 * 1000);
 
+    EXPECT(check(shm + 4096, 64 * 4096, 7), "the shared memory lost the root's pattern");
+    int marked = 1;
+    for (int i = 0; i < 4096; i++) marked &= shm[SHM_CHILD_PAGE * 4096 + i] == 0x5a;
+    EXPECT(marked, "the shared memory lost the page a child wrote");
     for (int i = 0; i < NSRV; i++) {
         struct ident now;
+        int count = __atomic_load_n((int *)shm, __ATOMIC_SEQ_CST);
         if (!ask(i, 100 * i + 1, &now)) { EXPECT(0, "the %s does not answer", srv_name[i]); continue; }
+        EXPECT(__atomic_load_n((int *)shm, __ATOMIC_SEQ_CST) == count + 1,
+               "the %s no longer counts in the shared memory (%d after %d)", srv_name[i], *(int *)shm, count);
         EXPECT(now.answer == 100 * i + 2, "the %s answered %d", srv_name[i], now.answer);
         EXPECT(now.pid == before[i].pid && now.ppid == before[i].ppid,
                "the %s is pid %d child of %d, was %d child of %d", srv_name[i], now.pid, now.ppid, before[i].pid, before[i].ppid);
@@ -501,6 +525,26 @@ static int tree(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* A parent whose child holds an io_uring (which Stasis refuses); writes the child's pid. */
+static int uring_child(void) {
+    int ready[2];
+    if (pipe(ready)) return 2;
+    pid_t child = fork();
+    if (!child) {
+        long params[16] = { 0 };
+        if (syscall(SYS_io_uring_setup, 4, params) < 0) { perror("io_uring_setup"); _exit(2); }
+        if (write(ready[1], "x", 1) != 1) _exit(2);
+        for (;;) pause();
+    }
+    char c;
+    if (read(ready[0], &c, 1) != 1) return 2;
+    char pids[64];
+    snprintf(pids, sizeof pids, "%d %d\n", getpid(), child);
+    write_file("pids", pids);
+    write_file("ready", "1\n");
+    for (;;) pause();
+}
+
 int main(int argc, char **argv) {
     /* Drop whatever fds the caller leaked to us: the workload's fd table is part of the test. */
     syscall(SYS_close_range, 3, ~0U, 0);
@@ -513,6 +557,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "verify")) return verify();
     if (!strcmp(argv[1], "threads")) return threads();
     if (!strcmp(argv[1], "tree")) return tree();
+    if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);
     if (!strcmp(argv[1], "hold")) return hold(mb);

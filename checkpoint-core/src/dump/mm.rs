@@ -82,6 +82,11 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
                 }
                 (st::REGULAR | st::ANON_PRIVATE, MAP_PRIVATE | MAP_ANONYMOUS, None, true)
             }
+            // MAP_SHARED|MAP_ANONYMOUS: a shared-memory object, saved once for all its
+            // mappings (by its inode, in pagemap-shmem-INO.img).
+            p if m.shared && (p == "/dev/zero (deleted)" || p.starts_with("[anon_shmem:")) => {
+                (st::REGULAR | st::ANON_SHARED, MAP_SHARED | MAP_ANONYMOUS, None, false)
+            }
             p if p.starts_with('/') && m.inode != 0 => {
                 if p.ends_with(" (deleted)") {
                     return Err(unsupported("the mapped file was unlinked (not supported yet)"));
@@ -114,8 +119,12 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
             entry: VmaEntry {
                 start: m.start,
                 end: m.end,
-                pgoff: if path.is_some() { m.offset } else { 0 },
-                shmid: 0,
+                pgoff: if path.is_some() || status & st::ANON_SHARED != 0 {
+                    m.offset
+                } else {
+                    0
+                },
+                shmid: if status & st::ANON_SHARED != 0 { m.inode } else { 0 },
                 prot,
                 flags,
                 status,
@@ -348,4 +357,75 @@ fn read_window(mem: &RemoteMem, pieces: &[Run], buf: &mut [u8]) -> Result<(), Du
         off += p.len as usize;
     }
     Ok(())
+}
+
+/// One shared anonymous memory object of the tree: a task and mapping through which to read
+/// it, and the size its mappings cover.
+#[derive(Clone, Copy, Debug)]
+struct SharedObject {
+    pid: i32,
+    start: u64,
+    end: u64,
+    size: u64,
+}
+
+/// The shared anonymous memory objects (MAP_SHARED|MAP_ANONYMOUS) of the tree, by inode. Each
+/// is saved once, whichever tasks map it, from the object itself: pages any task wrote are
+/// found by SEEK_DATA, none is faulted in.
+#[derive(Debug, Default)]
+pub struct SharedMemory {
+    by_inode: std::collections::BTreeMap<u64, SharedObject>,
+}
+
+impl SharedMemory {
+    /// Notes the shared anonymous mappings of task `pid`.
+    pub fn add(&mut self, pid: i32, vmas: &[Vma]) {
+        for v in vmas.iter().filter(|v| v.entry.status & st::ANON_SHARED != 0) {
+            let e = &v.entry;
+            let obj = self.by_inode.entry(e.shmid).or_insert(SharedObject {
+                pid,
+                start: e.start,
+                end: e.end,
+                size: 0,
+            });
+            obj.size = obj.size.max(e.pgoff + (e.end - e.start));
+        }
+    }
+
+    /// Writes `pagemap-shmem-INO.img` and its pages (`pages-N.img`, N from `first_pages_id`)
+    /// for every object.
+    pub fn dump(&self, dir: &crate::image::ImageDir, first_pages_id: u32) -> Result<PageStats, DumpError> {
+        let mut stats = PageStats::default();
+        for (n, (&ino, obj)) in self.by_inode.iter().enumerate() {
+            let path = format!("/proc/{}/map_files/{:x}-{:x}", obj.pid, obj.start, obj.end);
+            let file = File::open(&path).map_err(|e| DumpError::proc(obj.pid, &path, e))?;
+            let extents = crate::sys::data_extents(&file, obj.size).map_err(|e| DumpError::proc(obj.pid, &path, e))?;
+            let mut out = PageImageWriter::create(
+                dir,
+                crate::image::ImageKind::ShmemPagemap,
+                ino,
+                first_pages_id + n as u32,
+            )?;
+            let mut buf = Vec::new();
+            for (from, to) in extents {
+                let (from, to) = (
+                    from / PAGE_SIZE * PAGE_SIZE,
+                    to.next_multiple_of(PAGE_SIZE).min(obj.size),
+                );
+                let mut at = from;
+                while at < to {
+                    let len = (to - at).min(CHUNK) as usize;
+                    buf.resize(len, 0);
+                    file.read_exact_at(&mut buf, at)
+                        .map_err(|e| DumpError::proc(obj.pid, &path, e))?;
+                    out.write_run(at, &buf)?;
+                    stats.written += (len as u64) / PAGE_SIZE;
+                    at += len as u64;
+                }
+            }
+            stats.scanned += obj.size / PAGE_SIZE;
+            out.finish()?;
+        }
+        Ok(stats)
+    }
 }

@@ -483,6 +483,14 @@ fn caps(v: u64) -> Vec<u32> {
     vec![v as u32, (v >> 32) as u32]
 }
 
+/// What the tasks of a tree share or add up, gathered task by task.
+#[derive(Default)]
+struct TreeObjects {
+    files: FilesImage,
+    shmem: mm::SharedMemory,
+    totals: Totals,
+}
+
 /// Totals over the tasks of a dump.
 #[derive(Default)]
 struct Totals {
@@ -494,10 +502,9 @@ struct Totals {
 
 fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     let mem_start = Instant::now();
-    let mut files = FilesImage::default();
+    let mut tree_objects = TreeObjects::default();
     let mut ns = NsIds::new(tasks.len() as u32 + 2);
     let root_ids = ns.ids("self", 1);
-    let mut totals = Totals::default();
     let mut pstree = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.iter().enumerate() {
         let pid = task.pid;
@@ -510,7 +517,7 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
             }
             None => {
                 let ids = ns.ids(&pid.to_string(), i as u32 + 2);
-                dump_task(&task.threads, dir, opts, &ids, i as u32 + 1, &mut files, &mut totals)?;
+                dump_task(&task.threads, dir, opts, &ids, i as u32 + 1, &mut tree_objects)?;
                 task.threads.iter().map(|t| t.pid() as u32).collect()
             }
         };
@@ -523,6 +530,14 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
         });
     }
 
+    let TreeObjects {
+        files,
+        shmem,
+        mut totals,
+    } = tree_objects;
+    let shm_stats = shmem.dump(dir, tasks.len() as u32 + 1)?;
+    totals.scanned += shm_stats.scanned;
+    totals.written += shm_stats.written;
     dir.write_all(ImageKind::Files, 0, &files.entries)?;
     if !files.tty_infos.is_empty() {
         dir.write_all(ImageKind::TtyInfo, 0, &files.tty_infos)?;
@@ -618,9 +633,9 @@ fn dump_task(
     opts: &DumpOpts,
     ids: &pb::TaskKobjIdsEntry,
     pages_id: u32,
-    files: &mut FilesImage,
-    totals: &mut Totals,
+    objects: &mut TreeObjects,
 ) -> Result<(), DumpError> {
+    let TreeObjects { files, shmem, totals } = objects;
     let t = &threads[0];
     let pid = t.pid();
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
@@ -637,6 +652,7 @@ fn dump_task(
     }
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
     let vmas = mm::classify(pid, &maps)?;
+    shmem.add(pid, &vmas);
     let fdt: FdTable = files::collect(pid, opts.shell_job)?;
     let limits = procfs::parse_limits(&read_proc(pid, "limits")?).ok_or(DumpError::Parse { pid, file: "limits" })?;
     let auxv_path = format!("/proc/{pid}/auxv");

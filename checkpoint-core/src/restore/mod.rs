@@ -115,9 +115,53 @@ pub struct SharedFiles {
     by_id: BTreeMap<u32, Rc<OwnedFd>>,
     /// By pipe id: our read and write ends, and whether each was handed out already.
     pipes: BTreeMap<u32, (OwnedFd, OwnedFd, bool, bool)>,
+    /// Shared anonymous memory objects, by shmid.
+    shmem: BTreeMap<u64, Rc<File>>,
 }
 
 impl SharedFiles {
+    /// The shared memory object `shmid`, created and filled with its saved pages the first
+    /// time a task needs it.
+    fn shmem_object(&mut self, dir: &ImageDir, tree: &Tree, pid: i32, shmid: u64) -> Result<Rc<File>, RestoreError> {
+        use std::os::unix::fs::FileExt;
+        if let Some(f) = self.shmem.get(&shmid) {
+            return Ok(f.clone());
+        }
+        let what = || format!("shared memory {shmid}");
+        let obj = tree.shmem.get(&shmid).ok_or_else(|| RestoreError::Invalid {
+            what: format!("pid {pid}: {} is not in the checkpoint", what()),
+        })?;
+        // CRIU names shared anonymous memory a memfd "/dev/zero"; it is remade as what it was.
+        let memfd = obj.memfd.as_ref().filter(|(name, _)| name != "/dev/zero");
+        let file = match memfd {
+            Some((name, _)) => sys::new_memfd(name, obj.size),
+            None => sys::new_shmem(obj.size),
+        }
+        .map_err(object(pid, what()))?;
+        if let Some(pages) = &obj.pages {
+            let path = dir.image_path(ImageKind::Pages, pages.pages_id.into());
+            let src = File::open(&path).map_err(object(pid, path.display().to_string()))?;
+            let mut buf = Vec::new();
+            for r in pages.runs.iter().filter(|r| r.is_present()) {
+                let mut done = 0;
+                while done < r.len() {
+                    let len = (r.len() - done).min(4 << 20);
+                    buf.resize(len as usize, 0);
+                    src.read_exact_at(&mut buf, r.offset + done)
+                        .map_err(object(pid, path.display().to_string()))?;
+                    file.write_all_at(&buf, r.vaddr + done).map_err(object(pid, what()))?;
+                    done += len;
+                }
+            }
+        }
+        if let Some(&(_, seals)) = memfd.filter(|(_, s)| *s != 0) {
+            sys::add_seals(&file, seals).map_err(object(pid, format!("sealing {}", what())))?;
+        }
+        let rc = Rc::new(file);
+        self.shmem.insert(shmid, rc.clone());
+        Ok(rc)
+    }
+
     /// An open file for one end of pipe `pipe_id` with `flags`: the first of each end is the
     /// pipe's own, later ones are reopened (a distinct open file, as they were).
     fn pipe_end(&mut self, tree: &Tree, pid: i32, pipe_id: u32, flags: u32) -> Result<OwnedFd, RestoreError> {
@@ -249,6 +293,9 @@ fn prepare(
             }
         };
         mapped.push((i, file));
+    }
+    for (&i, &shmid) in &plan.vma_shmem {
+        mapped.push((i, shared.shmem_object(dir, tree, pid, shmid)?));
     }
     let pages_path = dir.image_path(ImageKind::Pages, plan.pagemap.pages_id.into());
     let pages = File::open(&pages_path).map_err(object(pid, pages_path.display().to_string()))?;

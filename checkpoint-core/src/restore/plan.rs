@@ -50,6 +50,8 @@ pub struct Plan {
     pub umask: Option<u32>,
     /// Path of every file-backed VMA, by VMA index.
     pub vma_paths: BTreeMap<usize, String>,
+    /// The shared-memory object (shmid) of every MAP_SHARED|MAP_ANONYMOUS VMA, by VMA index.
+    pub vma_shmem: BTreeMap<usize, u64>,
     pub fds: Vec<PlannedFd>,
 }
 
@@ -82,11 +84,22 @@ pub struct PipeData {
     pub capacity: Option<u32>,
 }
 
-/// The whole checkpoint: its processes, parents before children, and the pipe contents.
+/// A shared memory object: the size its mappings cover, its saved pages, and for a memfd
+/// its name and seals.
+#[derive(Clone, Debug)]
+pub struct SharedObject {
+    pub size: u64,
+    pub pages: Option<Pagemap>,
+    pub memfd: Option<(String, u32)>,
+}
+
+/// The whole checkpoint: its processes, parents before children, the pipe contents and the
+/// shared memory objects (by shmid).
 #[derive(Clone, Debug)]
 pub struct Tree {
     pub tasks: Vec<TaskNode>,
     pub pipes: BTreeMap<u32, PipeData>,
+    pub shmem: BTreeMap<u64, SharedObject>,
 }
 
 /// Largest pipe content accepted from an image (the kernel's default pipe-max-size is 1 MiB).
@@ -212,7 +225,8 @@ impl Tree {
                 pipes.insert(e.pipe_id, PipeData { data, capacity: e.size });
             }
         }
-        Ok(Tree { tasks, pipes })
+        let shmem = load_shmem(dir, &tasks)?;
+        Ok(Tree { tasks, pipes, shmem })
     }
 
     /// The live processes and their plans.
@@ -222,6 +236,90 @@ impl Tree {
             Body::Zombie { .. } => None,
         })
     }
+}
+
+/// The shared memory objects the tasks map, with their pages, checked to lie inside them.
+fn load_shmem(dir: &ImageDir, tasks: &[TaskNode]) -> Result<BTreeMap<u64, SharedObject>, RestoreError> {
+    let mut out: BTreeMap<u64, SharedObject> = BTreeMap::new();
+    // memfd inodes (CRIU saves shared anonymous memory as a memfd named /dev/zero).
+    for m in dir.read_all::<pb::MemfdInodeEntry>(ImageKind::MemfdInode, 0)? {
+        out.insert(
+            m.shmid.into(),
+            SharedObject {
+                size: m.size,
+                pages: None,
+                memfd: Some((m.name, m.seals)),
+            },
+        );
+    }
+    for t in tasks {
+        let Body::Alive(plan) = &t.body else { continue };
+        for (&i, &shmid) in &plan.vma_shmem {
+            let v = &plan.mm.vmas[i];
+            let end = v
+                .pgoff
+                .checked_add(v.end - v.start)
+                .filter(|e| e % PAGE_SIZE == 0 && v.pgoff % PAGE_SIZE == 0)
+                .ok_or_else(|| invalid(format!("mm-{}.img: VMA {i}: bad offset {:#x}", t.pid, v.pgoff)))?;
+            let obj = out.entry(shmid).or_insert(SharedObject {
+                size: 0,
+                pages: None,
+                memfd: None,
+            });
+            obj.size = obj.size.max(end);
+        }
+    }
+    for (&shmid, obj) in &mut out {
+        let Some(pages) = Pagemap::read(dir, ImageKind::ShmemPagemap, shmid)? else {
+            continue;
+        };
+        for r in pages.runs.iter().filter(|r| r.is_present()) {
+            if r.vaddr % PAGE_SIZE != 0 || r.vaddr.checked_add(r.len()).is_none_or(|e| e > obj.size) {
+                return Err(invalid(format!(
+                    "pagemap-shmem-{shmid}.img: pages {:#x}+{:#x} lie outside the object of {:#x} bytes",
+                    r.vaddr,
+                    r.len(),
+                    obj.size
+                )));
+            }
+        }
+        let pages_path = dir.image_path(ImageKind::Pages, pages.pages_id.into());
+        let pages_len = std::fs::metadata(&pages_path)
+            .map_err(|e| invalid(format!("{}: {e}", pages_path.display())))?
+            .len();
+        if pages_len < pages.present_bytes() {
+            return Err(invalid(format!(
+                "{}: {pages_len} bytes, but pagemap-shmem-{shmid}.img lists {}",
+                pages_path.display(),
+                pages.present_bytes()
+            )));
+        }
+        obj.pages = Some(pages);
+    }
+    Ok(out)
+}
+
+/// The shared memory object behind a memfd mapping: files.img id `file_id` -> memfd inode.
+fn memfd_shmid(
+    dir: &ImageDir,
+    files: &BTreeMap<u32, pb::FileEntry>,
+    file_id: u64,
+    pid: i32,
+) -> Result<u64, RestoreError> {
+    let inode_id = u32::try_from(file_id)
+        .ok()
+        .and_then(|id| files.get(&id)?.memfd.as_ref())
+        .map(|m| m.inode_id)
+        .ok_or_else(|| {
+            invalid(format!(
+                "pid {pid}: memfd mapping: file {file_id} is not a memfd in files.img"
+            ))
+        })?;
+    dir.read_all::<pb::MemfdInodeEntry>(ImageKind::MemfdInode, 0)?
+        .into_iter()
+        .find(|m| m.inode_id == u64::from(inode_id))
+        .map(|m| m.shmid.into())
+        .ok_or_else(|| invalid(format!("pid {pid}: memfd inode {inode_id} is not in memfd.img")))
 }
 
 fn invalid(what: String) -> RestoreError {
@@ -308,6 +406,7 @@ impl Plan {
 
         // Memory: VMAs sorted and disjoint, page runs inside private VMAs.
         let mut vma_paths = BTreeMap::new();
+        let mut vma_shmem = BTreeMap::new();
         let mut last_end = 0;
         for (i, v) in mm.vmas.iter().enumerate() {
             if v.start % PAGE_SIZE != 0 || v.end % PAGE_SIZE != 0 || v.end <= v.start || v.start < last_end {
@@ -317,24 +416,29 @@ impl Plan {
                 )));
             }
             last_end = v.end;
-            let supported = st::VSYSCALL | st::VDSO | st::VVAR | st::ANON_PRIVATE | st::FILE_PRIVATE | st::FILE_SHARED;
-            let kinds = st::ANON_SHARED
-                | st::SYSVIPC
-                | st::SOCKET
-                | st::AIORING
-                | st::MEMFD
-                | st::SHSTK
-                | st::GUARD
-                | st::UPROBES;
+            let supported = st::VSYSCALL
+                | st::VDSO
+                | st::VVAR
+                | st::ANON_PRIVATE
+                | st::ANON_SHARED
+                | st::FILE_PRIVATE
+                | st::FILE_SHARED;
+            let kinds = st::SYSVIPC | st::SOCKET | st::AIORING | st::SHSTK | st::GUARD | st::UPROBES;
             if v.status & kinds != 0 || v.status & supported == 0 {
                 return Err(RestoreError::Unsupported {
                     pid,
                     what: format!("mapping {:#x}-{:#x} of status {:#x}", v.start, v.end, v.status),
                 });
             }
-            if v.status & (st::FILE_PRIVATE | st::FILE_SHARED) != 0 {
+            if v.status & (st::FILE_PRIVATE | st::FILE_SHARED) != 0 && v.status & st::MEMFD == 0 {
                 let id = u32::try_from(v.shmid).unwrap_or(u32::MAX);
                 vma_paths.insert(i, reg(id, "a mapped file")?.name.clone());
+            }
+            if v.status & st::ANON_SHARED != 0 {
+                vma_shmem.insert(i, v.shmid);
+            }
+            if v.status & st::MEMFD != 0 {
+                vma_shmem.insert(i, memfd_shmid(dir, files, v.shmid, pid)?);
             }
         }
         // Runs may span adjacent mappings (CRIU merges them): split them at mapping boundaries,
@@ -347,7 +451,9 @@ impl Plan {
                     .vmas
                     .iter()
                     .find(|v| {
-                        v.start <= at && at < v.end && v.status & (st::VVAR | st::VSYSCALL | st::FILE_SHARED) == 0
+                        v.start <= at
+                            && at < v.end
+                            && v.status & (st::VVAR | st::VSYSCALL | st::FILE_SHARED | st::ANON_SHARED | st::MEMFD) == 0
                     })
                     .ok_or_else(|| {
                         invalid(format!(
@@ -442,6 +548,7 @@ impl Plan {
             cwd,
             umask: fs.umask,
             vma_paths,
+            vma_shmem,
             fds,
         })
     }
