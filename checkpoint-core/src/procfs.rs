@@ -74,6 +74,9 @@ pub struct Status {
     pub shared_pending: u64,
     /// The pid tracing this task, or 0.
     pub tracer_pid: i32,
+    /// Signals with a handler / ignored (bit N-1 for signal N).
+    pub sig_caught: u64,
+    pub sig_ignored: u64,
 }
 
 /// Parses `/proc/PID/status`; `None` if a needed line is malformed.
@@ -111,6 +114,8 @@ pub fn parse_status(text: &str) -> Option<Status> {
             "ShdPnd" => s.shared_pending = u64::from_str_radix(value, 16).ok()?,
             "NoNewPrivs" => s.no_new_privs = value.parse().ok()?,
             "TracerPid" => s.tracer_pid = value.parse().ok()?,
+            "SigCgt" => s.sig_caught = u64::from_str_radix(value, 16).ok()?,
+            "SigIgn" => s.sig_ignored = u64::from_str_radix(value, 16).ok()?,
             _ => {}
         }
     }

@@ -87,8 +87,16 @@ pub fn fork_puppet(pid: i32, setup: PuppetSetup) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     if ret == 0 {
-        // SAFETY: raw syscalls with integer arguments in the child; it never returns.
+        // SAFETY: raw syscalls in the child, with integer arguments or a pointer to a local
+        // array; it never returns.
         unsafe {
+            // Every signal to its default action: the restore then sets only what differs.
+            let dfl = [0u64; 4]; // handler SIG_DFL, flags, restorer, mask
+            for sig in 1..=64 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0, 8);
+                }
+            }
             if setup.setsid {
                 libc::syscall(libc::SYS_setsid);
             } else if setup.setpgid {

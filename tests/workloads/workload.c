@@ -20,6 +20,9 @@
  *                          and a pipe with unread data in a non-blocking
  *                          read end. On SIGUSR1 asks each server who it is (pid, ppid, group,
  *                          session, pdeath signal) and compares with before; reaps the zombie.
+ *   workload swarm DIR P T     P processes (the root and P - 1 children) of T threads each, each
+ *                          child counting in shared memory; on SIGUSR1 checks that every child
+ *                          still counts, kills and reaps them, writes DIR/result.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -525,6 +528,60 @@ static int tree(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* ---- swarm: many processes with many threads (the tree benchmark) ---- */
+
+static volatile unsigned long *swarm_ticks; /* one slot per process, shared by all */
+
+static void *swarm_thread(void *arg) {
+    (void)arg;
+    for (;;) usleep(20 * 1000);
+    return NULL;
+}
+
+/* One process of the swarm: threads - 1 sleeping threads, 1 MiB of its own memory, and a
+ * counter it bumps every 5 ms. */
+static void swarm_member(int slot, int threads) {
+    static pthread_t t[256];
+    for (int i = 0; i < threads - 1 && i < 256; i++) pthread_create(&t[i], NULL, swarm_thread, NULL);
+    unsigned char *mem = malloc(1 << 20);
+    fill(mem, 1 << 20, slot + 1);
+    for (;;) {
+        swarm_ticks[slot]++;
+        usleep(5 * 1000);
+    }
+}
+
+static int swarm(int procs, int threads) {
+    swarm_ticks = mmap(NULL, 4096 * 4, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    pid_t kids[4096];
+    if (procs > 4096) procs = 4096;
+    signal(SIGUSR1, on_usr1_verify);
+    for (int i = 1; i < procs; i++) {
+        kids[i] = fork();
+        if (!kids[i]) swarm_member(i, threads);
+    }
+    for (int i = 1; i < procs; i++)
+        while (!swarm_ticks[i]) usleep(1000);
+    for (int i = 0; i < threads - 1; i++) {
+        pthread_t t;
+        pthread_create(&t, NULL, swarm_thread, NULL);
+    }
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+    unsigned long before[4096];
+    for (int i = 1; i < procs; i++) before[i] = swarm_ticks[i];
+    usleep(100 * 1000);
+    int stuck = 0;
+    for (int i = 1; i < procs; i++) stuck += swarm_ticks[i] == before[i];
+    for (int i = 1; i < procs; i++) kill(kids[i], SIGKILL);
+    while (wait(NULL) > 0) {}
+    char buf[128];
+    if (stuck) snprintf(buf, sizeof buf, "FAIL %d of %d processes stopped counting\n", stuck, procs - 1);
+    else snprintf(buf, sizeof buf, "OK swarm=%dx%d\n", procs, threads);
+    write_file("result", buf);
+    return stuck ? 1 : 0;
+}
+
 /* A parent whose child holds an io_uring (which Stasis refuses); writes the child's pid. */
 static int uring_child(void) {
     int ready[2];
@@ -560,6 +617,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);
+    if (!strcmp(argv[1], "swarm")) return swarm((int)mb, argc > 4 ? atoi(argv[4]) : 1);
     if (!strcmp(argv[1], "hold")) return hold(mb);
     return 2;
 }

@@ -177,11 +177,11 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
     let sigmask = t.sigmask()?;
     let rseq = t.rseq()?;
     let (futex_rla, futex_rla_len) = sys::robust_list(tid).map_err(|e| DumpError::proc(tid, "get_robust_list", e))?;
-    let injected = task::collect(t, whole_process)?;
     let status = procfs::parse_status(&read_proc(pid, &format!("task/{tid}/status"))?).ok_or(DumpError::Parse {
         pid,
         file: "task/TID/status",
     })?;
+    let injected = task::collect(t, whole_process, status.sig_caught, status.sig_ignored)?;
     refuse_pending_signals(pid, &format!("thread {tid}: "), &status)?;
     let comm = read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')

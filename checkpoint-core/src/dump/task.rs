@@ -38,13 +38,15 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 /// Reads the state above through a scratch page mapped in the task for the occasion.
 /// With `whole_process`, also the process-wide state (handlers, brk, itimers); otherwise only
 /// the thread's own (altstack, clear-tid address).
-pub fn collect(t: &Tracee, whole_process: bool) -> Result<InjectedState, DumpError> {
+/// `caught` and `ignored` are the signal sets of /proc/PID/status: only handled signals (and
+/// SIGCHLD, whose flags matter even at SIG_DFL) are asked for; the others are SIG_DFL or SIG_IGN.
+pub fn collect(t: &Tracee, whole_process: bool, caught: u64, ignored: u64) -> Result<InjectedState, DumpError> {
     let _pinned = Pinned::new(t.pid());
     let inj = Injector::at_ip(t)?;
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
     let scratch = inj.call("mmap", libc::SYS_mmap, [0, 4096, prot, flags, u64::MAX, 0])?;
-    let result = read_with_scratch(t, &inj, scratch, whole_process);
+    let result = read_with_scratch(t, &inj, scratch, whole_process, (caught, ignored));
     let unmapped = inj.call("munmap", libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     let state = result?;
     unmapped?;
@@ -57,12 +59,21 @@ fn read_with_scratch(
     inj: &Injector<'_>,
     scratch: u64,
     whole_process: bool,
+    (caught, ignored): (u64, u64),
 ) -> Result<InjectedState, DumpError> {
     let mem = RemoteMem::open(t.pid())?;
     let mut st = InjectedState::default();
     let mut buf = [0u8; 32];
     for sig in 1..=SIGMAX {
         if !whole_process || is_fixed_signal(sig) {
+            continue;
+        }
+        let bit = 1u64 << (sig - 1);
+        if caught & bit == 0 && sig != libc::SIGCHLD as u32 {
+            st.sigactions.push(SaEntry {
+                sigaction: u64::from(ignored & bit != 0), // SIG_IGN is 1, SIG_DFL 0
+                ..Default::default()
+            });
             continue;
         }
         inj.call(

@@ -294,8 +294,26 @@ pub fn build(
     r.close(ctl)?;
     let special =
         |m: &procfs::MapsEntry| matches!(m.path.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]");
-    for m in own_maps.iter().filter(|m| !special(m) && m.start != scratch) {
-        r.call("munmap", libc::SYS_munmap, [m.start, m.end - m.start, 0, 0, 0, 0])?;
+    // One munmap per gap between what stays (unmapped holes inside a range are fine).
+    let mut keep: Vec<(u64, u64)> = own_maps
+        .iter()
+        .filter(|m| special(m) && m.path != "[vsyscall]")
+        .map(|m| (m.start, m.end))
+        .chain([(scratch, scratch + SCRATCH_LEN)])
+        .collect();
+    keep.sort_unstable();
+    let mut from = PAGE_SIZE;
+    let top = own_maps
+        .iter()
+        .filter(|m| m.path != "[vsyscall]")
+        .map(|m| m.end)
+        .max()
+        .unwrap_or(0);
+    for (start, end) in keep.into_iter().chain([(top, top)]) {
+        if start > from {
+            r.call("munmap", libc::SYS_munmap, [from, start - from, 0, 0, 0, 0])?;
+        }
+        from = from.max(end);
     }
 
     // 3. vdso and vvar to the dumped addresses (same kernel: same sizes).
@@ -378,6 +396,10 @@ pub fn build(
         sig += 1;
         if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
             sig += 1;
+        }
+        // The puppet was born with every signal at SIG_DFL.
+        if (sa.sigaction, sa.flags, sa.mask) == (0, 0, 0) {
+            continue;
         }
         let act = r.put(0, &words(&[sa.sigaction, sa.flags, sa.restorer, sa.mask]))?;
         r.call("rt_sigaction", libc::SYS_rt_sigaction, [sig, act, 0, 8, 0, 0])?;

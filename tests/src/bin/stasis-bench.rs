@@ -8,6 +8,9 @@
 //! frozen_time, stats-restore restore_time) are printed next to ours; set STASIS_BENCH_CRIU=off
 //! to skip it.
 //!
+//! Then a tree: P processes of T threads each (STASIS_BENCH_TREE, default "50x10"), images on
+//! tmpfs: dump and restore medians, per process, and CRIU's wall-clock times on the same tree.
+//!
 //! Environment: STASIS_BENCH_SIZES (MiB, default "64,512,2048"), STASIS_BENCH_RUNS (default 5),
 //! STASIS_BENCH_EXT4 (default /var/tmp), STASIS_BENCH_TMPFS (default /dev/shm).
 
@@ -143,11 +146,95 @@ fn timed_stasis(args: &[&str]) -> (f64, u64) {
     (secs, rss)
 }
 
+/// Dumps and restores a tree of `procs` processes with `threads` threads each, `runs` times with
+/// `tool` (stasis or a CRIU binary); returns the dump and restore wall-clock seconds and how
+/// many restored trees verified.
+fn tree_runs(tool: &Path, base: &Path, procs: u32, threads: u32, runs: usize) -> (Vec<f64>, Vec<f64>, usize) {
+    let (mut dumps, mut restores, mut ok) = (Vec::new(), Vec::new(), 0);
+    for run in 0..runs {
+        let work = base.join(format!("stasis-bench-tree-{}-{run}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let images = work.join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        let img = images.to_str().unwrap();
+        let args = [procs.to_string(), threads.to_string()];
+        let null = || [Stdio::null(), Stdio::null(), Stdio::null()];
+        let mut w = Workload::start_args("swarm", &work, &args, null());
+        let run_tool = |args: &[&str]| {
+            let t = Instant::now();
+            let out = Command::new(tool).args(args).stdin(Stdio::null()).output().unwrap();
+            (t.elapsed().as_secs_f64(), out)
+        };
+        let (d, out) = run_tool(&["dump", "-t", &w.pid.to_string(), "-D", img]);
+        w.reap_original();
+        ctests::workload::reap_all_children();
+        if !out.status.success() {
+            eprintln!(
+                "{} dump failed: {}",
+                tool.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let _ = std::fs::remove_dir_all(&work);
+            continue;
+        }
+        dumps.push(d);
+        let (r, out) = run_tool(&["restore", "-D", img, "-d"]);
+        if out.status.success() {
+            restores.push(r);
+            w.signal(libc::SIGUSR1);
+            wait_for_file(&work.join("result"), std::time::Duration::from_secs(60));
+            let _ = checkpoint_core::sys::wait_exit(w.pid);
+            if std::fs::read_to_string(work.join("result")).unwrap().starts_with("OK") {
+                ok += 1;
+            }
+        } else {
+            eprintln!(
+                "{} restore failed: {}",
+                tool.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::remove_dir_all(&work).unwrap();
+    }
+    (dumps, restores, ok)
+}
+
+fn tree_bench(runs: usize, tmpfs: &Path, criu: Option<&Path>) {
+    let spec = std::env::var("STASIS_BENCH_TREE").unwrap_or_else(|_| "50x10".into());
+    let (p, t) = spec.split_once('x').expect("STASIS_BENCH_TREE is PxT");
+    let (procs, threads): (u32, u32) = (p.parse().unwrap(), t.parse().unwrap());
+    println!();
+    println!("tree: {procs} processes x {threads} threads, images on tmpfs, {runs} runs; medians, wall clock.");
+    println!(
+        "{:>7} | {:>8} {:>9} | {:>8} {:>9} | {:>5}",
+        "tool", "dump s", "ms/proc", "restore", "ms/proc", "ok"
+    );
+    let mut tools = vec![("stasis", workspace_bin("stasis"))];
+    if let Some(c) = criu {
+        tools.push(("criu", c.to_owned()));
+    }
+    for (name, tool) in tools {
+        let (mut d, mut r, ok) = tree_runs(&tool, tmpfs, procs, threads, runs);
+        if d.is_empty() || r.is_empty() {
+            println!("{name:>7} | failed");
+            continue;
+        }
+        let (d, r) = (median(&mut d), median(&mut r));
+        let per = |s: f64| s * 1e3 / f64::from(procs);
+        println!(
+            "{name:>7} | {d:>8.3} {:>9.2} | {r:>8.3} {:>9.2} | {ok}/{runs}",
+            per(d),
+            per(r)
+        );
+    }
+}
+
 fn main() {
     become_subreaper();
     let sizes: Vec<u64> = std::env::var("STASIS_BENCH_SIZES")
         .unwrap_or_else(|_| "64,512,2048".into())
         .split(',')
+        .filter(|s| !s.trim().is_empty())
         .map(|s| s.trim().parse().expect("sizes in MiB"))
         .collect();
     let runs: usize = std::env::var("STASIS_BENCH_RUNS")
@@ -240,4 +327,5 @@ fn main() {
             );
         }
     }
+    tree_bench(runs, &targets[1].1, criu.as_deref());
 }
