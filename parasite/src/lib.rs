@@ -174,6 +174,12 @@ impl Tracee {
     }
 
     /// The registered rseq area, if any.
+    /// The signals queued for this thread (or, with `shared`, for its whole process), as raw
+    /// 128-byte siginfos; they stay queued.
+    pub fn pending_signals(&self, shared: bool) -> Result<Vec<[u8; 128]>, Error> {
+        sys::peek_siginfo(self.pid, shared).map_err(sys_err(self.pid, "PTRACE_PEEKSIGINFO"))
+    }
+
     pub fn rseq(&self) -> Result<Option<RseqConfig>, Error> {
         sys::get_rseq_config(self.pid).map_err(sys_err(self.pid, "PTRACE_GET_RSEQ_CONFIGURATION"))
     }

@@ -155,6 +155,38 @@ pub fn set_sigmask(pid: i32, mask: u64) -> io::Result<()> {
     .map(drop)
 }
 
+/// The queued siginfos (128 bytes each) of a stopped thread: its own, or with `shared` the
+/// process-wide queue; the signals stay queued.
+pub fn peek_siginfo(pid: i32, shared: bool) -> io::Result<Vec<[u8; 128]>> {
+    const PTRACE_PEEKSIGINFO: libc::c_uint = 0x4209;
+    const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+    #[repr(C)]
+    struct PeekArgs {
+        off: u64,
+        flags: u32,
+        nr: i32,
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![[0u8; 128]; 32];
+    loop {
+        let args = PeekArgs {
+            off: out.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: buf.len() as i32,
+        };
+        let n = ptrace(
+            PTRACE_PEEKSIGINFO,
+            pid,
+            &args as *const PeekArgs as usize,
+            buf.as_mut_ptr() as usize,
+        )?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
 /// The rseq registration of a stopped thread, `None` if it has none.
 pub fn get_rseq_config(pid: i32) -> io::Result<Option<RseqConfig>> {
     let mut conf = RseqConfig::default();

@@ -633,18 +633,28 @@ fn criu_restores_our_multithreaded_dump_and_we_restore_its() {
     threads_round_trip("threads-from-criu", "criu", "stasis");
 }
 
-/// Pending signals are not saved yet: a dump refuses them (naming them) rather than lose them,
-/// and the process goes on intact.
+/// Queued signals (per process with their values, per thread) and itimers come back: the
+/// workload checks they are still pending, arrive in order with their data, and the timer
+/// keeps its rate. CRIU restores our dump of it too.
 #[test]
-fn a_pending_signal_is_refused_not_lost() {
-    let (_scratch, work, images) = setup("pending");
-    let w = Workload::start("verify", &work, None);
-    w.signal(libc::SIGWINCH); // blocked by the workload: stays pending
-    let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("pending signals (mask 0x8000000)"), "{err}");
-    assert_running_untraced(w.pid);
-    let result = finish_verify(&w);
-    assert!(result.starts_with("OK"), "{result}");
+fn queued_signals_and_itimers_survive() {
+    for restorer in ["stasis", "criu"] {
+        let (_scratch, work, images) = setup(&format!("signals-{restorer}"));
+        let mut w = Workload::start("signals", &work, None);
+        stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+        w.reap_original();
+        if restorer == "criu" {
+            let out = Command::new(criu())
+                .args(["restore", "-D", s(&images), "-d", "-o", "restore.log"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let log = std::fs::read_to_string(images.join("restore.log")).unwrap_or_default();
+            assert!(out.status.success(), "criu restore: {log}");
+        } else {
+            stasis_ok(&["restore", "-D", s(&images), "-d"]);
+        }
+        let result = finish_verify(&w);
+        assert!(result.starts_with("OK"), "{restorer}: {result}");
+    }
 }

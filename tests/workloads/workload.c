@@ -23,6 +23,10 @@
  *   workload swarm DIR P T     P processes (the root and P - 1 children) of T threads each, each
  *                          child counting in shared memory; on SIGUSR1 checks that every child
  *                          still counts, kills and reaps them, writes DIR/result.
+ *   workload signals DIR   queued signals: SIGWINCH and two SIGRTMIN+1 with values (blocked), a
+ *                          SIGUSR2 pending for one thread only, a 50 ms ITIMER_REAL. On SIGUSR1
+ *                          checks all are still pending, delivered in order with their values,
+ *                          and the itimer still fires at its rate.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -43,6 +47,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -528,6 +533,82 @@ static int tree(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* ---- signals: queued signals with their data, itimers ---- */
+
+static volatile int rt_values[8], rt_count, alarms;
+static void on_rt(int sig, siginfo_t *si, void *uc) {
+    (void)sig; (void)uc;
+    if (rt_count < 8) rt_values[rt_count] = si->si_value.sival_int;
+    rt_count++;
+}
+static void on_alarm(int sig) { (void)sig; alarms++; }
+
+static volatile int thread_saw_usr2 = -1, thread_go;
+static void *pending_thread(void *arg) {
+    (void)arg;
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &m, NULL);
+    thread_go = 1;
+    while (thread_go != 2) usleep(1000);
+    sigset_t p;
+    sigpending(&p);
+    thread_saw_usr2 = sigismember(&p, SIGUSR2);
+    return NULL;
+}
+
+static int signals_mode(void) {
+    signal(SIGUSR1, on_usr1_verify);
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGWINCH);
+    sigaddset(&block, SIGRTMIN + 1);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    struct sigaction sa = { 0 };
+    sa.sa_sigaction = on_rt;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGRTMIN + 1, &sa, NULL);
+    signal(SIGALRM, on_alarm);
+    pthread_t t;
+    pthread_create(&t, NULL, pending_thread, NULL);
+    while (!thread_go) usleep(1000);
+    pthread_kill(t, SIGUSR2); /* pending for the thread only */
+    union sigval v1 = { .sival_int = 0x1234 }, v2 = { .sival_int = 0x5678 };
+    sigqueue(getpid(), SIGRTMIN + 1, v1);
+    sigqueue(getpid(), SIGRTMIN + 1, v2);
+    raise(SIGWINCH);
+    struct itimerval it = { { 0, 50 * 1000 }, { 0, 50 * 1000 } };
+    setitimer(ITIMER_REAL, &it, NULL);
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+
+    sigset_t p;
+    sigpending(&p);
+    EXPECT(sigismember(&p, SIGWINCH), "SIGWINCH is no longer pending");
+    EXPECT(sigismember(&p, SIGRTMIN + 1), "SIGRTMIN+1 is no longer pending");
+    EXPECT(!sigismember(&p, SIGUSR2), "the thread's SIGUSR2 became the process's");
+    sigprocmask(SIG_UNBLOCK, &block, NULL); /* SIGWINCH: default action is to ignore it */
+    EXPECT(rt_count == 2 && rt_values[0] == 0x1234 && rt_values[1] == 0x5678,
+           "queued SIGRTMIN+1: %d delivered, values %#x %#x", rt_count, rt_values[0], rt_values[1]);
+    thread_go = 2;
+    pthread_join(t, NULL);
+    EXPECT(thread_saw_usr2 == 1, "the thread's pending SIGUSR2 is gone (%d)", thread_saw_usr2);
+    int a0 = alarms;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do { /* each SIGALRM cuts a sleep short */
+        usleep(10 * 1000);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 < 300);
+    EXPECT(alarms - a0 >= 3 && alarms - a0 <= 8, "the 50 ms itimer fired %d times in 300 ms", alarms - a0);
+    char buf[4200];
+    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
+    else snprintf(buf, sizeof buf, "OK signals\n");
+    write_file("result", buf);
+    return failure[0] ? 1 : 0;
+}
+
 /* ---- swarm: many processes with many threads (the tree benchmark) ---- */
 
 static volatile unsigned long *swarm_ticks; /* one slot per process, shared by all */
@@ -614,6 +695,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "verify")) return verify();
     if (!strcmp(argv[1], "threads")) return threads();
     if (!strcmp(argv[1], "tree")) return tree();
+    if (!strcmp(argv[1], "signals")) return signals_mode();
     if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);

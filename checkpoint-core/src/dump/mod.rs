@@ -88,18 +88,6 @@ fn readlink_proc(pid: i32, file: &str) -> Result<String, DumpError> {
         .map_err(|e| DumpError::proc(pid, &path, e))
 }
 
-/// Pending signals are not saved yet: refuse them rather than lose them.
-fn refuse_pending_signals(pid: i32, who: &str, status: &procfs::Status) -> Result<(), DumpError> {
-    let pending = status.sig_pending | status.shared_pending;
-    if pending != 0 {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!("{who}pending signals (mask {pending:#x}): saving them comes with a later milestone"),
-        });
-    }
-    Ok(())
-}
-
 /// Refuses what this version cannot dump in task `pid`, before anything is stopped.
 fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
@@ -113,7 +101,6 @@ fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
             tracer: status.tracer_pid,
         }));
     }
-    refuse_pending_signals(pid, "", &status)?;
     if !read_proc(pid, "timers")?.trim().is_empty() {
         return Err(DumpError::Unsupported {
             pid,
@@ -168,6 +155,16 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     Ok(report)
 }
 
+/// The signals queued for thread `t`, or with `shared` for its process (left queued).
+fn signal_queue(t: &Tracee, shared: bool) -> Result<pb::SignalQueueEntry, DumpError> {
+    let signals = t
+        .pending_signals(shared)?
+        .into_iter()
+        .map(|s| pb::SiginfoEntry { siginfo: s.to_vec() })
+        .collect();
+    Ok(pb::SignalQueueEntry { signals })
+}
+
 /// The core image of one thread (without the process-wide `tc`), and what was read by injection.
 fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEntry, task::InjectedState), DumpError> {
     let tid = t.pid();
@@ -182,7 +179,7 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
         file: "task/TID/status",
     })?;
     let injected = task::collect(t, whole_process, status.sig_caught, status.sig_ignored)?;
-    refuse_pending_signals(pid, &format!("thread {tid}: "), &status)?;
+    let signals_p = Some(signal_queue(t, false)?);
     let comm = read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_owned();
@@ -232,6 +229,7 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
             seccomp_mode: Some(pb::SeccompMode::Disabled as i32),
             comm: Some(comm),
             pdeath_sig: (injected.pdeath_sig != 0).then_some(injected.pdeath_sig),
+            signals_p,
             rseq_entry: rseq.map(|r| pb::RseqEntry {
                 rseq_abi_pointer: r.rseq_abi_pointer,
                 rseq_abi_size: r.rseq_abi_size,
@@ -732,6 +730,7 @@ fn dump_task(
         loginuid,
         oom_score_adj,
         child_subreaper: Some(injected.child_subreaper),
+        signals_s: Some(signal_queue(t, true)?),
         ..Default::default()
     });
     let mm = pb::MmEntry {

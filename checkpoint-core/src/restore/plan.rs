@@ -322,6 +322,20 @@ fn memfd_shmid(
         .ok_or_else(|| invalid(format!("pid {pid}: memfd inode {inode_id} is not in memfd.img")))
 }
 
+/// Queued signals are 128-byte siginfos of signals 1-64.
+fn check_siginfos(pid: i32, queue: Option<&pb::SignalQueueEntry>) -> Result<(), RestoreError> {
+    for s in queue.iter().flat_map(|q| &q.signals) {
+        let signo = s.siginfo.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if s.siginfo.len() != 128 || !signo.is_some_and(|n| (1..=64).contains(&n)) {
+            return Err(invalid(format!(
+                "core-{pid}.img: a queued siginfo of {} bytes for signal {signo:?}",
+                s.siginfo.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn invalid(what: String) -> RestoreError {
     RestoreError::Invalid { what }
 }
@@ -359,6 +373,8 @@ impl Plan {
                 what: format!("task state {:#x}", tc.task_state),
             });
         }
+        check_siginfos(pid, tc.signals_s.as_ref())?;
+        check_siginfos(pid, core.thread_core.as_ref().and_then(|t| t.signals_p.as_ref()))?;
         let mut threads = Vec::new();
         for &tid in &task.threads[1..] {
             let tcore: pb::CoreEntry = dir
@@ -368,6 +384,7 @@ impl Plan {
                 return Err(invalid(format!("core-{tid}.img: no registers or thread state")));
             }
             let tid = i32::try_from(tid).map_err(|_| invalid(format!("pstree.img: tid {tid} out of range")))?;
+            check_siginfos(tid, tcore.thread_core.as_ref().and_then(|t| t.signals_p.as_ref()))?;
             threads.push((tid, tcore));
         }
         let ids: pb::TaskKobjIdsEntry = match &core.ids {

@@ -483,6 +483,22 @@ pub fn build(
         r.close(fd)?;
     }
     r.close(r.ctl_pidfd)?;
+    // Signals queued for the process and for the main thread (all blocked until it runs).
+    let queued = |q: &Option<pb::SignalQueueEntry>| q.iter().flat_map(|q| q.signals.clone()).collect::<Vec<_>>();
+    queue_signals(
+        &|n, nr, a| r.call(n, nr, a),
+        &|o, b| r.put(o, b),
+        pid,
+        None,
+        &queued(&tc.signals_s),
+    )?;
+    queue_signals(
+        &|n, nr, a| r.call(n, nr, a),
+        &|o, b| r.put(o, b),
+        pid,
+        Some(pid),
+        &queued(&thread.signals_p),
+    )?;
 
     // 10. Last: unmap the scratch area itself; at that syscall's exit, the dumped registers.
     let Remote { inj, .. } = r;
@@ -507,6 +523,44 @@ fn set_dumped_registers(t: &Tracee, ti: &pb::ThreadInfoX86, mask: u64) -> Result
     regs.orig_rax = u64::MAX;
     t.set_regs(&regs)?;
     t.set_sigmask(mask)?;
+    Ok(())
+}
+
+/// Queues `signals` (raw siginfos) again, sent by the task to itself: to thread `tid`, or to the
+/// whole process `pid`.
+fn queue_signals(
+    call: Call<'_>,
+    put: Put<'_>,
+    pid: i32,
+    tid: Option<i32>,
+    signals: &[pb::SiginfoEntry],
+) -> Result<(), RestoreError> {
+    for s in signals {
+        if s.siginfo.len() != 128 {
+            return Err(RestoreError::Invalid {
+                what: format!("pid {pid}: a queued siginfo of {} bytes, not 128", s.siginfo.len()),
+            });
+        }
+        let signo = u32::from_le_bytes([s.siginfo[0], s.siginfo[1], s.siginfo[2], s.siginfo[3]]);
+        if !(1..=64).contains(&signo) {
+            return Err(RestoreError::Invalid {
+                what: format!("pid {pid}: a queued signal {signo}"),
+            });
+        }
+        let info = put(0, &s.siginfo)?;
+        match tid {
+            Some(tid) => call(
+                "rt_tgsigqueueinfo",
+                libc::SYS_rt_tgsigqueueinfo,
+                [pid as u64, tid as u64, signo.into(), info, 0, 0],
+            )?,
+            None => call(
+                "rt_sigqueueinfo",
+                libc::SYS_rt_sigqueueinfo,
+                [pid as u64, signo.into(), info, 0, 0, 0],
+            )?,
+        };
+    }
     Ok(())
 }
 
@@ -600,6 +654,8 @@ fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry, pdeath:
     let call = |name, nr, args| inj.call(name, nr, args).map_err(RestoreError::from);
     let name = tc.comm.clone().unwrap_or_default();
     thread_state(&call, &|o, b| r.put(o, b), ti, &tc, &name, pdeath)?;
+    let queued: Vec<pb::SiginfoEntry> = tc.signals_p.iter().flat_map(|q| q.signals.clone()).collect();
+    queue_signals(&call, &|o, b| r.put(o, b), pid, Some(tid), &queued)?;
     inj.release();
     set_dumped_registers(&t, ti, tc.blk_sigset.unwrap_or(0))?;
     Ok(t)
