@@ -342,3 +342,54 @@ mod tests {
         assert_eq!(l[0], (u64::MAX, u64::MAX));
     }
 }
+
+/// One POSIX timer of `/proc/PID/timers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PosixTimer {
+    pub id: u32,
+    pub signo: u32,
+    /// The sigval the signal carries.
+    pub sival: u64,
+    /// SIGEV_SIGNAL (0), SIGEV_NONE (1) or SIGEV_THREAD_ID (4).
+    pub notify: u32,
+    /// The thread notified, for SIGEV_THREAD_ID.
+    pub notify_tid: Option<i32>,
+    pub clock_id: u32,
+}
+
+/// Parses `/proc/PID/timers`; `None` if it is not in the kernel's format.
+pub fn parse_timers(text: &str) -> Option<Vec<PosixTimer>> {
+    let mut out: Vec<PosixTimer> = Vec::new();
+    for line in text.lines() {
+        let (key, value) = line.split_once(':')?;
+        let value = value.trim();
+        match key {
+            "ID" => out.push(PosixTimer {
+                id: value.parse().ok()?,
+                ..Default::default()
+            }),
+            "signal" => {
+                let t = out.last_mut()?;
+                let (sig, val) = value.split_once('/')?;
+                t.signo = sig.parse().ok()?;
+                t.sival = u64::from_str_radix(val, 16).ok()?;
+            }
+            "notify" => {
+                let t = out.last_mut()?;
+                let (how, who) = value.split_once('/')?;
+                t.notify = match how {
+                    "signal" => 0,
+                    "none" => 1,
+                    "thread" => 4,
+                    _ => return None,
+                };
+                if t.notify == 4 {
+                    t.notify_tid = who.strip_prefix("tid.")?.parse().ok();
+                }
+            }
+            "ClockID" => out.last_mut()?.clock_id = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(out)
+}

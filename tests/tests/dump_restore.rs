@@ -643,6 +643,43 @@ fn queued_signals_and_itimers_survive() {
         let mut w = Workload::start("signals", &work, None);
         stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
         w.reap_original();
+        // crit sees what the process had: 2 POSIX timers (ids 1, 2), 2 signals queued for the
+        // process (SIGRTMIN+1 twice), 1 for each thread (raise(): SIGWINCH; SIGUSR2).
+        let core = ctests::crit_decode(&images.join(format!("core-{}.img", w.pid)));
+        let tc = &core["entries"][0]["tc"];
+        let ids: Vec<i64> = tc["timers"]["posix"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|t| t["it_id"].as_i64()).collect())
+            .unwrap_or_default();
+        assert_eq!(ids, [1, 2], "POSIX timers in crit's decode: {}", tc["timers"]);
+        assert_eq!(
+            tc["signals_s"]["signals"].as_array().map(Vec::len),
+            Some(2),
+            "{}",
+            tc["signals_s"]
+        );
+        let tids: Vec<u64> = std::fs::read_dir(&images)
+            .unwrap()
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_prefix("core-")?
+                    .strip_suffix(".img")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let thread_signals: usize = tids
+            .iter()
+            .map(|t| {
+                let c = ctests::crit_decode(&images.join(format!("core-{t}.img")));
+                c["entries"][0]["thread_core"]["signals_p"]["signals"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            })
+            .sum();
+        assert_eq!(thread_signals, 2, "one signal queued for each thread");
         if restorer == "criu" {
             let out = Command::new(criu())
                 .args(["restore", "-D", s(&images), "-d", "-o", "restore.log"])

@@ -26,7 +26,8 @@
  *   workload signals DIR   queued signals: SIGWINCH and two SIGRTMIN+1 with values (blocked), a
  *                          SIGUSR2 pending for one thread only, a 50 ms ITIMER_REAL. On SIGUSR1
  *                          checks all are still pending, delivered in order with their values,
- *                          and the itimer still fires at its rate.
+ *                          and the itimer and POSIX timers (ids 1 and 2, with a value) still
+ *                          fire at their rate.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -542,6 +543,12 @@ static void on_rt(int sig, siginfo_t *si, void *uc) {
     rt_count++;
 }
 static void on_alarm(int sig) { (void)sig; alarms++; }
+static volatile int timer_ticks, timer_value;
+static void on_timer(int sig, siginfo_t *si, void *uc) {
+    (void)sig; (void)uc;
+    timer_ticks++;
+    timer_value = si->si_value.sival_int;
+}
 
 static volatile int thread_saw_usr2 = -1, thread_go;
 static void *pending_thread(void *arg) {
@@ -580,6 +587,27 @@ static int signals_mode(void) {
     raise(SIGWINCH);
     struct itimerval it = { { 0, 50 * 1000 }, { 0, 50 * 1000 } };
     setitimer(ITIMER_REAL, &it, NULL);
+    /* POSIX timers: id 0 created and deleted, so the two kept are 1 (periodic, 20 ms, with a
+     * value) and 2 (SIGEV_NONE, 10 s one-shot, only read). */
+    struct sigaction ts = { 0 };
+    ts.sa_sigaction = on_timer;
+    ts.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigaction(SIGRTMIN + 2, &ts, NULL);
+    timer_t gone, periodic, quiet;
+    struct sigevent sev = { 0 };
+    sev.sigev_notify = SIGEV_NONE;
+    timer_create(CLOCK_MONOTONIC, &sev, &gone);
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGRTMIN + 2;
+    sev.sigev_value.sival_int = 0xabc;
+    timer_create(CLOCK_MONOTONIC, &sev, &periodic);
+    sev.sigev_notify = SIGEV_NONE;
+    timer_create(CLOCK_REALTIME, &sev, &quiet);
+    timer_delete(gone);
+    struct itimerspec every20 = { { 0, 20 * 1000 * 1000 }, { 0, 20 * 1000 * 1000 } };
+    struct itimerspec once10s = { { 0, 0 }, { 10, 0 } };
+    timer_settime(periodic, 0, &every20, NULL);
+    timer_settime(quiet, 0, &once10s, NULL);
     write_file("ready", "1\n");
     while (!verify_now) usleep(10 * 1000);
 
@@ -594,7 +622,11 @@ static int signals_mode(void) {
     thread_go = 2;
     pthread_join(t, NULL);
     EXPECT(thread_saw_usr2 == 1, "the thread's pending SIGUSR2 is gone (%d)", thread_saw_usr2);
-    int a0 = alarms;
+    int a0 = alarms, t0_ticks = timer_ticks;
+    struct itimerspec left;
+    EXPECT(timer_gettime(quiet, &left) == 0 && left.it_value.tv_sec >= 4 && left.it_value.tv_sec < 10,
+           "the 10 s timer has %ld s left", (long)left.it_value.tv_sec);
+    EXPECT((long)(intptr_t)periodic == 1 && (long)(intptr_t)quiet == 2, "timer ids %ld %ld", (long)(intptr_t)periodic, (long)(intptr_t)quiet);
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     do { /* each SIGALRM cuts a sleep short */
@@ -602,6 +634,10 @@ static int signals_mode(void) {
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 < 300);
     EXPECT(alarms - a0 >= 3 && alarms - a0 <= 8, "the 50 ms itimer fired %d times in 300 ms", alarms - a0);
+    EXPECT(timer_ticks - t0_ticks >= 8 && timer_ticks - t0_ticks <= 20, "the 20 ms timer fired %d times in 300 ms",
+           timer_ticks - t0_ticks);
+    EXPECT(timer_value == 0xabc, "the timer's signal carries %#x", timer_value);
+    EXPECT(timer_gettime(periodic, &left) == 0 && left.it_interval.tv_nsec == 20 * 1000 * 1000, "the periodic timer lost its interval");
     char buf[4200];
     if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
     else snprintf(buf, sizeof buf, "OK signals\n");

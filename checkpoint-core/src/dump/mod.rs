@@ -101,12 +101,6 @@ fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
             tracer: status.tracer_pid,
         }));
     }
-    if !read_proc(pid, "timers")?.trim().is_empty() {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: "POSIX timers are not supported yet".into(),
-        });
-    }
     if status.seccomp != 0 {
         return Err(DumpError::Unsupported {
             pid,
@@ -178,7 +172,12 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
         pid,
         file: "task/TID/status",
     })?;
-    let injected = task::collect(t, whole_process, status.sig_caught, status.sig_ignored)?;
+    let timers = if whole_process {
+        procfs::parse_timers(&read_proc(pid, "timers")?).ok_or(DumpError::Parse { pid, file: "timers" })?
+    } else {
+        Vec::new()
+    };
+    let injected = task::collect(t, whole_process, status.sig_caught, status.sig_ignored, &timers)?;
     let signals_p = Some(signal_queue(t, false)?);
     let comm = read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
@@ -725,7 +724,7 @@ fn dump_task(
             real: injected.itimers[0].clone(),
             virt: injected.itimers[1].clone(),
             prof: injected.itimers[2].clone(),
-            posix: Vec::new(),
+            posix: injected.posix_timers.clone(),
         }),
         loginuid,
         oom_score_adj,

@@ -5,7 +5,8 @@ use parasite::mem::RemoteMem;
 use parasite::{Injector, Pinned, Tracee};
 
 use super::DumpError;
-use crate::image::pb::{ItimerEntry, SaEntry, ThreadSasEntry};
+use crate::image::pb::{ItimerEntry, PosixTimerEntry, SaEntry, ThreadSasEntry};
+use crate::procfs::PosixTimer;
 
 /// Highest signal number.
 pub const SIGMAX: u32 = 64;
@@ -24,6 +25,8 @@ pub struct InjectedState {
     pub pdeath_sig: u32,
     /// PR_GET_CHILD_SUBREAPER.
     pub child_subreaper: bool,
+    /// The POSIX timers, with their remaining time, interval and overrun.
+    pub posix_timers: Vec<PosixTimerEntry>,
 }
 
 /// Signals whose disposition cannot be read or changed.
@@ -40,13 +43,19 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 /// the thread's own (altstack, clear-tid address).
 /// `caught` and `ignored` are the signal sets of /proc/PID/status: only handled signals (and
 /// SIGCHLD, whose flags matter even at SIG_DFL) are asked for; the others are SIG_DFL or SIG_IGN.
-pub fn collect(t: &Tracee, whole_process: bool, caught: u64, ignored: u64) -> Result<InjectedState, DumpError> {
+pub fn collect(
+    t: &Tracee,
+    whole_process: bool,
+    caught: u64,
+    ignored: u64,
+    timers: &[PosixTimer],
+) -> Result<InjectedState, DumpError> {
     let _pinned = Pinned::new(t.pid());
     let inj = Injector::at_ip(t)?;
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
     let scratch = inj.call("mmap", libc::SYS_mmap, [0, 4096, prot, flags, u64::MAX, 0])?;
-    let result = read_with_scratch(t, &inj, scratch, whole_process, (caught, ignored));
+    let result = read_with_scratch(t, &inj, scratch, whole_process, (caught, ignored), timers);
     let unmapped = inj.call("munmap", libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     let state = result?;
     unmapped?;
@@ -60,6 +69,7 @@ fn read_with_scratch(
     scratch: u64,
     whole_process: bool,
     (caught, ignored): (u64, u64),
+    timers: &[PosixTimer],
 ) -> Result<InjectedState, DumpError> {
     let mem = RemoteMem::open(t.pid())?;
     let mut st = InjectedState::default();
@@ -120,6 +130,34 @@ fn read_with_scratch(
     }
     st.brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
     st.child_subreaper = prctl_int("prctl(PR_GET_CHILD_SUBREAPER)", libc::PR_GET_CHILD_SUBREAPER)? != 0;
+    for timer in timers {
+        inj.call(
+            "timer_gettime",
+            libc::SYS_timer_gettime,
+            [timer.id.into(), scratch, 0, 0, 0, 0],
+        )?;
+        let mut its = [0u8; 32];
+        mem.read(scratch, &mut its)?;
+        let overrun = inj.call(
+            "timer_getoverrun",
+            libc::SYS_timer_getoverrun,
+            [timer.id.into(), 0, 0, 0, 0, 0],
+        )?;
+        st.posix_timers.push(PosixTimerEntry {
+            it_id: timer.id,
+            clock_id: timer.clock_id,
+            si_signo: timer.signo,
+            it_sigev_notify: timer.notify,
+            sival_ptr: timer.sival,
+            overrun: overrun as u32,
+            isec: u64_at(&its, 0),
+            insec: u64_at(&its, 8),
+            vsec: u64_at(&its, 16),
+            vnsec: u64_at(&its, 24),
+            notify_thread_id: timer.notify_tid,
+        });
+    }
+    st.posix_timers.sort_by_key(|t| t.it_id); // /proc lists the newest first
     for (which, slot) in st.itimers.iter_mut().enumerate() {
         inj.call("getitimer", libc::SYS_getitimer, [which as u64, scratch, 0, 0, 0, 0])?;
         let mut t = [0u8; 32];

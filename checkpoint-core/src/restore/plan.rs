@@ -361,11 +361,17 @@ impl Plan {
             .tc
             .as_ref()
             .ok_or_else(|| invalid(format!("core-{pid}.img: no task core")))?;
-        if tc.timers.as_ref().is_some_and(|t| !t.posix.is_empty()) {
-            return Err(RestoreError::Unsupported {
-                pid,
-                what: "POSIX timers are not supported yet".into(),
-            });
+        for t in tc.timers.iter().flat_map(|t| &t.posix) {
+            if !matches!(t.it_sigev_notify, 0 | 1 | 4)
+                || t.si_signo > 64
+                || t.insec >= 1_000_000_000
+                || t.vnsec >= 1_000_000_000
+            {
+                return Err(invalid(format!(
+                    "core-{pid}.img: POSIX timer {} is malformed (notify {}, signal {})",
+                    t.it_id, t.it_sigev_notify, t.si_signo
+                )));
+            }
         }
         if tc.task_state != pb::TASK_ALIVE {
             return Err(RestoreError::Unsupported {

@@ -479,6 +479,10 @@ pub fn build(
         thread_tracees.push(make_thread(&r, pid, *tid, core, !is_root)?);
     }
 
+    // POSIX timers once every thread they may notify exists.
+    if let Some(timers) = tc.timers.as_ref().filter(|t| !t.posix.is_empty()) {
+        posix_timers(&r, &timers.posix)?;
+    }
     for fd in helpers {
         r.close(fd)?;
     }
@@ -523,6 +527,58 @@ fn set_dumped_registers(t: &Tracee, ti: &pb::ThreadInfoX86, mask: u64) -> Result
     regs.orig_rax = u64::MAX;
     t.set_regs(&regs)?;
     t.set_sigmask(mask)?;
+    Ok(())
+}
+
+/// Recreates POSIX timers at their ids (PR_TIMER_CREATE_RESTORE_IDS), armed with the time
+/// they had left and their interval.
+fn posix_timers(r: &Remote<'_>, timers: &[pb::PosixTimerEntry]) -> Result<(), RestoreError> {
+    const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+    r.call(
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS, on)",
+        libc::SYS_prctl,
+        [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0, 0],
+    )?;
+    for t in timers {
+        // struct sigevent: sigval, signo, notify, then the thread id (64 bytes in all).
+        let mut sev = [0u8; 64];
+        sev[..8].copy_from_slice(&t.sival_ptr.to_le_bytes());
+        sev[8..12].copy_from_slice(&t.si_signo.to_le_bytes());
+        sev[12..16].copy_from_slice(&t.it_sigev_notify.to_le_bytes());
+        sev[16..20].copy_from_slice(&t.notify_thread_id.unwrap_or(0).to_le_bytes());
+        let sev_at = r.put(0, &sev)?;
+        let id_at = r.put(64, &t.it_id.to_le_bytes())?;
+        r.call(
+            "timer_create",
+            libc::SYS_timer_create,
+            [t.clock_id.into(), sev_at, id_at, 0, 0, 0],
+        )?;
+        let mut got = [0u8; 4];
+        r.mem.read(id_at, &mut got)?;
+        if u32::from_le_bytes(got) != t.it_id {
+            return Err(RestoreError::Invalid {
+                what: format!(
+                    "pid {}: POSIX timer {} was created as {}",
+                    r.pid,
+                    t.it_id,
+                    u32::from_le_bytes(got)
+                ),
+            });
+        }
+        if t.vsec != 0 || t.vnsec != 0 {
+            let its = r.put(128, &words(&[t.isec, t.insec, t.vsec, t.vnsec]))?;
+            r.call(
+                "timer_settime",
+                libc::SYS_timer_settime,
+                [t.it_id.into(), 0, its, 0, 0, 0],
+            )?;
+        }
+    }
+    r.call(
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS, off)",
+        libc::SYS_prctl,
+        [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0],
+    )?;
     Ok(())
 }
 
