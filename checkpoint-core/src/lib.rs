@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod dump;
+pub mod fds;
 pub mod image;
 pub mod procfs;
 pub mod restore;

@@ -517,3 +517,146 @@ pub fn add_seals(file: &std::fs::File, seals: u32) -> io::Result<()> {
     // SAFETY: F_ADD_SEALS takes an integer; the fd is ours.
     cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals as libc::c_int) }).map(drop)
 }
+
+fn owned(fd: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let fd = cvt(fd)?;
+    // SAFETY: the kernel just returned this new fd to us.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// eventfd2 with count 0 and `flags` (EFD_SEMAPHORE, EFD_NONBLOCK); close-on-exec.
+pub fn eventfd(flags: i32) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: integer arguments; returns a new fd or -1.
+    owned(unsafe { libc::eventfd(0, flags | libc::EFD_CLOEXEC) })
+}
+
+/// signalfd4 on a new fd for `mask`, with `flags` (SFD_NONBLOCK); close-on-exec.
+pub fn signalfd(mask: u64, flags: i32) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: the mask is a local 8-byte value whose size we pass.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            &mask as *const u64,
+            8usize,
+            flags | libc::SFD_CLOEXEC,
+        ) as libc::c_int
+    })
+}
+
+/// A timerfd on `clock` with `flags` (TFD_NONBLOCK), close-on-exec, armed with `value` and
+/// `interval` (seconds, nanoseconds) under `settime_flags`, and holding `ticks` expirations.
+pub fn timerfd(
+    clock: i32,
+    flags: i32,
+    settime_flags: i32,
+    value: (i64, i64),
+    interval: (i64, i64),
+    ticks: u64,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer arguments; returns a new fd or -1.
+    let fd = owned(unsafe { libc::timerfd_create(clock, flags | libc::TFD_CLOEXEC) })?;
+    if value != (0, 0) {
+        let its = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: interval.0,
+                tv_nsec: interval.1,
+            },
+            it_value: libc::timespec {
+                tv_sec: value.0,
+                tv_nsec: value.1,
+            },
+        };
+        // SAFETY: its is a local itimerspec; no old value is asked for.
+        cvt(unsafe { libc::timerfd_settime(fd.as_raw_fd(), settime_flags, &its, std::ptr::null_mut()) })?;
+    }
+    if ticks != 0 {
+        const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400; // _IOW('T', 0, u64)
+                                                              // SAFETY: the ioctl reads one u64 from the local we pass.
+        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TFD_IOC_SET_TICKS, &ticks as *const u64) })?;
+    }
+    Ok(fd)
+}
+
+/// The current time of `clock`, (seconds, nanoseconds).
+pub fn clock_now(clock: i32) -> io::Result<(i64, i64)> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a local timespec the kernel fills.
+    cvt(unsafe { libc::clock_gettime(clock, &mut ts) })?;
+    Ok((ts.tv_sec, ts.tv_nsec))
+}
+
+/// A new epoll instance, close-on-exec.
+pub fn epoll() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: integer argument; returns a new fd or -1.
+    owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
+}
+
+/// A new inotify instance with `flags` (IN_NONBLOCK), close-on-exec.
+pub fn inotify(flags: i32) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: integer argument; returns a new fd or -1.
+    owned(unsafe { libc::inotify_init1(flags | libc::IN_CLOEXEC) })
+}
+
+/// inotify_add_watch on `path` (given as /proc/self/fd/N of an O_PATH fd, or any path).
+pub fn inotify_add_watch(fd: std::os::fd::BorrowedFd<'_>, path: &str, mask: u32) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    let c = std::ffi::CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the path is a NUL-terminated string we own.
+    cvt(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) })
+}
+
+/// open_by_handle_at(mount, handle) with O_PATH: the file a file handle names.
+pub fn open_by_handle(
+    mount: std::os::fd::BorrowedFd<'_>,
+    kind: i32,
+    handle: &[u8],
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // struct file_handle: handle_bytes, handle_type, then the bytes.
+    let mut buf = Vec::with_capacity(8 + handle.len());
+    buf.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(handle);
+    // SAFETY: buf is a complete struct file_handle the kernel only reads.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount.as_raw_fd(),
+            buf.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        ) as libc::c_int
+    })
+}
+
+/// inotify_rm_watch.
+pub fn inotify_rm_watch(fd: std::os::fd::BorrowedFd<'_>, wd: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer arguments.
+    cvt(unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) }).map(drop)
+}
+
+/// Writes all of `bytes` to our fd `fd`.
+pub fn write_all(fd: i32, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: bytes is a live slice; the kernel only reads it.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != bytes.len() {
+        return Err(io::Error::from(io::ErrorKind::WriteZero));
+    }
+    Ok(())
+}
+
+/// read(2) from our fd `fd` into `buf`.
+pub fn read(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live, writable slice of the length we pass.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}

@@ -76,13 +76,14 @@ impl Workload {
     /// Like [`Workload::start`], with the given stdin, stdout and stderr.
     pub fn start_with(mode: &str, dir: &Path, mb: Option<u32>, stdio: [Stdio; 3]) -> Workload {
         let args: Vec<String> = mb.iter().map(u32::to_string).collect();
-        Self::start_args(mode, dir, &args, stdio)
+        Self::start_args(mode, dir, &args, &[], stdio)
     }
 
-    /// `workload MODE DIR ARGS...` with the given stdio; waits until it reports ready.
-    pub fn start_args(mode: &str, dir: &Path, args: &[String], stdio: [Stdio; 3]) -> Workload {
+    /// `workload MODE DIR ARGS...` with `env` added and the given stdio; waits until it
+    /// reports ready.
+    pub fn start_args(mode: &str, dir: &Path, args: &[String], env: &[(&str, &str)], stdio: [Stdio; 3]) -> Workload {
         let mut cmd = Command::new(workload_bin());
-        cmd.arg(mode).arg(dir).args(args);
+        cmd.arg(mode).arg(dir).args(args).envs(env.iter().copied());
         let [i, o, e] = stdio;
         let child = cmd.stdin(i).stdout(o).stderr(e).spawn().unwrap();
         let pid = child.id() as i32;

@@ -18,7 +18,8 @@ fn criu() -> PathBuf {
     shared_dir().join("tools/criu")
 }
 
-/// pid, parent, group, session, state.
+/// pid, parent, group, session, and 'Z' for a zombie or 'A' for a live process (whether it is
+/// running or sleeping at that instant is chance).
 type Ids = (i32, u32, u32, u32, char);
 
 /// The ids of every process of the tree as /proc shows them, the root's parent as 0.
@@ -27,6 +28,7 @@ fn ids_now(pids: &[i32]) -> Vec<Ids> {
         .enumerate()
         .map(|(i, &pid)| {
             let (ppid, pgid, sid, state) = proc_ids(pid).unwrap_or_else(|| panic!("pid {pid} is gone"));
+            let state = if state == 'Z' { 'Z' } else { 'A' };
             (pid, if i == 0 { 0 } else { ppid }, pgid, sid, state)
         })
         .collect()

@@ -7,26 +7,41 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use super::DumpError;
+use crate::image::pb;
 use crate::procfs;
-use crate::sys;
+use crate::{fds, sys};
 
 /// Character devices a task may hold that are simply reopened by path.
 const REOPENABLE_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
 /// What an open file is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum FileKind {
     /// A file, directory or plain device, reopened by path.
-    Reg { path: String, size: u64, mode: u32 },
+    Reg {
+        path: String,
+        size: u64,
+        mode: u32,
+    },
     /// A terminal (restored from the caller's terminal with `--shell-job`).
-    Tty { path: String, rdev: u64 },
+    Tty {
+        path: String,
+        rdev: u64,
+    },
     /// One end of a pipe. Its buffered bytes are saved when both ends are in the tree;
     /// otherwise the caller passes the pipe with `--inherit-fd fd[N]:pipe:[INO]`.
-    Pipe { ino: u64 },
+    Pipe {
+        ino: u64,
+    },
+    EventFd(pb::EventfdFileEntry),
+    SignalFd(pb::SignalfdEntry),
+    TimerFd(pb::TimerfdEntry),
+    Epoll(pb::EventpollFileEntry),
+    Inotify(pb::InotifyFileEntry),
 }
 
 /// One open file description, possibly behind several fds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct OpenFile {
     pub kind: FileKind,
     /// open(2) flags without O_CLOEXEC.
@@ -39,7 +54,7 @@ pub struct OpenFile {
 }
 
 /// One fd: its number, close-on-exec, and the index of its open file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Fd {
     pub fd: i32,
     pub cloexec: bool,
@@ -113,8 +128,23 @@ pub fn collect(pid: i32, shell_job: bool) -> Result<FdTable, DumpError> {
             return Err(unsupported("FIFOs are not supported yet"));
         } else if ft.is_socket() {
             return Err(unsupported("sockets are not supported yet"));
-        } else if link.starts_with("anon_inode:") {
-            return Err(unsupported("this kind of anonymous-inode file is not supported yet"));
+        } else if let Some(kind) = link.strip_prefix("anon_inode:") {
+            let flags = info.flags & !(libc::O_CLOEXEC as u32);
+            let parsed = match kind {
+                "[eventfd]" => fds::eventfd::collect(&info_text, flags).map(FileKind::EventFd),
+                "[signalfd]" => fds::signalfd::collect(&info_text, flags).map(FileKind::SignalFd),
+                "[timerfd]" => fds::timerfd::collect(&info_text, flags).map(FileKind::TimerFd),
+                "[eventpoll]" => fds::epoll::collect(&info_text, flags).map(FileKind::Epoll),
+                "inotify" => fds::inotify::collect(&info_text, flags).map(FileKind::Inotify),
+                _ => return Err(unsupported(&format!("{kind} files are not supported"))),
+            };
+            match parsed {
+                Some(FileKind::Inotify(i)) if i.wd.iter().any(|w| w.f_handle.path.is_none()) => {
+                    return Err(unsupported("an inotify watch on a file no longer reachable by path"));
+                }
+                Some(k) => k,
+                None => return Err(DumpError::Parse { pid, file: "fdinfo" }),
+            }
         } else {
             return Err(unsupported("this kind of file is not supported"));
         };

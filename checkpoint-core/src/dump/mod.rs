@@ -364,6 +364,19 @@ impl FilesImage {
         id
     }
 
+    /// A new entry of type `kind`, its body filled in by `fill` (given the new id).
+    fn anon(&mut self, kind: FdTypes, fill: impl FnOnce(u32, &mut pb::FileEntry)) -> u32 {
+        let id = self.next_id();
+        let mut entry = pb::FileEntry {
+            r#type: kind as i32,
+            id,
+            ..Default::default()
+        };
+        fill(id, &mut entry);
+        self.entries.push(entry);
+        id
+    }
+
     /// The entry of open file `f` of task `pid`: an existing one if another fd of the tree
     /// is the same open file description (kcmp), else a new one.
     fn open_file(&mut self, pid: i32, f: &files::OpenFile) -> Result<(u32, FdTypes), DumpError> {
@@ -371,6 +384,11 @@ impl FilesImage {
             FileKind::Reg { .. } => FdTypes::Reg,
             FileKind::Tty { .. } => FdTypes::Tty,
             FileKind::Pipe { .. } => FdTypes::Pipe,
+            FileKind::EventFd(_) => FdTypes::Eventfd,
+            FileKind::SignalFd(_) => FdTypes::Signalfd,
+            FileKind::TimerFd(_) => FdTypes::Timerfd,
+            FileKind::Epoll(_) => FdTypes::Eventpoll,
+            FileKind::Inotify(_) => FdTypes::Inotify,
         };
         for &(other_pid, other_fd, id) in self.by_inode.get(&f.dev_ino).map(Vec::as_slice).unwrap_or(&[]) {
             if sys::same_file(pid, f.first_fd, other_pid, other_fd).map_err(|e| DumpError::proc(pid, "kcmp", e))? {
@@ -391,6 +409,21 @@ impl FilesImage {
                 }
                 self.pipe(*ino, f.flags)
             }
+            FileKind::EventFd(e) => self.anon(kind, |id, f| f.efd = Some(pb::EventfdFileEntry { id, ..e.clone() })),
+            FileKind::SignalFd(e) => self.anon(kind, |id, f| f.sgfd = Some(pb::SignalfdEntry { id, ..e.clone() })),
+            FileKind::TimerFd(e) => self.anon(kind, |id, f| f.tfd = Some(pb::TimerfdEntry { id, ..e.clone() })),
+            FileKind::Epoll(e) => self.anon(kind, |id, f| {
+                let tfd = e
+                    .tfd
+                    .iter()
+                    .map(|t| pb::EventpollTfdEntry { id, ..t.clone() })
+                    .collect();
+                f.epfd = Some(pb::EventpollFileEntry { id, tfd, ..e.clone() })
+            }),
+            FileKind::Inotify(e) => self.anon(kind, |id, f| {
+                let wd = e.wd.iter().map(|w| pb::InotifyWdEntry { id, ..w.clone() }).collect();
+                f.ify = Some(pb::InotifyFileEntry { id, wd, ..e.clone() })
+            }),
         };
         self.by_inode.entry(f.dev_ino).or_default().push((pid, f.first_fd, id));
         Ok((id, kind))

@@ -80,6 +80,8 @@ pub enum RestoreError {
 pub struct Prepared {
     /// Target fd number, close-on-exec, and our open file (shared by fds of one file id).
     pub fds: Vec<(i32, bool, std::rc::Rc<OwnedFd>)>,
+    /// Epoll fds this task registers its targets in (once per epoll, by its first holder).
+    pub epoll: Vec<(i32, Vec<crate::image::pb::EventpollTfdEntry>)>,
     /// Our fd for each mapped file, by VMA index.
     pub mapped: Vec<(usize, std::rc::Rc<File>)>,
     pub pages: File,
@@ -216,6 +218,7 @@ fn prepare(
     use std::io::Seek;
     let pid = plan.pid;
     let mut fds = Vec::with_capacity(plan.fds.len());
+    let mut epoll = Vec::new();
     for p in &plan.fds {
         let file = match shared.by_id.get(&p.file_id) {
             Some(f) => f.clone(),
@@ -224,6 +227,7 @@ fn prepare(
                     FdTarget::Reg { path, .. } | FdTarget::Tty { path } => path.clone(),
                     FdTarget::External { key } => key.clone(),
                     FdTarget::Pipe { pipe_id, .. } => format!("pipe:[{pipe_id}]"),
+                    FdTarget::Anon(e) => format!("anon:{}", e.id),
                 };
                 let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
                 let owned: OwnedFd = match (&p.target, inherited) {
@@ -260,6 +264,12 @@ fn prepare(
                         dup_ours(ours).map_err(object(pid, format!("our terminal fd {ours}")))?
                     }
                     (FdTarget::Pipe { pipe_id, flags }, None) => shared.pipe_end(tree, pid, *pipe_id, *flags)?,
+                    (FdTarget::Anon(e), None) => {
+                        if let Some(ep) = &e.epfd {
+                            epoll.push((p.fd, ep.tfd.clone()));
+                        }
+                        open_anon(e).map_err(object(pid, format!("fd {}: {}", p.fd, key)))?
+                    }
                     (FdTarget::Tty { path: what }, None) | (FdTarget::External { key: what }, None) => {
                         return Err(RestoreError::External {
                             pid,
@@ -305,13 +315,40 @@ fn prepare(
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(&plan.cwd)
         .map_err(object(pid, format!("cwd {}", plan.cwd)))?;
+    for (epfd, targets) in &epoll {
+        if let Some(t) = targets.iter().find(|t| !plan.fds.iter().any(|f| f.fd as u32 == t.tfd)) {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!("epoll fd {epfd} watches fd {}, which is not open in the task", t.tfd),
+            });
+        }
+    }
     Ok(Prepared {
         fds,
+        epoll,
         mapped,
         pages,
         exe,
         cwd,
     })
+}
+
+/// A new file on an anonymous inode, in the state of its files.img entry.
+fn open_anon(e: &crate::image::pb::FileEntry) -> io::Result<OwnedFd> {
+    use crate::fds;
+    if let Some(x) = &e.efd {
+        fds::eventfd::open(x)
+    } else if let Some(x) = &e.sgfd {
+        fds::signalfd::open(x)
+    } else if let Some(x) = &e.tfd {
+        fds::timerfd::open(x)
+    } else if let Some(x) = &e.epfd {
+        fds::epoll::open(x)
+    } else if let Some(x) = &e.ify {
+        fds::inotify::open(x)
+    } else {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 /// A duplicate of our fd `fd` (named by the user with --inherit-fd, or our terminal).

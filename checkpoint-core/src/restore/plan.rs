@@ -24,6 +24,9 @@ pub enum FdTarget {
     External { key: String },
     /// An end of a pipe whose both ends are in the tree (file flags say which end).
     Pipe { pipe_id: u32, flags: u32 },
+    /// A file on an anonymous inode (eventfd, signalfd, timerfd, epoll, inotify), made anew
+    /// from its files.img entry.
+    Anon(Box<pb::FileEntry>),
 }
 
 /// One fd to install.
@@ -534,6 +537,11 @@ impl Plan {
                         flags: p.1,
                     }
                 }
+                (Ok(FdTypes::Eventfd), _, _) if file.efd.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Signalfd), _, _) if file.sgfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Timerfd), _, _) if file.tfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Eventpoll), _, _) if file.epfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Inotify), _, _) if file.ify.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Tty), _, Some(t)) => {
                     let path = t
                         .regf_id

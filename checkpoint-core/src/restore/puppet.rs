@@ -380,6 +380,16 @@ pub fn build(
         r.call("dup3", libc::SYS_dup3, [got, *fd as u64, flags, 0, 0, 0])?;
         r.close(got)?;
     }
+    for (epfd, targets) in &prep.epoll {
+        for t in targets {
+            let ev = r.put(0, &crate::fds::epoll::event_bytes(t))?;
+            r.call(
+                "epoll_ctl(ADD)",
+                libc::SYS_epoll_ctl,
+                [*epfd as u64, libc::EPOLL_CTL_ADD as u64, t.tfd.into(), ev, 0, 0],
+            )?;
+        }
+    }
     let cwd = r.pull(prep.cwd.as_raw_fd())?;
     r.call("fchdir", libc::SYS_fchdir, [cwd, 0, 0, 0, 0, 0])?;
     r.close(cwd)?;

@@ -159,7 +159,7 @@ fn tree_runs(tool: &Path, base: &Path, procs: u32, threads: u32, runs: usize) ->
         let img = images.to_str().unwrap();
         let args = [procs.to_string(), threads.to_string()];
         let null = || [Stdio::null(), Stdio::null(), Stdio::null()];
-        let mut w = Workload::start_args("swarm", &work, &args, null());
+        let mut w = Workload::start_args("swarm", &work, &args, &[], null());
         let run_tool = |args: &[&str]| {
             let t = Instant::now();
             let out = Command::new(tool).args(args).stdin(Stdio::null()).output().unwrap();

@@ -1,0 +1,34 @@
+//! Files on anonymous inodes, one module per kind: what `/proc/PID/fdinfo` shows of each (the
+//! dump side) and how the controller makes a new one in that state (the restore side).
+
+pub mod epoll;
+pub mod eventfd;
+pub mod inotify;
+pub mod signalfd;
+pub mod timerfd;
+
+/// The value after `key:` on the first fdinfo line that starts with it.
+fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// `key:value` pairs of one fdinfo line (`tfd: 5 events: 19 ...` or `wd:1 ino:...`).
+fn pairs(line: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut words = line.split_whitespace().peekable();
+    std::iter::from_fn(move || loop {
+        let w = words.next()?;
+        let (k, v) = w.split_once(':')?;
+        if !v.is_empty() {
+            return Some((k, v));
+        }
+        if let Some(v) = words.next() {
+            return Some((k, v));
+        }
+    })
+}
+
+fn hex(v: &str) -> Option<u64> {
+    u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()
+}

@@ -1,0 +1,130 @@
+//! Everyday kernel objects held by one process (eventfd, epoll, signalfd, timerfd, inotify):
+//! dumped by Stasis, checked against `crit`, restored by Stasis and by CRIU, and checked by the
+//! workload itself to behave as before.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use ctests::workload::*;
+use ctests::{crit_decode, shared_dir};
+use serde_json::Value;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn criu() -> PathBuf {
+    shared_dir().join("tools/criu")
+}
+
+/// Runs `criu ARGS -o LOG` in `images`; panics with the log on failure.
+fn run_criu(images: &Path, args: &[&str], log: &str) {
+    let out = Command::new(criu())
+        .args(args)
+        .args(["-D", s(images), "-o", log])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(images.join(log)).unwrap_or_default();
+    assert!(out.status.success(), "criu {args:?}: {text}");
+}
+
+/// Starts workload `mode` (with `env`), dumps it with `dumper`, checks the images with `check`,
+/// restores with `restorer` and returns the workload's verdict.
+fn round_trip(
+    mode: &str,
+    (dumper, restorer): (&str, &str),
+    env: &[(&str, &str)],
+    check: impl Fn(&Path, i32),
+) -> String {
+    become_subreaper();
+    let scratch = Scratch::new(&format!("{mode}-{dumper}-{restorer}"));
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::create_dir(&images).unwrap();
+    let null = || [Stdio::null(), Stdio::null(), Stdio::null()];
+    let mut w = Workload::start_args(mode, &work, &[], env, null());
+    if dumper == "criu" {
+        run_criu(&images, &["dump", "-t", &w.pid.to_string()], "dump.log");
+    } else {
+        stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    }
+    w.reap_original();
+    check(&images, w.pid);
+    if restorer == "criu" {
+        run_criu(&images, &["restore", "-d"], "restore.log");
+    } else {
+        stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    }
+    w.signal(libc::SIGUSR1);
+    wait_for_file(&work.join("result"), std::time::Duration::from_secs(20));
+    let _ = checkpoint_core::sys::wait_exit(w.pid);
+    std::fs::read_to_string(work.join("result")).unwrap()
+}
+
+/// The files.img entries of `kind` (crit's type name).
+fn entries<'a>(files: &'a Value, kind: &str) -> Vec<&'a Value> {
+    files["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .collect()
+}
+
+fn check_event_images(images: &Path, _pid: i32) {
+    let files = crit_decode(&images.join("files.img"));
+    let efd = entries(&files, "EVENTFD");
+    let mut counters: Vec<i64> = efd.iter().filter_map(|e| e["efd"]["counter"].as_i64()).collect();
+    counters.sort();
+    assert_eq!(counters, [3, 5], "eventfd counters in crit's decode");
+    let ep = entries(&files, "EVENTPOLL");
+    assert_eq!(ep.len(), 1);
+    let mut data: Vec<i64> = ep[0]["epfd"]["tfd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["data"].as_i64())
+        .collect();
+    data.sort();
+    assert_eq!(data, [0x1111, 0x2222], "epoll registrations: {}", ep[0]);
+    let sfd = entries(&files, "SIGNALFD");
+    assert_eq!(sfd.len(), 1);
+    let tfd = entries(&files, "TIMERFD");
+    assert_eq!(tfd.len(), 3, "three timerfds");
+    assert!(
+        tfd.iter().any(|t| t["tfd"]["ticks"] == 1),
+        "the expired timerfd has one unread tick: {tfd:?}"
+    );
+    let ify = entries(&files, "INOTIFY");
+    assert_eq!(ify.len(), 1);
+    let wds: Vec<i64> = ify[0]["ify"]["wd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["wd"].as_i64())
+        .collect();
+    assert_eq!(wds, [2], "inotify watches: {}", ify[0]);
+}
+
+#[test]
+fn event_fds_behave_as_before_after_our_restore() {
+    let result = round_trip("events", ("stasis", "stasis"), &[], check_event_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn criu_restores_our_event_fds() {
+    // CRIU restores an EFD_SEMAPHORE eventfd as a plain one: the workload makes a plain one.
+    let plain = [("WORKLOAD_NO_EFD_SEMAPHORE", "1")];
+    let result = round_trip("events", ("stasis", "criu"), &plain, check_event_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn we_restore_event_fds_criu_dumped() {
+    let plain = [("WORKLOAD_NO_EFD_SEMAPHORE", "1")];
+    let result = round_trip("events", ("criu", "stasis"), &plain, check_event_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
