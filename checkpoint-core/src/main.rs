@@ -39,6 +39,10 @@ enum Command {
         /// The process is a job of the caller's shell: its terminal fds are recorded.
         #[arg(short = 'j', long)]
         shell_job: bool,
+        /// Allow datagram unix sockets connected to a socket outside the tree: the restore
+        /// connects them to it again by name.
+        #[arg(long)]
+        ext_unix_sk: bool,
     },
     /// Restore a process from an image directory, at its dumped pid.
     Restore {
@@ -77,12 +81,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             leave_running,
             shell_job,
+            ext_unix_sk,
         } => {
             let opts = DumpOpts {
                 pid,
                 images: dir,
                 leave_running,
                 shell_job,
+                ext_unix_sk,
             };
             let r = dump::dump(&opts)?;
             eprintln!(

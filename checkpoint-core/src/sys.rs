@@ -660,3 +660,356 @@ pub fn read(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(n as usize)
 }
+
+/// One AF_UNIX socket as sock_diag reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnixDiag {
+    pub ino: u32,
+    /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
+    pub kind: u8,
+    /// TCP_ESTABLISHED (1), TCP_CLOSE (7), TCP_LISTEN (10)...
+    pub state: u8,
+    /// The bound name as the kernel keeps it (abstract names start with a NUL).
+    pub name: Option<Vec<u8>>,
+    pub peer: u32,
+    /// For a listener: the sockets of connections not accepted yet.
+    pub icons: Vec<u32>,
+    /// Bytes (stream) or datagrams queued to read; for a listener, pending connections and
+    /// the backlog.
+    pub rqlen: (u32, u32),
+    /// The kernel's RCV_SHUTDOWN (1) and SEND_SHUTDOWN (2) bits.
+    pub shutdown: u8,
+    /// Device and inode of the bound file, for a socket bound to a path.
+    pub vfs: Option<(u32, u32)>,
+}
+
+/// Every AF_UNIX socket of our network namespace, from NETLINK_SOCK_DIAG.
+pub fn unix_sockets() -> io::Result<Vec<UnixDiag>> {
+    use std::os::fd::AsRawFd;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const SHOW: u32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10; // name, vfs, peer, icons, rqlen
+    const UDIAG_SHOW_SHUTDOWN_ATTR: u16 = 6;
+    // SAFETY: integer arguments; returns a new fd or -1.
+    let sock = owned(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    })?;
+    // nlmsghdr (16 bytes) + unix_diag_req (24 bytes).
+    let mut req = Vec::with_capacity(40);
+    req.extend_from_slice(&40u32.to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    req.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
+    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    req.extend_from_slice(&0u32.to_ne_bytes()); // every inode
+    req.extend_from_slice(&SHOW.to_ne_bytes());
+    req.extend_from_slice(&[0xff; 8]); // no cookie
+                                       // SAFETY: req is a live buffer of the length we pass.
+    if unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let u32_at = |b: &[u8], o: usize| b.get(o..o + 4).map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]));
+    loop {
+        // SAFETY: buf is a live, writable buffer of the length we pass.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let data = &buf[..n as usize];
+        let mut off = 0;
+        while off + 16 <= data.len() {
+            let len = u32_at(data, off).unwrap_or(0) as usize;
+            let kind = u16::from_ne_bytes([data[off + 4], data[off + 5]]);
+            if len < 16 || off + len > data.len() {
+                return Err(io::Error::other("sock_diag: malformed reply"));
+            }
+            if kind == libc::NLMSG_DONE as u16 {
+                return Ok(out);
+            }
+            if kind == libc::NLMSG_ERROR as u16 {
+                let err = u32_at(data, off + 16).unwrap_or(0) as i32;
+                return Err(io::Error::from_raw_os_error(-err));
+            }
+            let msg = &data[off + 16..off + len];
+            if msg.len() >= 16 {
+                let mut d = UnixDiag {
+                    kind: msg[1],
+                    state: msg[2],
+                    ino: u32_at(msg, 4).unwrap_or(0),
+                    ..Default::default()
+                };
+                let mut a = 16;
+                while a + 4 <= msg.len() {
+                    let alen = u16::from_ne_bytes([msg[a], msg[a + 1]]) as usize;
+                    let atype = u16::from_ne_bytes([msg[a + 2], msg[a + 3]]);
+                    if alen < 4 || a + alen > msg.len() {
+                        break;
+                    }
+                    let p = &msg[a + 4..a + alen];
+                    match atype {
+                        0 => d.name = Some(p.to_vec()),
+                        1 => d.vfs = Some((u32_at(p, 4).unwrap_or(0), u32_at(p, 0).unwrap_or(0))),
+                        2 => d.peer = u32_at(p, 0).unwrap_or(0),
+                        3 => d.icons = p.chunks_exact(4).filter_map(|c| u32_at(c, 0)).collect(),
+                        4 => d.rqlen = (u32_at(p, 0).unwrap_or(0), u32_at(p, 4).unwrap_or(0)),
+                        UDIAG_SHOW_SHUTDOWN_ATTR => d.shutdown = p.first().copied().unwrap_or(0),
+                        _ => {}
+                    }
+                    a += alen.next_multiple_of(4);
+                }
+                out.push(d);
+            }
+            off += len.next_multiple_of(4);
+        }
+    }
+}
+
+/// What `recvmsg(MSG_PEEK)` found in a socket's receive queue: the messages (one per
+/// datagram; stream data in one piece), and whether any carried fds (SCM_RIGHTS).
+pub struct Peeked {
+    pub messages: Vec<Vec<u8>>,
+    pub passes_fds: bool,
+}
+
+/// Whether the control messages in `c` hold an SCM_RIGHTS.
+fn has_scm_rights(c: &[u8]) -> bool {
+    let mut at = 0;
+    while at + 16 <= c.len() {
+        let len = u64::from_ne_bytes(c[at..at + 8].try_into().unwrap_or([0; 8])) as usize;
+        let level = i32::from_ne_bytes(c[at + 8..at + 12].try_into().unwrap_or([0; 4]));
+        let kind = i32::from_ne_bytes(c[at + 12..at + 16].try_into().unwrap_or([0; 4]));
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            return true;
+        }
+        if len < 16 {
+            break;
+        }
+        at += len.next_multiple_of(8);
+    }
+    false
+}
+
+/// Reads a socket's receive queue without taking anything from it (SO_PEEK_OFF moves through
+/// it; it is put back as it was).
+pub fn peek_queue(fd: std::os::fd::BorrowedFd<'_>, stream: bool) -> io::Result<Peeked> {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_raw_fd();
+    let mut old: libc::c_int = -1;
+    let mut olen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: old/olen are locals of the sizes passed.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEEK_OFF,
+            (&mut old as *mut libc::c_int).cast(),
+            &mut olen,
+        )
+    })?;
+    let set = |v: libc::c_int| {
+        // SAFETY: v is a local int.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEEK_OFF,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })
+    };
+    set(0)?;
+    let mut out = Peeked {
+        messages: Vec::new(),
+        passes_fds: false,
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut cbuf = [0u8; 512];
+    let result = loop {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: a zeroed msghdr is valid; the pointers set below stay live across the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = cbuf.len();
+        // SAFETY: msg points at live buffers of the lengths it states.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error() == Some(libc::EAGAIN) {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        if n == 0 && stream {
+            break Ok(());
+        }
+        if has_scm_rights(&cbuf[..msg.msg_controllen.min(cbuf.len())]) {
+            out.passes_fds = true;
+        }
+        if stream && !out.messages.is_empty() {
+            out.messages[0].extend_from_slice(&buf[..n as usize]);
+        } else {
+            out.messages.push(buf[..n as usize].to_vec());
+        }
+    };
+    set(old)?;
+    result.map(|()| out)
+}
+
+/// An integer socket option of our fd.
+pub fn sockopt(fd: std::os::fd::BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v/len are locals of the sizes passed.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
+/// Sets an integer socket option of our fd.
+pub fn set_sockopt(fd: std::os::fd::BorrowedFd<'_>, level: i32, name: i32, v: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: v is a local int of the size passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// A new AF_UNIX socket of `kind`, close-on-exec.
+pub fn unix_socket(kind: i32) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: integer arguments; returns a new fd or -1.
+    owned(unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) })
+}
+
+/// A connected pair of AF_UNIX sockets of `kind`, close-on-exec.
+pub fn unix_pair(kind: i32) -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: socketpair writes two fd numbers into the array we own.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: the kernel just returned these two new fds to us.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+fn sockaddr_un(name: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: a zeroed sockaddr_un is valid.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if name.len() > sa.sun_path.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in sa.sun_path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    Ok((
+        sa,
+        (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t,
+    ))
+}
+
+/// bind(2) an AF_UNIX socket to `name` (a path, or an abstract name starting with NUL).
+pub fn unix_bind(fd: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (sa, len) = sockaddr_un(name)?;
+    // SAFETY: sa is a local sockaddr_un of the length passed.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) }).map(drop)
+}
+
+/// connect(2) an AF_UNIX socket to `name`.
+pub fn unix_connect(fd: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (sa, len) = sockaddr_un(name)?;
+    // SAFETY: sa is a local sockaddr_un of the length passed.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) }).map(drop)
+}
+
+/// listen(2).
+pub fn listen(fd: std::os::fd::BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer arguments.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
+}
+
+/// accept4(2), close-on-exec.
+pub fn accept(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: no address is asked for; returns a new fd or -1.
+    owned(unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    })
+}
+
+/// send(2) one message (a datagram, or stream bytes), or sendto `name` when given.
+pub fn send_to(fd: std::os::fd::BorrowedFd<'_>, data: &[u8], name: Option<&[u8]>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let n = match name {
+        Some(name) => {
+            let (sa, len) = sockaddr_un(name)?;
+            // SAFETY: data and sa are live for the call, of the lengths passed.
+            unsafe {
+                libc::sendto(
+                    fd.as_raw_fd(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_DONTWAIT,
+                    (&sa as *const libc::sockaddr_un).cast(),
+                    len,
+                )
+            }
+        }
+        // SAFETY: data is live for the call, of the length passed.
+        None => unsafe { libc::send(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT) },
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != data.len() {
+        return Err(io::Error::from(io::ErrorKind::WriteZero));
+    }
+    Ok(())
+}
+
+/// shutdown(2) with SHUT_RD, SHUT_WR or SHUT_RDWR.
+pub fn shutdown(fd: std::os::fd::BorrowedFd<'_>, how: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer arguments.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
+}

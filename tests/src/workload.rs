@@ -20,7 +20,7 @@ pub fn workload_bin() -> PathBuf {
         // Test processes may race here: build privately, then link into place unless already there.
         let tmp = out.with_extension(format!("tmp{}", std::process::id()));
         let st = Command::new("gcc")
-            .args(["-O1", "-Wall", "-Wno-format-truncation", "-o"])
+            .args(["-O1", "-Wall", "-Wno-format-truncation", "-Wno-unused-result", "-o"])
             .arg(&tmp)
             .arg(&src)
             .status()

@@ -32,6 +32,11 @@
  *                          (edge-triggered), a signalfd with a queued signal, timerfds (10 ms
  *                          periodic; expired with an unread tick; absolute on REALTIME), inotify
  *                          with a watch at wd 2. On SIGUSR1 checks each behaves as before.
+ *   workload sockets DIR   unix sockets: stream, datagram and seqpacket pairs with queued data,
+ *                          a pair shut down for writing, a pair shared with an echoing child, a
+ *                          listener with an accepted connection (data both ways) and one waiting,
+ *                          an abstract-name datagram socket with a queued datagram. On SIGUSR1
+ *                          reads everything back, accepts the waiting one, talks to the child.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -51,7 +56,10 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <stddef.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/timerfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -749,6 +757,109 @@ static int events_mode(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* ---- sockets: unix stream, dgram and seqpacket ---- */
+
+static int expect_read(int fd, const char *want, const char *what) {
+    char buf[256] = { 0 };
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    EXPECT(n == (ssize_t)strlen(want) && !memcmp(buf, want, n), "%s: read %zd bytes \"%s\", not \"%s\"", what, n,
+           n > 0 ? buf : "", want);
+    return n;
+}
+
+static int sockets_mode(void) {
+    signal(SIGUSR1, on_usr1_verify);
+    int st[2], dg[2], sp[2], half[2], echo[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, st);
+    socketpair(AF_UNIX, SOCK_DGRAM, 0, dg);
+    socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, half);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, echo);
+    write(st[0], "to-b", 4);
+    write(st[1], "to-a", 4);
+    fcntl(st[0], F_SETFL, O_NONBLOCK);
+    write(dg[0], "dg-one", 6);
+    write(dg[0], "dg-second", 9);
+    write(sp[1], "sp-1", 4);
+    write(sp[1], "sp-two", 6);
+    write(half[0], "last words", 10);
+    shutdown(half[0], SHUT_WR);
+
+    /* A child answers on the echo pair: ping -> pong. */
+    pid_t child = fork();
+    if (!child) {
+        close(echo[0]);
+        char b[16];
+        ssize_t n;
+        while ((n = read(echo[1], b, sizeof b)) > 0) write(echo[1], "pong", 4);
+        _exit(0);
+    }
+    close(echo[1]);
+
+    struct sockaddr_un la = { .sun_family = AF_UNIX };
+    snprintf(la.sun_path, sizeof la.sun_path, "%s/listen.sock", dir);
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    bind(l, (struct sockaddr *)&la, sizeof la);
+    listen(l, 4);
+    int c1 = socket(AF_UNIX, SOCK_STREAM, 0);
+    connect(c1, (struct sockaddr *)&la, sizeof la);
+    int s1 = accept(l, NULL, NULL);
+    write(c1, "hello server", 12);
+    write(s1, "hello client", 12);
+    int c2 = socket(AF_UNIX, SOCK_STREAM, 0);
+    connect(c2, (struct sockaddr *)&la, sizeof la); /* waits, not accepted */
+
+    struct sockaddr_un aa = { .sun_family = AF_UNIX };
+    int alen = offsetof(struct sockaddr_un, sun_path) + 1 +
+               snprintf(aa.sun_path + 1, sizeof aa.sun_path - 1, "stasis-test-%d", getpid());
+    int ab = socket(AF_UNIX, SOCK_DGRAM, 0);
+    bind(ab, (struct sockaddr *)&aa, alen);
+    int ac = socket(AF_UNIX, SOCK_DGRAM, 0);
+    connect(ac, (struct sockaddr *)&aa, alen);
+    write(ac, "abstract", 8);
+
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+
+    expect_read(st[1], "to-b", "stream pair, side b");
+    expect_read(st[0], "to-a", "stream pair, side a");
+    EXPECT(fcntl(st[0], F_GETFL) & O_NONBLOCK, "the stream pair lost O_NONBLOCK");
+    expect_read(dg[1], "dg-one", "datagram pair, first");
+    expect_read(dg[1], "dg-second", "datagram pair, second");
+    expect_read(sp[0], "sp-1", "seqpacket pair, first");
+    expect_read(sp[0], "sp-two", "seqpacket pair, second");
+    expect_read(half[1], "last words", "shut-down pair");
+    char b[16];
+    EXPECT(read(half[1], b, sizeof b) == 0, "no end of file after the peer's shutdown");
+    EXPECT(write(echo[0], "ping", 4) == 4, "the echo pair");
+    expect_read(echo[0], "pong", "the child's echo");
+    expect_read(s1, "hello server", "accepted connection, server side");
+    expect_read(c1, "hello client", "accepted connection, client side");
+    struct sockaddr_un got = { 0 };
+    socklen_t glen = sizeof got;
+    getpeername(c1, (struct sockaddr *)&got, &glen);
+    /* CRIU restores an accepted connection as a socketpair, without names (its own round trip
+     * fails this check too): its cross-restore test turns it off. */
+    if (!getenv("WORKLOAD_NO_ACCEPTED_NAMES"))
+        EXPECT(!strcmp(got.sun_path, la.sun_path), "the client's peer is \"%s\"", got.sun_path);
+    int s2 = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+    EXPECT(s2 >= 0, "the waiting connection is gone (accept: %s)", strerror(errno));
+    if (s2 >= 0) {
+        write(c2, "late", 4);
+        usleep(1000);
+        expect_read(s2, "late", "the connection accepted after the restore");
+    }
+    expect_read(ab, "abstract", "abstract-name datagram socket");
+    kill(child, SIGTERM);
+    waitpid(child, NULL, 0);
+    unlink(la.sun_path);
+    char buf[4200];
+    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
+    else snprintf(buf, sizeof buf, "OK sockets\n");
+    write_file("result", buf);
+    return failure[0] ? 1 : 0;
+}
+
 /* ---- swarm: many processes with many threads (the tree benchmark) ---- */
 
 static volatile unsigned long *swarm_ticks; /* one slot per process, shared by all */
@@ -837,6 +948,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "tree")) return tree();
     if (!strcmp(argv[1], "signals")) return signals_mode();
     if (!strcmp(argv[1], "events")) return events_mode();
+    if (!strcmp(argv[1], "sockets")) return sockets_mode();
     if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);

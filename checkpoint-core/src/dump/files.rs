@@ -38,6 +38,8 @@ pub enum FileKind {
     TimerFd(pb::TimerfdEntry),
     Epoll(pb::EventpollFileEntry),
     Inotify(pb::InotifyFileEntry),
+    /// An AF_UNIX socket, as sock_diag shows it.
+    Unix(sys::UnixDiag),
 }
 
 /// One open file description, possibly behind several fds.
@@ -75,7 +77,7 @@ fn is_tty(rdev: u64) -> bool {
 }
 
 /// Reads the fd table of `pid`; unsupported fds are errors naming the fd.
-pub fn collect(pid: i32, shell_job: bool) -> Result<FdTable, DumpError> {
+pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<FdTable, DumpError> {
     let dir = format!("/proc/{pid}/fd");
     let mut numbers: Vec<i32> = fs::read_dir(&dir)
         .map_err(|e| DumpError::proc(pid, &dir, e))?
@@ -127,7 +129,14 @@ pub fn collect(pid: i32, shell_job: bool) -> Result<FdTable, DumpError> {
         } else if ft.is_fifo() {
             return Err(unsupported("FIFOs are not supported yet"));
         } else if ft.is_socket() {
-            return Err(unsupported("sockets are not supported yet"));
+            match sockets.by_ino.get(&(meta.ino() as u32)) {
+                Some(d) => FileKind::Unix(d.clone()),
+                None => {
+                    return Err(unsupported(
+                        "sockets other than AF_UNIX (inet, netlink, packet) are not supported yet",
+                    ))
+                }
+            }
         } else if let Some(kind) = link.strip_prefix("anon_inode:") {
             let flags = info.flags & !(libc::O_CLOEXEC as u32);
             let parsed = match kind {

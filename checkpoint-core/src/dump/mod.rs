@@ -21,7 +21,7 @@ use parasite::Tracee;
 use crate::image::pages::PageImageWriter;
 use crate::image::pb::{self, FdTypes};
 use crate::image::{ImageDir, ImageError, ImageKind};
-use crate::{procfs, sys, x86};
+use crate::{fds, procfs, sys, x86};
 use files::{FdTable, FileKind};
 
 /// What to dump and how.
@@ -33,6 +33,9 @@ pub struct DumpOpts {
     pub leave_running: bool,
     /// The task belongs to the caller's shell session: its terminal fds are recorded.
     pub shell_job: bool,
+    /// Allow datagram unix sockets connected to a socket outside the tree (reconnected by
+    /// name on restore).
+    pub ext_unix_sk: bool,
 }
 
 /// What a dump did.
@@ -89,10 +92,10 @@ fn readlink_proc(pid: i32, file: &str) -> Result<String, DumpError> {
 }
 
 /// Refuses what this version cannot dump in task `pid`, before anything is stopped.
-fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
+fn precheck(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<Option<FdTable>, DumpError> {
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
     if stat.state == 'Z' {
-        return Ok(()); // a zombie holds nothing but its exit status
+        return Ok(None); // a zombie holds nothing but its exit status
     }
     let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
     if status.tracer_pid != 0 {
@@ -107,9 +110,58 @@ fn precheck(pid: i32, shell_job: bool) -> Result<(), DumpError> {
             what: "seccomp filters are not supported yet".into(),
         });
     }
-    files::collect(pid, shell_job)?;
+    let fdt = files::collect(pid, shell_job, sockets)?;
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
     mm::classify(pid, &maps)?;
+    Ok(Some(fdt))
+}
+
+/// Refuses unix sockets whose other end is outside the tree (a datagram peer is allowed with
+/// `--ext-unix-sk`), and connections waiting in a listener that a restore would lose.
+fn check_unix_peers(tables: &[(i32, FdTable)], sockets: &fds::unix::Table, ext_unix_sk: bool) -> Result<(), DumpError> {
+    let held: std::collections::BTreeSet<u32> = tables
+        .iter()
+        .flat_map(|(_, t)| &t.files)
+        .filter_map(|f| match &f.kind {
+            FileKind::Unix(d) => Some(d.ino),
+            _ => None,
+        })
+        .collect();
+    for (pid, t) in tables {
+        for fd in &t.fds {
+            let FileKind::Unix(d) = &t.files[fd.file].kind else {
+                continue;
+            };
+            let refuse = |what: String| DumpError::Unsupported {
+                pid: *pid,
+                what: format!("fd {}: unix socket {}: {what}", fd.fd, d.ino),
+            };
+            let peer = sockets.peer_of(d);
+            let stream = i32::from(d.kind) != libc::SOCK_DGRAM;
+            if peer != 0 && !held.contains(&peer) && (stream || !ext_unix_sk) {
+                return Err(refuse(format!(
+                    "its peer (socket {peer}) is outside the dumped tree{}",
+                    if stream {
+                        ""
+                    } else {
+                        "; dump with --ext-unix-sk to reconnect to it by name"
+                    }
+                )));
+            }
+            for &client in &d.icons {
+                if !held.contains(&client) {
+                    return Err(refuse(format!(
+                        "a connection from outside the tree (socket {client}) waits to be accepted"
+                    )));
+                }
+                // The server side of the waiting connection is the client's peer.
+                let embryo = sockets.by_ino.get(&client).and_then(|c| sockets.by_ino.get(&c.peer));
+                if embryo.is_some_and(|e| e.rqlen.0 > 0) {
+                    return Err(refuse("a connection not accepted yet has unread data".into()));
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -121,9 +173,14 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     if !Path::new(&format!("/proc/{}", opts.pid)).exists() {
         return Err(DumpError::Remote(parasite::Error::NoSuchProcess { pid: opts.pid }));
     }
+    let sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
+    let mut tables = Vec::new();
     for pid in tree::walk(opts.pid) {
-        precheck(pid, opts.shell_job)?;
+        if let Some(t) = precheck(pid, opts.shell_job, &sockets)? {
+            tables.push((pid, t));
+        }
     }
+    check_unix_peers(&tables, &sockets, opts.ext_unix_sk)?;
     let dir = ImageDir::create(&opts.images)?;
     let tasks = tree::freeze(opts.pid)?;
     let frozen_at = Instant::now();
@@ -280,6 +337,10 @@ struct FilesImage {
     by_inode: BTreeMap<(u64, u64), Vec<SeenFile>>,
     /// Pipes by inode: a (pid, fd) of their read end, and whether a write end was seen.
     pipes: BTreeMap<u64, (Option<(i32, i32)>, bool)>,
+    /// Every unix socket of the network namespace, read once the tree is frozen.
+    sockets: fds::unix::Table,
+    /// sk-queues.img: the data queued in each socket (by the id of the socket that reads it).
+    sk_queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
 }
 
 impl FilesImage {
@@ -364,6 +425,70 @@ impl FilesImage {
         id
     }
 
+    /// The entry of unix socket `d` (fd `f.first_fd` of `pid`), its queued data, and an entry
+    /// for its peer when that is outside the tree.
+    fn unix_socket(&mut self, pid: i32, f: &files::OpenFile, d: &sys::UnixDiag) -> Result<u32, DumpError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let fd = f.first_fd;
+        let pidfd = parasite::sys::pidfd_open(pid).map_err(|e| DumpError::proc(pid, "pidfd_open", e))?;
+        let ours = parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
+            .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))?;
+        let ctx = |e: std::io::Error| DumpError::proc(pid, &format!("fd {fd}: unix socket {}", d.ino), e);
+        let entry = fds::unix::collect(&self.sockets, d, f.flags, ours.as_fd()).map_err(ctx)?;
+        // A listener's queue length counts waiting connections, not data.
+        let peeked = if d.rqlen.0 > 0 && u32::from(d.state) != fds::unix::TCP_LISTEN {
+            // Seqpacket messages keep their boundaries, like datagrams.
+            let stream = i32::from(d.kind) == libc::SOCK_STREAM;
+            Some(sys::peek_queue(ours.as_fd(), stream).map_err(ctx)?)
+        } else {
+            None
+        };
+        if peeked.as_ref().is_some_and(|p| p.passes_fds) {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "fd {fd}: unix socket {}: its queue holds passed fds (SCM_RIGHTS)",
+                    d.ino
+                ),
+            });
+        }
+        let id = self.anon(FdTypes::Unixsk, |id, f| {
+            f.usk = Some(pb::UnixSkEntry { id, ..entry.clone() })
+        });
+        for m in peeked.into_iter().flat_map(|p| p.messages) {
+            let e = pb::SkPacketEntry {
+                id_for: id,
+                length: m.len() as u32,
+                scm: Vec::new(),
+            };
+            self.sk_queues.push((e, m));
+        }
+        Ok(id)
+    }
+
+    /// Entries for the sockets outside the tree that its datagram sockets are connected to
+    /// (the preflight refused any other outside peer), so a restore can reconnect by name.
+    fn add_external_peers(&mut self) {
+        let inside: std::collections::BTreeSet<u32> = self
+            .entries
+            .iter()
+            .filter_map(|e| e.usk.as_ref())
+            .map(|u| u.ino)
+            .collect();
+        let wanted: std::collections::BTreeSet<u32> = self
+            .entries
+            .iter()
+            .filter_map(|e| e.usk.as_ref())
+            .map(|u| u.peer)
+            .filter(|p| *p != 0 && !inside.contains(p))
+            .collect();
+        for ino in wanted {
+            if let Some(ext) = self.sockets.by_ino.get(&ino).map(fds::unix::external) {
+                self.anon(FdTypes::Unixsk, |id, f| f.usk = Some(pb::UnixSkEntry { id, ..ext }));
+            }
+        }
+    }
+
     /// A new entry of type `kind`, its body filled in by `fill` (given the new id).
     fn anon(&mut self, kind: FdTypes, fill: impl FnOnce(u32, &mut pb::FileEntry)) -> u32 {
         let id = self.next_id();
@@ -389,6 +514,7 @@ impl FilesImage {
             FileKind::TimerFd(_) => FdTypes::Timerfd,
             FileKind::Epoll(_) => FdTypes::Eventpoll,
             FileKind::Inotify(_) => FdTypes::Inotify,
+            FileKind::Unix(_) => FdTypes::Unixsk,
         };
         for &(other_pid, other_fd, id) in self.by_inode.get(&f.dev_ino).map(Vec::as_slice).unwrap_or(&[]) {
             if sys::same_file(pid, f.first_fd, other_pid, other_fd).map_err(|e| DumpError::proc(pid, "kcmp", e))? {
@@ -420,6 +546,7 @@ impl FilesImage {
                     .collect();
                 f.epfd = Some(pb::EventpollFileEntry { id, tfd, ..e.clone() })
             }),
+            FileKind::Unix(d) => self.unix_socket(pid, f, d)?,
             FileKind::Inotify(e) => self.anon(kind, |id, f| {
                 let wd = e.wd.iter().map(|w| pb::InotifyWdEntry { id, ..w.clone() }).collect();
                 f.ify = Some(pb::InotifyFileEntry { id, wd, ..e.clone() })
@@ -533,6 +660,7 @@ struct Totals {
 fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     let mem_start = Instant::now();
     let mut tree_objects = TreeObjects::default();
+    tree_objects.files.sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
     let mut ns = NsIds::new(tasks.len() as u32 + 2);
     let root_ids = ns.ids("self", 1);
     let mut pstree = Vec::with_capacity(tasks.len());
@@ -561,10 +689,19 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
     }
 
     let TreeObjects {
-        files,
+        mut files,
         shmem,
         mut totals,
     } = tree_objects;
+    files.add_external_peers();
+    if !files.sk_queues.is_empty() {
+        let mut w = dir.writer(ImageKind::SkQueues, 0)?;
+        for (entry, data) in &files.sk_queues {
+            w.write(entry)?;
+            w.write_payload(data)?;
+        }
+        w.finish()?;
+    }
     let shm_stats = shmem.dump(dir, tasks.len() as u32 + 1)?;
     totals.scanned += shm_stats.scanned;
     totals.written += shm_stats.written;
@@ -683,7 +820,7 @@ fn dump_task(
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
     let vmas = mm::classify(pid, &maps)?;
     shmem.add(pid, &vmas);
-    let fdt: FdTable = files::collect(pid, opts.shell_job)?;
+    let fdt: FdTable = files::collect(pid, opts.shell_job, &files.sockets)?;
     let limits = procfs::parse_limits(&read_proc(pid, "limits")?).ok_or(DumpError::Parse { pid, file: "limits" })?;
     let auxv_path = format!("/proc/{pid}/auxv");
     let auxv = procfs::parse_auxv(&fs::read(&auxv_path).map_err(|e| DumpError::proc(pid, &auxv_path, e))?);

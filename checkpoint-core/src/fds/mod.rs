@@ -6,6 +6,7 @@ pub mod eventfd;
 pub mod inotify;
 pub mod signalfd;
 pub mod timerfd;
+pub mod unix;
 
 /// The value after `key:` on the first fdinfo line that starts with it.
 fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {

@@ -228,6 +228,7 @@ fn prepare(
                     FdTarget::External { key } => key.clone(),
                     FdTarget::Pipe { pipe_id, .. } => format!("pipe:[{pipe_id}]"),
                     FdTarget::Anon(e) => format!("anon:{}", e.id),
+                    FdTarget::Socket { ino } => format!("socket:[{ino}]"),
                 };
                 let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
                 let owned: OwnedFd = match (&p.target, inherited) {
@@ -264,6 +265,11 @@ fn prepare(
                         dup_ours(ours).map_err(object(pid, format!("our terminal fd {ours}")))?
                     }
                     (FdTarget::Pipe { pipe_id, flags }, None) => shared.pipe_end(tree, pid, *pipe_id, *flags)?,
+                    (FdTarget::Socket { ino }, None) => {
+                        return Err(RestoreError::Invalid {
+                            what: format!("pid {pid}: fd {}: unix socket {ino} was not rebuilt", p.fd),
+                        })
+                    }
                     (FdTarget::Anon(e), None) => {
                         if let Some(ep) = &e.epfd {
                             epoll.push((p.fd, ep.tfd.clone()));
@@ -406,7 +412,15 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
     let dir = ImageDir::open(&opts.images)?;
     let tree = Tree::load(&dir)?;
     let (setup, steps) = session::plan(&tree, opts.shell_job)?;
+    let pid0 = tree.tasks[0].pid;
+    check_pids_free(&tree)?;
     let mut shared = SharedFiles::default();
+    if !tree.unix.is_empty() {
+        let sockets = crate::fds::unix::rebuild(&tree.unix, &tree.unix_queues).map_err(object(pid0, "unix sockets"))?;
+        shared
+            .by_id
+            .extend(sockets.into_iter().map(|(id, fd)| (id, Rc::new(fd))));
+    }
     let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(tree.tasks.len());
     for t in &tree.tasks {
         prepared.push(match &t.body {

@@ -27,6 +27,8 @@ pub enum FdTarget {
     /// A file on an anonymous inode (eventfd, signalfd, timerfd, epoll, inotify), made anew
     /// from its files.img entry.
     Anon(Box<pb::FileEntry>),
+    /// A unix socket: all of them are rebuilt together, before the tasks' files are prepared.
+    Socket { ino: u32 },
 }
 
 /// One fd to install.
@@ -103,6 +105,9 @@ pub struct Tree {
     pub tasks: Vec<TaskNode>,
     pub pipes: BTreeMap<u32, PipeData>,
     pub shmem: BTreeMap<u64, SharedObject>,
+    /// Every unix socket of files.img, and the data queued in each (by the reader's id).
+    pub unix: Vec<pb::UnixSkEntry>,
+    pub unix_queues: BTreeMap<u32, Vec<Vec<u8>>>,
 }
 
 /// Largest pipe content accepted from an image (the kernel's default pipe-max-size is 1 MiB).
@@ -229,7 +234,33 @@ impl Tree {
             }
         }
         let shmem = load_shmem(dir, &tasks)?;
-        Ok(Tree { tasks, pipes, shmem })
+        let unix: Vec<pb::UnixSkEntry> = files.values().filter_map(|f| f.usk.clone()).collect();
+        let mut unix_queues: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+        if let Some(mut rd) = dir.reader(ImageKind::SkQueues, 0)? {
+            while let Some(e) = rd.next_entry::<pb::SkPacketEntry>()? {
+                if !unix.iter().any(|u| u.id == e.id_for) {
+                    return Err(invalid(format!(
+                        "sk-queues.img: data for socket {}, which is not in files.img",
+                        e.id_for
+                    )));
+                }
+                if !e.scm.is_empty() {
+                    return Err(RestoreError::Unsupported {
+                        pid: tasks[0].pid,
+                        what: format!("socket {}: queued messages carry fds or credentials", e.id_for),
+                    });
+                }
+                let data = rd.read_payload(e.length.into())?;
+                unix_queues.entry(e.id_for).or_default().push(data);
+            }
+        }
+        Ok(Tree {
+            tasks,
+            pipes,
+            shmem,
+            unix,
+            unix_queues,
+        })
     }
 
     /// The live processes and their plans.
@@ -542,6 +573,9 @@ impl Plan {
                 (Ok(FdTypes::Timerfd), _, _) if file.tfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Eventpoll), _, _) if file.epfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Inotify), _, _) if file.ify.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Unixsk), _, _) if file.usk.is_some() => FdTarget::Socket {
+                    ino: file.usk.as_ref().map_or(0, |u| u.ino),
+                },
                 (Ok(FdTypes::Tty), _, Some(t)) => {
                     let path = t
                         .regf_id

@@ -1,0 +1,315 @@
+//! AF_UNIX sockets: stream, datagram and seqpacket; pairs, names (paths and abstract),
+//! listeners with connections not accepted yet, queued data and shutdowns.
+//!
+//! The dump side reads each socket's state from sock_diag (peer, name, pending connections,
+//! queue length, shutdown) and its queue by peeking at it through a copy of the fd. The
+//! restore side rebuilds every socket of the checkpoint in the controller, in an order that
+//! works: listeners, bound datagram sockets, connections (pairs, accepted connections, pending
+//! ones), then queued data and shutdowns; the tasks then pull their sockets like any file.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::image::pb::{FilePermsEntry, FownEntry, SkOptsEntry, SkShutdown, UnixSkEntry};
+use crate::sys::{self, UnixDiag};
+
+pub const TCP_ESTABLISHED: u32 = 1;
+pub const TCP_CLOSE: u32 = 7;
+pub const TCP_LISTEN: u32 = 10;
+/// `uflags` of a socket outside the tree (a peer named only so it can be reconnected).
+pub const USK_EXTERN: u32 = 1;
+
+/// Every AF_UNIX socket of the network namespace, by inode.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    pub by_ino: BTreeMap<u32, UnixDiag>,
+}
+
+impl Table {
+    /// Asks sock_diag for every unix socket.
+    pub fn query() -> io::Result<Table> {
+        Ok(Table {
+            by_ino: sys::unix_sockets()?.into_iter().map(|d| (d.ino, d)).collect(),
+        })
+    }
+
+    /// The listener in whose queue client `ino` waits to be accepted, if any (sock_diag
+    /// lists a listener's waiting clients).
+    pub fn listener_of(&self, ino: u32) -> Option<&UnixDiag> {
+        self.by_ino.values().find(|l| l.icons.contains(&ino))
+    }
+
+    /// The socket `d` is connected to, as a restore sees it: a waiting client's peer is the
+    /// listener it waits in.
+    pub fn peer_of(&self, d: &UnixDiag) -> u32 {
+        match self.listener_of(d.ino) {
+            Some(l) => l.ino,
+            None => d.peer,
+        }
+    }
+}
+
+/// The image entry of socket `d` (its id is set by the caller), with options read from our
+/// copy `fd` of it.
+pub fn collect(table: &Table, d: &UnixDiag, flags: u32, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<UnixSkEntry> {
+    let opt = |name| sys::sockopt(fd, libc::SOL_SOCKET, name).map(|v| v as u32);
+    Ok(UnixSkEntry {
+        id: 0,
+        ino: d.ino,
+        r#type: d.kind.into(),
+        state: d.state.into(),
+        flags,
+        uflags: 0,
+        backlog: if u32::from(d.state) == TCP_LISTEN { d.rqlen.1 } else { 0 },
+        peer: table.peer_of(d),
+        fown: FownEntry::default(),
+        opts: SkOptsEntry {
+            so_sndbuf: opt(libc::SO_SNDBUF)?,
+            so_rcvbuf: opt(libc::SO_RCVBUF)?,
+            so_passcred: Some(opt(libc::SO_PASSCRED)? != 0),
+            ..Default::default()
+        },
+        name: d.name.clone().unwrap_or_default(),
+        shutdown: (d.shutdown & 3 != 0).then_some(i32::from(d.shutdown & 3)),
+        file_perms: file_perms(d),
+        ..Default::default()
+    })
+}
+
+/// Mode and owner of the socket file of a socket bound to a path (still there).
+fn file_perms(d: &UnixDiag) -> Option<FilePermsEntry> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let name = addr(d.name.as_deref()?);
+    if name.first().is_none_or(|&b| b == 0) {
+        return None;
+    }
+    let meta = std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(name)).ok()?;
+    Some(FilePermsEntry {
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+    })
+}
+
+/// An entry for a socket outside the tree that a datagram socket of the tree sends to.
+pub fn external(d: &UnixDiag) -> UnixSkEntry {
+    UnixSkEntry {
+        ino: d.ino,
+        r#type: d.kind.into(),
+        state: d.state.into(),
+        uflags: USK_EXTERN,
+        name: d.name.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn is_stream(e: &UnixSkEntry) -> bool {
+    e.r#type == libc::SOCK_STREAM as u32 || e.r#type == libc::SOCK_SEQPACKET as u32
+}
+
+/// A path name without its trailing NUL (abstract names, which start with NUL, are kept).
+fn addr(name: &[u8]) -> &[u8] {
+    match name {
+        [0, ..] => name,
+        _ => name.strip_suffix(&[0]).unwrap_or(name),
+    }
+}
+
+fn what(e: &UnixSkEntry) -> String {
+    let name = addr(&e.name);
+    if name.is_empty() {
+        format!("unix socket {}", e.ino)
+    } else {
+        format!(
+            "unix socket {} ({})",
+            e.ino,
+            String::from_utf8_lossy(name).replace('\0', "@")
+        )
+    }
+}
+
+fn err(e: &UnixSkEntry, step: &str) -> impl FnOnce(io::Error) -> io::Error {
+    let what = what(e);
+    let step = step.to_owned();
+    move |source| io::Error::new(source.kind(), format!("{what}: {step}: {source}"))
+}
+
+/// Binds `fd` to `e`'s name; a socket file left at that path by the dumped process goes.
+fn bind(fd: &OwnedFd, e: &UnixSkEntry) -> io::Result<()> {
+    let name = addr(&e.name);
+    if name.first().is_some_and(|&b| b != 0) {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::FileTypeExt;
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name));
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            std::fs::remove_file(path).map_err(err(e, "removing the old socket file"))?;
+        }
+    }
+    sys::unix_bind(fd.as_fd(), name).map_err(err(e, "bind"))
+}
+
+/// Rebuilds every socket of `entries` (by files.img id) with `queues` (by the id of the
+/// socket that reads them) in its receive queue. Returns our fd for each.
+pub fn rebuild(entries: &[UnixSkEntry], queues: &BTreeMap<u32, Vec<Vec<u8>>>) -> io::Result<BTreeMap<u32, OwnedFd>> {
+    let by_ino: BTreeMap<u32, &UnixSkEntry> = entries.iter().map(|e| (e.ino, e)).collect();
+    let mut made: BTreeMap<u32, OwnedFd> = BTreeMap::new(); // by ino
+    let kind = |e: &UnixSkEntry| e.r#type as i32;
+    let inside = |e: &&UnixSkEntry| e.uflags & USK_EXTERN == 0;
+    // Of two connected stream sockets, the accepted one carries its listener's name.
+    let accepted = |e: &UnixSkEntry, p: &UnixSkEntry| {
+        !e.name.is_empty() && (p.name.is_empty() || entries.iter().any(|l| l.state == TCP_LISTEN && l.name == e.name))
+    };
+
+    // 1. Listeners, then bound datagram sockets.
+    for e in entries.iter().filter(inside).filter(|e| e.state == TCP_LISTEN) {
+        let fd = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
+        bind(&fd, e)?;
+        sys::listen(fd.as_fd(), e.backlog.max(1) as i32).map_err(err(e, "listen"))?;
+        made.insert(e.ino, fd);
+    }
+    for e in entries
+        .iter()
+        .filter(inside)
+        .filter(|e| !is_stream(e) && !e.name.is_empty())
+    {
+        let fd = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
+        bind(&fd, e)?;
+        made.insert(e.ino, fd);
+    }
+
+    // 2. Connections.
+    for e in entries.iter().filter(inside) {
+        if made.contains_key(&e.ino) && (is_stream(e) || e.peer == 0) {
+            continue;
+        }
+        let peer = by_ino.get(&e.peer).copied();
+        match peer {
+            // Both ends in the tree, each the other's peer, neither named: a socketpair.
+            Some(p) if p.peer == e.ino && inside(&p) && e.name.is_empty() && p.name.is_empty() => {
+                let (a, b) = sys::unix_pair(kind(e)).map_err(err(e, "socketpair"))?;
+                made.insert(e.ino, a);
+                made.insert(p.ino, b);
+            }
+            // A stream client waiting in a listener's queue.
+            Some(l) if is_stream(e) && l.state == TCP_LISTEN => {
+                let fd = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
+                if !e.name.is_empty() {
+                    bind(&fd, e)?;
+                }
+                sys::unix_connect(fd.as_fd(), addr(&l.name)).map_err(err(e, "connect"))?;
+                made.insert(e.ino, fd);
+            }
+            // An accepted stream connection: `e` is the accepted side (it carries the
+            // listener's name), `p` the client. Through the listener, or one made for it.
+            Some(p) if is_stream(e) && p.peer == e.ino && accepted(e, p) && !made.contains_key(&p.ino) => {
+                let listener = entries
+                    .iter()
+                    .find(|l| l.state == TCP_LISTEN && l.name == e.name)
+                    .and_then(|l| made.get(&l.ino));
+                let temporary;
+                let l = match listener {
+                    Some(l) => l,
+                    None => {
+                        temporary = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
+                        bind(&temporary, e)?;
+                        sys::listen(temporary.as_fd(), 1).map_err(err(e, "listen"))?;
+                        &temporary
+                    }
+                };
+                let client = sys::unix_socket(kind(p)).map_err(err(p, "socket"))?;
+                if !p.name.is_empty() {
+                    bind(&client, p)?;
+                }
+                sys::unix_connect(client.as_fd(), addr(&e.name)).map_err(err(p, "connect"))?;
+                let server = sys::accept(l.as_fd()).map_err(err(e, "accept"))?;
+                made.insert(e.ino, server);
+                made.insert(p.ino, client);
+            }
+            // Made with its peer (before, or when the accepted side's turn comes).
+            Some(p) if is_stream(e) && (made.contains_key(&p.ino) || (p.peer == e.ino && accepted(p, e))) => {}
+            // A datagram socket connected to a named one (in the tree or outside).
+            Some(p) if !is_stream(e) => {
+                let fd = match made.remove(&e.ino) {
+                    Some(fd) => fd,
+                    None => sys::unix_socket(kind(e)).map_err(err(e, "socket"))?,
+                };
+                sys::unix_connect(fd.as_fd(), addr(&p.name)).map_err(err(e, "connect"))?;
+                made.insert(e.ino, fd);
+            }
+            None if e.peer == 0 => {
+                made.insert(e.ino, sys::unix_socket(kind(e)).map_err(err(e, "socket"))?);
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("{}: its peer {} is not in the checkpoint", what(e), e.peer),
+                ))
+            }
+        }
+    }
+
+    // 3. Queued data, sent again by the peer (or, to a named datagram socket, by a stranger).
+    let by_id: BTreeMap<u32, &UnixSkEntry> = entries.iter().map(|e| (e.id, e)).collect();
+    for (id, messages) in queues {
+        let e = by_id
+            .get(id)
+            .copied()
+            .ok_or_else(|| io::Error::other(format!("sk-queues.img: no socket {id}")))?;
+        let sender_ino = by_ino
+            .get(&e.peer)
+            .filter(|p| p.peer == e.ino && p.uflags & USK_EXTERN == 0)
+            .map(|p| p.ino);
+        let stranger;
+        let (sender, to) = match sender_ino.and_then(|i| made.get(&i)) {
+            Some(fd) => (fd, None),
+            None if !is_stream(e) && !e.name.is_empty() => {
+                stranger = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
+                (&stranger, Some(addr(&e.name)))
+            }
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("{}: queued data, but no peer to send it again", what(e)),
+                ))
+            }
+        };
+        for m in messages {
+            sys::send_to(sender.as_fd(), m, to).map_err(err(e, "refilling its queue"))?;
+        }
+    }
+
+    // 4. Shutdowns, buffer sizes and file flags.
+    for e in entries.iter().filter(inside) {
+        let fd = made
+            .get(&e.ino)
+            .ok_or_else(|| io::Error::other(format!("{} was not made", what(e))))?;
+        let how = match e.shutdown.and_then(|s| SkShutdown::try_from(s).ok()) {
+            Some(SkShutdown::Read) => Some(libc::SHUT_RD),
+            Some(SkShutdown::Write) => Some(libc::SHUT_WR),
+            Some(SkShutdown::Both) => Some(libc::SHUT_RDWR),
+            _ => None,
+        };
+        if let Some(how) = how {
+            sys::shutdown(fd.as_fd(), how).map_err(err(e, "shutdown"))?;
+        }
+        // Buffer sizes: the kernel reports twice what was asked for.
+        let buffers = [
+            (libc::SO_SNDBUFFORCE, e.opts.so_sndbuf, "SO_SNDBUF"),
+            (libc::SO_RCVBUFFORCE, e.opts.so_rcvbuf, "SO_RCVBUF"),
+        ];
+        for (opt, size, name) in buffers.into_iter().filter(|b| b.1 != 0) {
+            sys::set_sockopt(fd.as_fd(), libc::SOL_SOCKET, opt, (size / 2) as i32).map_err(err(e, name))?;
+        }
+        if e.opts.so_passcred == Some(true) {
+            sys::set_sockopt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1).map_err(err(e, "SO_PASSCRED"))?;
+        }
+        sys::set_status_flags(fd.as_fd(), e.flags as i32 & libc::O_NONBLOCK).map_err(err(e, "flags"))?;
+    }
+    Ok(entries
+        .iter()
+        .filter(inside)
+        .filter_map(|e| Some((e.id, made.remove(&e.ino)?)))
+        .collect())
+}
