@@ -99,7 +99,8 @@ impl Tracee {
             libc::PTRACE_O_TRACESYSGOOD
                 | libc::PTRACE_O_EXITKILL
                 | libc::PTRACE_O_TRACECLONE
-                | libc::PTRACE_O_TRACEFORK,
+                | libc::PTRACE_O_TRACEFORK
+                | sys::PTRACE_O_SUSPEND_SECCOMP,
         )
         .map_err(sys_err(pid, "PTRACE_SETOPTIONS"))?;
         Ok(t)
@@ -174,6 +175,11 @@ impl Tracee {
     }
 
     /// The registered rseq area, if any.
+    /// The seccomp filters of this thread, oldest first (raw BPF programs).
+    pub fn seccomp_filters(&self) -> Result<Vec<Vec<u8>>, Error> {
+        sys::seccomp_filters(self.pid).map_err(sys_err(self.pid, "PTRACE_SECCOMP_GET_FILTER"))
+    }
+
     /// The signals queued for this thread (or, with `shared`, for its whole process), as raw
     /// 128-byte siginfos; they stay queued.
     pub fn pending_signals(&self, shared: bool) -> Result<Vec<[u8; 128]>, Error> {

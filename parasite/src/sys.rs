@@ -187,6 +187,25 @@ pub fn peek_siginfo(pid: i32, shared: bool) -> io::Result<Vec<[u8; 128]>> {
     }
 }
 
+/// The seccomp filters of a stopped thread, oldest first (the kernel counts from the first
+/// installed), each as raw `struct sock_filter`s.
+pub fn seccomp_filters(pid: i32) -> io::Result<Vec<Vec<u8>>> {
+    const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+    let mut out = Vec::new();
+    loop {
+        let n = match ptrace(PTRACE_SECCOMP_GET_FILTER, pid, out.len(), 0) {
+            Ok(n) => n as usize,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            // EINVAL: the thread has no filter (mode 0 or strict).
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && out.is_empty() => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; n * 8];
+        ptrace(PTRACE_SECCOMP_GET_FILTER, pid, out.len(), buf.as_mut_ptr() as usize)?;
+        out.push(buf);
+    }
+}
+
 /// The rseq registration of a stopped thread, `None` if it has none.
 pub fn get_rseq_config(pid: i32) -> io::Result<Option<RseqConfig>> {
     let mut conf = RseqConfig::default();

@@ -37,6 +37,11 @@
  *                          listener with an accepted connection (data both ways) and one waiting,
  *                          an abstract-name datagram socket with a queued datagram. On SIGUSR1
  *                          reads everything back, accepts the waiting one, talks to the child.
+ *   workload creds DIR     a child with other uids/gids (all different), groups, a few capabilities
+ *                          (one ambient), a smaller bounding set, no_new_privs, two seccomp
+ *                          filters (getpgid refused; mincore kills), a thread with its own filter,
+ *                          a personality, not dumpable. On SIGUSR1 the child compares all of it
+ *                          with before and checks the filters still act.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -56,7 +61,12 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <stddef.h>
+#include <sys/personality.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -860,6 +870,117 @@ static int sockets_mode(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* ---- creds: credentials, capabilities, seccomp filters (per thread), personality ---- */
+
+#define ERRNO_RET(e) (0x00050000U | (e)) /* SECCOMP_RET_ERRNO */
+/* A filter: `nr` gets `action`, everything else is allowed. */
+static int add_filter(int nr, unsigned action, int tsync) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, action),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = 4, .filter = f };
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, tsync ? SECCOMP_FILTER_FLAG_TSYNC : 0, &prog);
+}
+
+/* What a process says about its credentials and confinement. */
+static void describe(char *out, size_t len) {
+    char line[256];
+    size_t used = 0;
+    FILE *f = fopen("/proc/thread-self/status", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        static const char *keys[] = { "Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:",
+                                      "NoNewPrivs:", "Seccomp:", "Seccomp_filters:" };
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            if (!strncmp(line, keys[i], strlen(keys[i]))) used += snprintf(out + used, len - used, "%s", line);
+    }
+    if (f) fclose(f);
+    /* CRIU's restore drops the personality: its cross-restore test leaves it out. */
+    int pers = getenv("WORKLOAD_NO_PERSONALITY") ? 0 : personality(0xffffffff);
+    used += snprintf(out + used, len - used, "personality %x dumpable %d securebits %x\n", pers,
+                     prctl(PR_GET_DUMPABLE), prctl(PR_GET_SECUREBITS));
+}
+
+static volatile int thread_errno_before = -1, thread_check = 0;
+static char thread_verdict[256];
+static void *confined_thread(void *arg) {
+    (void)arg;
+    add_filter(SYS_getsid, ERRNO_RET(EL2HLT), 0); /* this thread only */
+    thread_errno_before = syscall(SYS_getsid, 0) < 0 ? errno : 0;
+    thread_check = 1;
+    while (thread_check != 2) usleep(1000);
+    int now = syscall(SYS_getsid, 0) < 0 ? errno : 0;
+    snprintf(thread_verdict, sizeof thread_verdict, now == EL2HLT ? "ok" : "the thread's own filter is gone (getsid errno %d)", now);
+    thread_check = 3;
+    return NULL;
+}
+
+static void confined_child(int req, int ans) {
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2] = { 0 };
+    setgroups(2, (gid_t[]){ 5, 6 });
+    prctl(PR_CAPBSET_DROP, CAP_SYS_MODULE);
+    prctl(PR_SET_KEEPCAPS, 1);
+    if (setresgid(1001, 1002, 1003) || setresuid(2001, 2002, 2003)) _exit(3);
+    d[0].permitted = (1u << CAP_NET_BIND_SERVICE) | (1u << CAP_KILL);
+    d[0].effective = 1u << CAP_NET_BIND_SERVICE;
+    d[0].inheritable = 1u << CAP_NET_BIND_SERVICE;
+    if (syscall(SYS_capset, &h, d)) _exit(4);
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_BIND_SERVICE, 0, 0);
+    personality(PER_LINUX | ADDR_NO_RANDOMIZE);
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    add_filter(SYS_getpgid, ERRNO_RET(ENOTUNIQ), 1);
+    add_filter(SYS_mincore, SECCOMP_RET_KILL_PROCESS, 1);
+    prctl(PR_SET_DUMPABLE, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, confined_thread, NULL);
+    while (!thread_check) usleep(1000);
+    char before[2048], after[2048], verdict[4096];
+    describe(before, sizeof before);
+    if (write(ans, "r", 1) != 1) _exit(5); /* ready */
+    char c;
+    if (read(req, &c, 1) != 1) _exit(6);
+    describe(after, sizeof after);
+    thread_check = 2;
+    while (thread_check != 3) usleep(1000);
+    int pg = syscall(SYS_getpgid, 0) < 0 ? errno : 0;
+    pid_t g = fork();
+    if (!g) { unsigned char v; mincore(&v, 1, &v); _exit(0); } /* the filter kills this */
+    int st = 0;
+    waitpid(g, &st, 0);
+    if (strcmp(before, after)) snprintf(verdict, sizeof verdict, "changed:\n%s---\n%s", before, after);
+    else if (thread_errno_before != EL2HLT) snprintf(verdict, sizeof verdict, "the thread filter never worked");
+    else if (strcmp(thread_verdict, "ok")) snprintf(verdict, sizeof verdict, "%s", thread_verdict);
+    else if (pg != ENOTUNIQ) snprintf(verdict, sizeof verdict, "getpgid is no longer refused (errno %d)", pg);
+    else if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGSYS) snprintf(verdict, sizeof verdict, "mincore was not killed (status %#x)", st);
+    else snprintf(verdict, sizeof verdict, "ok %s", after);
+    write(ans, verdict, strlen(verdict) + 1);
+    _exit(0);
+}
+
+static int creds_mode(void) {
+    signal(SIGUSR1, on_usr1_verify);
+    int req[2], ans[2];
+    if (pipe(req) || pipe(ans)) return 2;
+    pid_t child = fork();
+    if (!child) confined_child(req[0], ans[1]);
+    char c;
+    if (read(ans[0], &c, 1) != 1) { fprintf(stderr, "the confined child died\n"); return 2; }
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+    write(req[1], "v", 1);
+    char verdict[4096] = { 0 };
+    ssize_t n = read(ans[0], verdict, sizeof verdict - 1);
+    waitpid(child, NULL, 0);
+    char buf[4200];
+    if (n > 3 && !strncmp(verdict, "ok ", 3)) snprintf(buf, sizeof buf, "OK creds\n%s", verdict + 3);
+    else snprintf(buf, sizeof buf, "FAIL %s\n", n > 0 ? verdict : "the confined child did not answer");
+    write_file("result", buf);
+    return buf[0] == 'O' ? 0 : 1;
+}
+
 /* ---- swarm: many processes with many threads (the tree benchmark) ---- */
 
 static volatile unsigned long *swarm_ticks; /* one slot per process, shared by all */
@@ -949,6 +1070,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "signals")) return signals_mode();
     if (!strcmp(argv[1], "events")) return events_mode();
     if (!strcmp(argv[1], "sockets")) return sockets_mode();
+    if (!strcmp(argv[1], "creds")) return creds_mode();
     if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);

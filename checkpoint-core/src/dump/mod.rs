@@ -104,12 +104,6 @@ fn precheck(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<Opt
             tracer: status.tracer_pid,
         }));
     }
-    if status.seccomp != 0 {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: "seccomp filters are not supported yet".into(),
-        });
-    }
     let fdt = files::collect(pid, shell_job, sockets)?;
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
     mm::classify(pid, &maps)?;
@@ -217,7 +211,12 @@ fn signal_queue(t: &Tracee, shared: bool) -> Result<pb::SignalQueueEntry, DumpEr
 }
 
 /// The core image of one thread (without the process-wide `tc`), and what was read by injection.
-fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEntry, task::InjectedState), DumpError> {
+fn thread_core(
+    pid: i32,
+    t: &Tracee,
+    whole_process: bool,
+    seccomp: &mut SeccompImage,
+) -> Result<(pb::CoreEntry, task::InjectedState), DumpError> {
     let tid = t.pid();
     let mut regs = t.regs()?;
     x86::fix_interrupted_syscall(&mut regs);
@@ -252,7 +251,7 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
         cap_prm: caps(status.cap_prm),
         cap_eff: caps(status.cap_eff),
         cap_bnd: caps(status.cap_bnd),
-        secbits: 0,
+        secbits: injected.securebits,
         groups: status.groups.clone(),
         no_new_privs: Some(status.no_new_privs),
         cap_amb: caps(status.cap_amb),
@@ -282,7 +281,16 @@ fn thread_core(pid: i32, t: &Tracee, whole_process: bool) -> Result<(pb::CoreEnt
             blk_sigset: Some(sigmask),
             sas: Some(injected.altstack.clone()),
             creds: Some(creds),
-            seccomp_mode: Some(pb::SeccompMode::Disabled as i32),
+            seccomp_mode: Some(match status.seccomp {
+                1 => pb::SeccompMode::Strict,
+                2 => pb::SeccompMode::Filter,
+                _ => pb::SeccompMode::Disabled,
+            } as i32),
+            seccomp_filter: if status.seccomp == 2 {
+                Some(seccomp.add(t.seccomp_filters()?))
+            } else {
+                None
+            },
             comm: Some(comm),
             pdeath_sig: (injected.pdeath_sig != 0).then_some(injected.pdeath_sig),
             signals_p,
@@ -640,9 +648,39 @@ fn caps(v: u64) -> Vec<u32> {
     vec![v as u32, (v >> 32) as u32]
 }
 
+/// seccomp.img: the filters of the tree's threads, each pointing at the one installed before
+/// it; chains with a common start share it (a tree, as in the kernel).
+#[derive(Default)]
+struct SeccompImage {
+    filters: Vec<pb::SeccompFilter>,
+}
+
+impl SeccompImage {
+    /// The index of the newest filter of `chain` (oldest first), adding what is new.
+    fn add(&mut self, chain: Vec<Vec<u8>>) -> u32 {
+        let mut prev = None;
+        for filter in chain {
+            let known = self.filters.iter().position(|f| f.prev == prev && f.filter == filter);
+            prev = Some(match known {
+                Some(i) => i as u32,
+                None => {
+                    self.filters.push(pb::SeccompFilter {
+                        filter,
+                        prev,
+                        flags: None,
+                    });
+                    self.filters.len() as u32 - 1
+                }
+            });
+        }
+        prev.unwrap_or(0)
+    }
+}
+
 /// What the tasks of a tree share or add up, gathered task by task.
 #[derive(Default)]
 struct TreeObjects {
+    seccomp: SeccompImage,
     files: FilesImage,
     shmem: mm::SharedMemory,
     totals: Totals,
@@ -689,6 +727,7 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
     }
 
     let TreeObjects {
+        seccomp,
         mut files,
         shmem,
         mut totals,
@@ -718,7 +757,13 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
         }
         w.finish()?;
     }
-    dir.write_all(ImageKind::Seccomp, 0, &[pb::SeccompEntry::default()])?;
+    dir.write_all(
+        ImageKind::Seccomp,
+        0,
+        &[pb::SeccompEntry {
+            seccomp_filters: seccomp.filters,
+        }],
+    )?;
     dir.write_all(ImageKind::Pstree, 0, &pstree)?;
     let elapsed_us = |t: Instant| t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
     dir.write_all(
@@ -802,7 +847,12 @@ fn dump_task(
     pages_id: u32,
     objects: &mut TreeObjects,
 ) -> Result<(), DumpError> {
-    let TreeObjects { files, shmem, totals } = objects;
+    let TreeObjects {
+        seccomp,
+        files,
+        shmem,
+        totals,
+    } = objects;
     let t = &threads[0];
     let pid = t.pid();
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
@@ -833,7 +883,7 @@ fn dump_task(
 
     let mut cores = Vec::with_capacity(threads.len());
     for (i, th) in threads.iter().enumerate() {
-        cores.push(thread_core(pid, th, i == 0)?);
+        cores.push(thread_core(pid, th, i == 0, seccomp)?);
     }
     let injected = cores[0].1.clone();
     let sigmask = cores[0].0.thread_core.as_ref().and_then(|c| c.blk_sigset).unwrap_or(0);
@@ -915,6 +965,7 @@ fn dump_task(
         mm_env_start: stat.env_start,
         mm_env_end: stat.env_end,
         exe_file_id: exe_id,
+        dumpable: Some(injected.dumpable as i32),
         mm_saved_auxv: auxv,
         vmas: vma_entries,
         ..Default::default()

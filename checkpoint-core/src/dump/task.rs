@@ -25,6 +25,10 @@ pub struct InjectedState {
     pub pdeath_sig: u32,
     /// PR_GET_CHILD_SUBREAPER.
     pub child_subreaper: bool,
+    /// PR_GET_SECUREBITS (per thread).
+    pub securebits: u32,
+    /// PR_GET_DUMPABLE (per process).
+    pub dumpable: u32,
     /// The POSIX timers, with their remaining time, interval and overrun.
     pub posix_timers: Vec<PosixTimerEntry>,
 }
@@ -125,10 +129,21 @@ fn read_with_scratch(
         Ok(u32::from_le_bytes(int))
     };
     st.pdeath_sig = prctl_int("prctl(PR_GET_PDEATHSIG)", libc::PR_GET_PDEATHSIG)?;
+    // These two return their value.
+    st.securebits = inj.call(
+        "prctl(PR_GET_SECUREBITS)",
+        libc::SYS_prctl,
+        [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+    )? as u32;
     if !whole_process {
         return Ok(st);
     }
     st.brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
+    st.dumpable = inj.call(
+        "prctl(PR_GET_DUMPABLE)",
+        libc::SYS_prctl,
+        [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
+    )? as u32;
     st.child_subreaper = prctl_int("prctl(PR_GET_CHILD_SUBREAPER)", libc::PR_GET_CHILD_SUBREAPER)? != 0;
     for timer in timers {
         inj.call(

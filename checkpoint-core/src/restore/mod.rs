@@ -545,7 +545,7 @@ fn build_tree(
         let prep = prepared[i].as_ref().ok_or_else(|| RestoreError::Invalid {
             what: format!("pid {}: nothing prepared", plan.pid),
         })?;
-        let threads = puppet::build(puppets.get(i)?, plan, prep, scratch, i == 0)?;
+        let threads = puppet::build(puppets.get(i)?, plan, prep, scratch, i == 0, &tree.seccomp)?;
         puppets.threads.extend(threads);
     }
     Ok(())

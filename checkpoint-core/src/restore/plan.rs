@@ -108,6 +108,50 @@ pub struct Tree {
     /// Every unix socket of files.img, and the data queued in each (by the reader's id).
     pub unix: Vec<pb::UnixSkEntry>,
     pub unix_queues: BTreeMap<u32, Vec<Vec<u8>>>,
+    /// seccomp.img: every filter, each pointing at the one installed before it.
+    pub seccomp: Vec<pb::SeccompFilter>,
+}
+
+/// The filters of the chain whose newest is `newest`, oldest first (as they are installed).
+pub fn seccomp_chain(filters: &[pb::SeccompFilter], newest: u32) -> Option<Vec<&[u8]>> {
+    let mut chain = Vec::new();
+    let mut at = Some(newest);
+    while let Some(i) = at {
+        let f = filters.get(i as usize)?;
+        chain.push(f.filter.as_slice());
+        at = f.prev;
+    }
+    chain.reverse();
+    Some(chain)
+}
+
+/// Checks seccomp.img (programs of whole instructions, at most 4096 each; each filter points
+/// only at an earlier one) and that every thread's chain exists.
+fn check_seccomp(filters: &[pb::SeccompFilter], tasks: &[TaskNode]) -> Result<(), RestoreError> {
+    for (i, f) in filters.iter().enumerate() {
+        if f.filter.is_empty()
+            || f.filter.len() % 8 != 0
+            || f.filter.len() > 8 * 4096
+            || f.prev.is_some_and(|p| p as usize >= i)
+        {
+            return Err(invalid(format!("seccomp.img: filter {i} is malformed")));
+        }
+    }
+    for t in tasks {
+        let Body::Alive(plan) = &t.body else { continue };
+        let threads = std::iter::once((plan.pid, &plan.core)).chain(plan.threads.iter().map(|(tid, c)| (*tid, c)));
+        for (tid, core) in threads {
+            let Some(tc) = &core.thread_core else { continue };
+            if tc.seccomp_mode == Some(pb::SeccompMode::Filter as i32)
+                && tc.seccomp_filter.and_then(|n| seccomp_chain(filters, n)).is_none()
+            {
+                return Err(invalid(format!(
+                    "core-{tid}.img: its seccomp filter is not in seccomp.img"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Largest pipe content accepted from an image (the kernel's default pipe-max-size is 1 MiB).
@@ -254,12 +298,18 @@ impl Tree {
                 unix_queues.entry(e.id_for).or_default().push(data);
             }
         }
+        let seccomp = dir
+            .read_one::<pb::SeccompEntry>(ImageKind::Seccomp, 0)?
+            .map(|s| s.seccomp_filters)
+            .unwrap_or_default();
+        check_seccomp(&seccomp, &tasks)?;
         Ok(Tree {
             tasks,
             pipes,
             shmem,
             unix,
             unix_queues,
+            seccomp,
         })
     }
 

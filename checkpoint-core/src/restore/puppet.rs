@@ -238,6 +238,7 @@ pub fn build(
     prep: &Prepared,
     scratch: u64,
     is_root: bool,
+    filters: &[pb::SeccompFilter],
 ) -> Result<Vec<Tracee>, RestoreError> {
     let pid = t.pid();
     let _pinned = Pinned::new(pid);
@@ -486,7 +487,7 @@ pub fn build(
     // 9. The other threads: cloned into the puppet at their tids, then set up one by one.
     let mut thread_tracees = Vec::with_capacity(plan.threads.len());
     for (tid, core) in &plan.threads {
-        thread_tracees.push(make_thread(&r, pid, *tid, core, !is_root)?);
+        thread_tracees.push(make_thread(&r, pid, *tid, core, !is_root, filters)?);
     }
 
     // POSIX timers once every thread they may notify exists.
@@ -514,6 +515,16 @@ pub fn build(
         &queued(&thread.signals_p),
     )?;
 
+    // Filters and credentials, then dumpable (which a change of credentials resets).
+    seccomp_and_creds(&|n, nr, a| r.call(n, nr, a), &|o, b| r.put(o, b), pid, &thread, filters)?;
+    if let Some(d) = plan.mm.dumpable.filter(|d| matches!(d, 0 | 1)) {
+        r.call(
+            "prctl(PR_SET_DUMPABLE)",
+            libc::SYS_prctl,
+            [libc::PR_SET_DUMPABLE as u64, d as u64, 0, 0, 0, 0],
+        )?;
+    }
+
     // 10. Last: unmap the scratch area itself; at that syscall's exit, the dumped registers.
     let Remote { inj, .. } = r;
     let ret = inj.call_and_stop_at_exit("munmap(scratch)", libc::SYS_munmap, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
@@ -537,6 +548,146 @@ fn set_dumped_registers(t: &Tracee, ti: &pb::ThreadInfoX86, mask: u64) -> Result
     regs.orig_rax = u64::MAX;
     t.set_regs(&regs)?;
     t.set_sigmask(mask)?;
+    Ok(())
+}
+
+/// The highest capability number the kernel knows.
+fn cap_last() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+fn caps64(v: &[u32]) -> u64 {
+    u64::from(v.first().copied().unwrap_or(0)) | u64::from(v.get(1).copied().unwrap_or(0)) << 32
+}
+
+/// The thread's seccomp filters, then its credentials, by syscalls it runs itself: last of its
+/// setup, as they take away what the setup needs (our own later calls are not filtered: the
+/// puppets are traced with PTRACE_O_SUSPEND_SECCOMP). Filters go first, while the thread may
+/// still install them without no_new_privs.
+fn seccomp_and_creds(
+    call: Call<'_>,
+    put: Put<'_>,
+    tid: i32,
+    tc: &pb::ThreadCoreEntry,
+    filters: &[pb::SeccompFilter],
+) -> Result<(), RestoreError> {
+    const SECCOMP_SET_MODE_FILTER: u64 = 1;
+    const SECBIT_KEEP_CAPS: u64 = 0x10;
+    match tc.seccomp_mode.and_then(|m| pb::SeccompMode::try_from(m).ok()) {
+        Some(pb::SeccompMode::Strict) => {
+            call(
+                "prctl(PR_SET_SECCOMP, strict)",
+                libc::SYS_prctl,
+                [libc::PR_SET_SECCOMP as u64, 1, 0, 0, 0, 0],
+            )?;
+        }
+        Some(pb::SeccompMode::Filter) => {
+            let chain = tc
+                .seccomp_filter
+                .and_then(|n| super::plan::seccomp_chain(filters, n))
+                .ok_or_else(|| RestoreError::Invalid {
+                    what: format!("tid {tid}: its seccomp filter is not in seccomp.img"),
+                })?;
+            for prog in chain {
+                let insns = put(64, prog)?;
+                let mut fprog = ((prog.len() / 8) as u64).to_le_bytes().to_vec(); // u16 len, padding
+                fprog.extend_from_slice(&insns.to_le_bytes());
+                let at = put(0, &fprog)?;
+                call(
+                    "seccomp(SET_MODE_FILTER)",
+                    libc::SYS_seccomp,
+                    [SECCOMP_SET_MODE_FILTER, 0, at, 0, 0, 0],
+                )?;
+            }
+        }
+        _ => {}
+    }
+    let Some(c) = &tc.creds else { return Ok(()) };
+    let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    let at = put(0, &groups)?;
+    call(
+        "setgroups",
+        libc::SYS_setgroups,
+        [c.groups.len() as u64, at, 0, 0, 0, 0],
+    )?;
+    let bnd = caps64(&c.cap_bnd);
+    for cap in (0..=cap_last()).filter(|&cap| bnd & (1u64 << cap) == 0) {
+        call(
+            "prctl(PR_CAPBSET_DROP)",
+            libc::SYS_prctl,
+            [libc::PR_CAPBSET_DROP as u64, cap.into(), 0, 0, 0, 0],
+        )?;
+    }
+    call(
+        "prctl(PR_SET_SECUREBITS)",
+        libc::SYS_prctl,
+        [
+            libc::PR_SET_SECUREBITS as u64,
+            u64::from(c.secbits) | SECBIT_KEEP_CAPS,
+            0,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    call(
+        "setresgid",
+        libc::SYS_setresgid,
+        [c.gid.into(), c.egid.into(), c.sgid.into(), 0, 0, 0],
+    )?;
+    call("setfsgid", libc::SYS_setfsgid, [c.fsgid.into(), 0, 0, 0, 0, 0])?;
+    call(
+        "setresuid",
+        libc::SYS_setresuid,
+        [c.uid.into(), c.euid.into(), c.suid.into(), 0, 0, 0],
+    )?;
+    call("setfsuid", libc::SYS_setfsuid, [c.fsuid.into(), 0, 0, 0, 0, 0])?;
+    // struct __user_cap_header_struct (version 3, this thread), then two
+    // __user_cap_data_struct {effective, permitted, inheritable}: low and high words.
+    let (eff, prm, inh) = (caps64(&c.cap_eff), caps64(&c.cap_prm), caps64(&c.cap_inh));
+    let mut data = Vec::with_capacity(32);
+    for v in [0x2008_0522u32, 0] {
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    for shift in [0, 32] {
+        for set in [eff, prm, inh] {
+            data.extend_from_slice(&((set >> shift) as u32).to_le_bytes());
+        }
+    }
+    let at = put(0, &data)?;
+    call("capset", libc::SYS_capset, [at, at + 8, 0, 0, 0, 0])?;
+    if u64::from(c.secbits) & SECBIT_KEEP_CAPS == 0 {
+        call(
+            "prctl(PR_SET_KEEPCAPS, 0)",
+            libc::SYS_prctl,
+            [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0],
+        )?;
+    }
+    let amb = caps64(&c.cap_amb);
+    for cap in (0..=cap_last()).filter(|&cap| amb & (1u64 << cap) != 0) {
+        call(
+            "prctl(PR_CAP_AMBIENT_RAISE)",
+            libc::SYS_prctl,
+            [
+                libc::PR_CAP_AMBIENT as u64,
+                libc::PR_CAP_AMBIENT_RAISE as u64,
+                cap.into(),
+                0,
+                0,
+                0,
+            ],
+        )?;
+    }
+    if c.no_new_privs.unwrap_or(0) != 0 {
+        call(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            libc::SYS_prctl,
+            [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
     Ok(())
 }
 
@@ -694,7 +845,14 @@ fn thread_state(
 /// Clones thread `tid` into the puppet (clone3 with set_tid, from the gadget: the new thread
 /// stops at once under ptrace), gives it its own signal stack, clear-tid address, robust list,
 /// rseq area and name, then its registers, xstate and mask. It stays stopped until released.
-fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry, pdeath: bool) -> Result<Tracee, RestoreError> {
+fn make_thread(
+    r: &Remote<'_>,
+    pid: i32,
+    tid: i32,
+    core: &pb::CoreEntry,
+    pdeath: bool,
+    filters: &[pb::SeccompFilter],
+) -> Result<Tracee, RestoreError> {
     let flags = (libc::CLONE_VM
         | libc::CLONE_FS
         | libc::CLONE_FILES
@@ -722,6 +880,7 @@ fn make_thread(r: &Remote<'_>, pid: i32, tid: i32, core: &pb::CoreEntry, pdeath:
     thread_state(&call, &|o, b| r.put(o, b), ti, &tc, &name, pdeath)?;
     let queued: Vec<pb::SiginfoEntry> = tc.signals_p.iter().flat_map(|q| q.signals.clone()).collect();
     queue_signals(&call, &|o, b| r.put(o, b), pid, Some(tid), &queued)?;
+    seccomp_and_creds(&call, &|o, b| r.put(o, b), tid, &tc, filters)?;
     inj.release();
     set_dumped_registers(&t, ti, tc.blk_sigset.unwrap_or(0))?;
     Ok(t)
