@@ -43,6 +43,9 @@ enum Command {
         /// connects them to it again by name.
         #[arg(long)]
         ext_unix_sk: bool,
+        /// Save the file locks the processes hold (without it, they are refused).
+        #[arg(long)]
+        file_locks: bool,
     },
     /// Restore a process from an image directory, at its dumped pid.
     Restore {
@@ -82,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             leave_running,
             shell_job,
             ext_unix_sk,
+            file_locks,
         } => {
             let opts = DumpOpts {
                 pid,
@@ -89,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 leave_running,
                 shell_job,
                 ext_unix_sk,
+                file_locks,
             };
             let r = dump::dump(&opts)?;
             eprintln!(

@@ -46,15 +46,15 @@ fn round_trip(
     let null = || [Stdio::null(), Stdio::null(), Stdio::null()];
     let mut w = Workload::start_args(mode, &work, &[], env, null());
     if dumper == "criu" {
-        run_criu(&images, &["dump", "-t", &w.pid.to_string()], "dump.log");
+        run_criu(&images, &["dump", "-t", &w.pid.to_string(), "--file-locks"], "dump.log");
     } else {
-        stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+        stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--file-locks"]);
     }
     w.reap_original();
     reap_all_children();
     check(&images, w.pid);
     if restorer == "criu" {
-        run_criu(&images, &["restore", "-d"], "restore.log");
+        run_criu(&images, &["restore", "-d", "--file-locks"], "restore.log");
     } else {
         stasis_ok(&["restore", "-D", s(&images), "-d"]);
     }
@@ -255,5 +255,62 @@ fn credentials_and_seccomp_filters_survive_our_restore() {
 fn criu_restores_our_credentials_and_filters() {
     let env = [("WORKLOAD_NO_PERSONALITY", "1")];
     let result = round_trip("creds", ("stasis", "criu"), &env, check_creds_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+fn check_file_images(images: &Path, _pid: i32) {
+    let remaps = crit_decode(&images.join("remap-fpath.img"));
+    assert_eq!(remaps["entries"][0]["remap_type"], "GHOST", "{remaps}");
+    let ghost = crit_decode(&images.join("ghost-file-1.img"));
+    let contents = ghost["entries"][0]["extra"]
+        .as_str()
+        .and_then(ctests::base64_decode)
+        .unwrap_or_default();
+    assert_eq!(contents, b"ghost-contents-0123456789", "{ghost}");
+    let fifo = crit_decode(&images.join("fifo-data.img"));
+    assert_eq!(fifo["entries"][0]["bytes"], 12, "{fifo}");
+    let locks = crit_decode(&images.join("filelocks.img"));
+    let mut kinds: Vec<i64> = locks["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["flag"].as_i64())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, [1, 2, 4], "POSIX, flock and OFD locks: {locks}");
+}
+
+#[test]
+fn unlinked_files_fifos_and_locks_survive_our_restore() {
+    let result = round_trip("files", ("stasis", "stasis"), &[], check_file_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn criu_restores_our_unlinked_files_fifos_and_locks() {
+    let result = round_trip("files", ("stasis", "criu"), &[], check_file_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn we_restore_unlinked_files_fifos_and_locks_criu_dumped() {
+    let result = round_trip("files", ("criu", "stasis"), &[], |_, _| ());
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn file_locks_need_the_flag() {
+    become_subreaper();
+    let scratch = Scratch::new("locks-refused");
+    let work = scratch.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let w = Workload::start("files", &work, None);
+    let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("images"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--file-locks"), "{err}");
+    assert_running_untraced(w.pid);
+    w.signal(libc::SIGUSR1);
+    wait_for_file(&work.join("result"), std::time::Duration::from_secs(20));
+    let result = std::fs::read_to_string(work.join("result")).unwrap();
     assert!(result.starts_with("OK"), "{result}");
 }

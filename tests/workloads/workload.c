@@ -42,6 +42,9 @@
  *                          filters (getpgid refused; mincore kills), a thread with its own filter,
  *                          a personality, not dumpable. On SIGUSR1 the child compares all of it
  *                          with before and checks the filters still act.
+ *   workload files DIR     an unlinked open file (two open files on it, at their offsets), a FIFO
+ *                          with data and both ends, and file locks (flock, a POSIX range, an OFD
+ *                          lock). On SIGUSR1 checks the contents, offsets, names and locks.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -58,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
@@ -981,6 +985,80 @@ static int creds_mode(void) {
     return buf[0] == 'O' ? 0 : 1;
 }
 
+/* ---- files: an unlinked open file, a FIFO with data, file locks ---- */
+
+static int files_mode(void) {
+    signal(SIGUSR1, on_usr1_verify);
+    char ghost[4200], fifo[4200], locked[4200];
+    snprintf(ghost, sizeof ghost, "%s/ghost", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(locked, sizeof locked, "%s/locked", dir);
+    static const char CONTENTS[] = "ghost-contents-0123456789";
+    int g = open(ghost, O_RDWR | O_CREAT | O_TRUNC, 0640);
+    if (write(g, CONTENTS, strlen(CONTENTS)) != (ssize_t)strlen(CONTENTS)) return 2;
+    lseek(g, 6, SEEK_SET);
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", g);
+    int g2 = open(self, O_RDONLY); /* a second open file on the same inode */
+    lseek(g2, 3, SEEK_SET);
+    unlink(ghost);
+    mkfifo(fifo, 0600);
+    int fr = open(fifo, O_RDONLY | O_NONBLOCK);
+    int fw = open(fifo, O_WRONLY);
+    if (write(fw, "fifo-data-17", 12) != 12) return 2;
+    /* Locks: flock on one file, a POSIX range lock and an OFD lock on another. */
+    int lk = open(locked, O_RDWR | O_CREAT, 0600);
+    if (ftruncate(lk, 4096)) return 2;
+    int lk2 = open(locked, O_RDWR);
+    flock(lk, LOCK_EX);
+    struct flock pl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 50 };
+    fcntl(lk2, F_SETLK, &pl);
+    struct flock ol = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 1000, .l_len = 10 };
+    fcntl(lk, F_OFD_SETLK, &ol);
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+
+    char link[4200] = { 0 }, want[4300];
+    readlink(self, link, sizeof link - 1);
+    snprintf(want, sizeof want, "%s (deleted)", ghost);
+    EXPECT(!strcmp(link, want), "the unlinked file is now \"%s\"", link);
+    struct stat st;
+    fstat(g, &st);
+    EXPECT(st.st_size == (off_t)strlen(CONTENTS) && (st.st_mode & 07777) == 0640 && st.st_nlink == 0,
+           "the unlinked file: size %ld mode %o links %ld", (long)st.st_size, st.st_mode & 07777, (long)st.st_nlink);
+    char buf[64] = { 0 };
+    EXPECT(read(g, buf, sizeof buf - 1) == 19 && !strcmp(buf, "contents-0123456789"), "the unlinked file read \"%s\" at its offset", buf);
+    memset(buf, 0, sizeof buf);
+    EXPECT(read(g2, buf, 3) == 3 && !strcmp(buf, "st-"), "its second open file read \"%s\"", buf);
+    memset(buf, 0, sizeof buf);
+    EXPECT(read(fr, buf, sizeof buf - 1) == 12 && !strcmp(buf, "fifo-data-17"), "the FIFO held \"%s\"", buf);
+    EXPECT(write(fw, "more", 4) == 4 && read(fr, buf, sizeof buf) == 4, "the FIFO's ends no longer meet");
+    /* Another process sees the locks as before. */
+    pid_t probe = fork();
+    if (!probe) {
+        int p = open(locked, O_RDWR);
+        int bad = 0;
+        if (flock(p, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) bad |= 1;
+        struct flock q = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 120, .l_len = 1 };
+        if (fcntl(p, F_GETLK, &q) || q.l_type != F_WRLCK || q.l_start != 100 || q.l_len != 50) bad |= 2;
+        struct flock o = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1005, .l_len = 1 };
+        if (fcntl(p, F_OFD_GETLK, &o) || o.l_type != F_RDLCK) bad |= 4;
+        _exit(bad);
+    }
+    int ps = 0;
+    waitpid(probe, &ps, 0);
+    if (!getenv("WORKLOAD_NO_LOCKS"))
+        EXPECT(WIFEXITED(ps) && WEXITSTATUS(ps) == 0, "the locks are not held as before (%#x: 1 flock, 2 POSIX, 4 OFD)",
+               WIFEXITED(ps) ? WEXITSTATUS(ps) : ps);
+    unlink(fifo);
+    unlink(locked);
+    char out[4200];
+    if (failure[0]) snprintf(out, sizeof out, "FAIL %s\n", failure);
+    else snprintf(out, sizeof out, "OK files\n");
+    write_file("result", out);
+    return failure[0] ? 1 : 0;
+}
+
 /* ---- swarm: many processes with many threads (the tree benchmark) ---- */
 
 static volatile unsigned long *swarm_ticks; /* one slot per process, shared by all */
@@ -1071,6 +1149,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "events")) return events_mode();
     if (!strcmp(argv[1], "sockets")) return sockets_mode();
     if (!strcmp(argv[1], "creds")) return creds_mode();
+    if (!strcmp(argv[1], "files")) return files_mode();
     if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);

@@ -11,6 +11,9 @@ use crate::image::pb;
 use crate::procfs;
 use crate::{fds, sys};
 
+/// The largest unlinked file whose contents a dump saves (as CRIU's default --ghost-limit).
+pub const GHOST_LIMIT: u64 = 1 << 20;
+
 /// Character devices a task may hold that are simply reopened by path.
 const REOPENABLE_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
@@ -22,6 +25,16 @@ pub enum FileKind {
         path: String,
         size: u64,
         mode: u32,
+    },
+    /// An end of a named pipe; its buffered bytes are saved.
+    Fifo {
+        path: String,
+        ino: u64,
+    },
+    /// A regular file unlinked while open (a "ghost"): its contents are saved.
+    Ghost {
+        path: String,
+        ghost: pb::GhostFileEntry,
     },
     /// A terminal (restored from the caller's terminal with `--shell-job`).
     Tty {
@@ -53,6 +66,8 @@ pub struct OpenFile {
     /// Device and inode of the file, and the first fd found on it (for kcmp across tasks).
     pub dev_ino: (u64, u64),
     pub first_fd: i32,
+    /// The file locks held through it.
+    pub locks: Vec<pb::FileLockEntry>,
 }
 
 /// One fd: its number, close-on-exec, and the index of its open file.
@@ -100,10 +115,38 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
             pid,
             what: format!("fd {fd} ({link}): {what}"),
         };
-        let kind = if link.ends_with(" (deleted)") {
-            return Err(unsupported(
-                "an unlinked file (ghost files come with a later milestone)",
-            ));
+        let kind = if let Some(path) = link.strip_suffix(" (deleted)").filter(|p| p.starts_with('/')) {
+            if link.starts_with("/memfd:") {
+                return Err(unsupported("memfd files are not supported yet"));
+            }
+            if !ft.is_file() {
+                return Err(unsupported("an unlinked file that is not a regular file"));
+            }
+            if meta.len() > GHOST_LIMIT {
+                return Err(unsupported(&format!(
+                    "an unlinked file of {} bytes: more than the {GHOST_LIMIT} saved with the dump",
+                    meta.len()
+                )));
+            }
+            let time = |s: i64, ns: i64| pb::Timeval {
+                tv_sec: s as u64,
+                tv_usec: (ns / 1000) as u64,
+            };
+            FileKind::Ghost {
+                path: path.to_owned(),
+                ghost: pb::GhostFileEntry {
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    mode: meta.mode(),
+                    // The kernel's encoding of the device (CRIU finds the mount by it).
+                    dev: Some((libc::major(meta.dev()) << 20) | libc::minor(meta.dev())),
+                    ino: Some(meta.ino()),
+                    atim: Some(time(meta.atime(), meta.atime_nsec())),
+                    mtim: Some(time(meta.mtime(), meta.mtime_nsec())),
+                    size: Some(meta.len()),
+                    ..Default::default()
+                },
+            }
         } else if ft.is_file() || ft.is_dir() {
             FileKind::Reg {
                 path: link.clone(),
@@ -127,7 +170,10 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
         } else if ft.is_fifo() && link.starts_with("pipe:[") {
             FileKind::Pipe { ino: meta.ino() }
         } else if ft.is_fifo() {
-            return Err(unsupported("FIFOs are not supported yet"));
+            FileKind::Fifo {
+                path: link.clone(),
+                ino: meta.ino(),
+            }
         } else if ft.is_socket() {
             match sockets.by_ino.get(&(meta.ino() as u32)) {
                 Some(d) => FileKind::Unix(d.clone()),
@@ -176,6 +222,8 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
                     mnt_id: info.mnt_id,
                     dev_ino: key,
                     first_fd: fd,
+                    locks: fds::locks::collect(&info_text, pid, fd)
+                        .ok_or_else(|| unsupported("a lock of an unknown kind"))?,
                 });
                 let idx = table.files.len() - 1;
                 by_inode.entry(key).or_default().push((idx, fd));

@@ -36,6 +36,8 @@ pub struct DumpOpts {
     /// Allow datagram unix sockets connected to a socket outside the tree (reconnected by
     /// name on restore).
     pub ext_unix_sk: bool,
+    /// Save file locks (without it, a task holding one is refused).
+    pub file_locks: bool,
 }
 
 /// What a dump did.
@@ -92,7 +94,8 @@ fn readlink_proc(pid: i32, file: &str) -> Result<String, DumpError> {
 }
 
 /// Refuses what this version cannot dump in task `pid`, before anything is stopped.
-fn precheck(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<Option<FdTable>, DumpError> {
+fn precheck(pid: i32, opts: &DumpOpts, sockets: &fds::unix::Table) -> Result<Option<FdTable>, DumpError> {
+    let (shell_job, file_locks) = (opts.shell_job, opts.file_locks);
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
     if stat.state == 'Z' {
         return Ok(None); // a zombie holds nothing but its exit status
@@ -105,6 +108,15 @@ fn precheck(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<Opt
         }));
     }
     let fdt = files::collect(pid, shell_job, sockets)?;
+    if let Some(f) = fdt.files.iter().find(|f| !f.locks.is_empty()).filter(|_| !file_locks) {
+        return Err(DumpError::Unsupported {
+            pid,
+            what: format!(
+                "fd {} holds file locks: dump with --file-locks to save them",
+                f.first_fd
+            ),
+        });
+    }
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
     mm::classify(pid, &maps)?;
     Ok(Some(fdt))
@@ -170,7 +182,7 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     let sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
     let mut tables = Vec::new();
     for pid in tree::walk(opts.pid) {
-        if let Some(t) = precheck(pid, opts.shell_job, &sockets)? {
+        if let Some(t) = precheck(pid, opts, &sockets)? {
             tables.push((pid, t));
         }
     }
@@ -347,6 +359,14 @@ struct FilesImage {
     pipes: BTreeMap<u64, (Option<(i32, i32)>, bool)>,
     /// Every unix socket of the network namespace, read once the tree is frozen.
     sockets: fds::unix::Table,
+    /// filelocks.img.
+    locks: Vec<pb::FileLockEntry>,
+    /// FIFOs by inode, with a (pid, fd) through which to read what they hold.
+    fifos: Vec<(u64, i32, i32)>,
+    /// Unlinked files: their ghost-file images (by inode: one per file, however many opens).
+    ghosts: Vec<((u64, u64), pb::GhostFileEntry, Vec<u8>)>,
+    /// remap-fpath.img: which files.img entries are ghosts.
+    remaps: Vec<pb::RemapFilePathEntry>,
     /// sk-queues.img: the data queued in each socket (by the id of the socket that reads it).
     sk_queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
 }
@@ -433,6 +453,27 @@ impl FilesImage {
         id
     }
 
+    /// The ghost id of unlinked file `f` of `pid`, its contents read the first time.
+    fn ghost(&mut self, pid: i32, f: &files::OpenFile, ghost: &pb::GhostFileEntry) -> Result<u32, DumpError> {
+        if let Some(i) = self.ghosts.iter().position(|(key, ..)| *key == f.dev_ino) {
+            return Ok(i as u32 + 1);
+        }
+        let path = format!("/proc/{pid}/fd/{}", f.first_fd);
+        let data = fs::read(&path).map_err(|e| DumpError::proc(pid, &path, e))?;
+        if data.len() as u64 > files::GHOST_LIMIT {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "fd {}: the unlinked file grew past {} bytes",
+                    f.first_fd,
+                    files::GHOST_LIMIT
+                ),
+            });
+        }
+        self.ghosts.push((f.dev_ino, ghost.clone(), data));
+        Ok(self.ghosts.len() as u32)
+    }
+
     /// The entry of unix socket `d` (fd `f.first_fd` of `pid`), its queued data, and an entry
     /// for its peer when that is outside the tree.
     fn unix_socket(&mut self, pid: i32, f: &files::OpenFile, d: &sys::UnixDiag) -> Result<u32, DumpError> {
@@ -514,9 +555,10 @@ impl FilesImage {
     /// is the same open file description (kcmp), else a new one.
     fn open_file(&mut self, pid: i32, f: &files::OpenFile) -> Result<(u32, FdTypes), DumpError> {
         let kind = match &f.kind {
-            FileKind::Reg { .. } => FdTypes::Reg,
+            FileKind::Reg { .. } | FileKind::Ghost { .. } => FdTypes::Reg,
             FileKind::Tty { .. } => FdTypes::Tty,
             FileKind::Pipe { .. } => FdTypes::Pipe,
+            FileKind::Fifo { .. } => FdTypes::Fifo,
             FileKind::EventFd(_) => FdTypes::Eventfd,
             FileKind::SignalFd(_) => FdTypes::Signalfd,
             FileKind::TimerFd(_) => FdTypes::Timerfd,
@@ -531,6 +573,30 @@ impl FilesImage {
         }
         let id = match &f.kind {
             FileKind::Reg { path, .. } => self.reg(path, f.flags, f.pos, f.mnt_id),
+            FileKind::Fifo { path, ino } => {
+                let regf = self.reg(path, f.flags, 0, f.mnt_id);
+                if !self.fifos.iter().any(|(i, ..)| i == ino) {
+                    self.fifos.push((*ino, pid, f.first_fd));
+                }
+                let fifo = pb::FifoEntry {
+                    id: 0,
+                    pipe_id: *ino as u32,
+                    regf_id: Some(regf),
+                };
+                self.anon(FdTypes::Fifo, |id, e| e.fifo = Some(pb::FifoEntry { id, ..fifo }))
+            }
+            FileKind::Ghost { path, ghost } => {
+                // No mount id: CRIU looks a ghost's mount up in the mounts of the dump, and
+                // this dump has none (its mount namespace is the restorer's).
+                let id = self.reg(path, f.flags, f.pos, -1);
+                let remap_id = self.ghost(pid, f, ghost)?;
+                self.remaps.push(pb::RemapFilePathEntry {
+                    orig_id: id,
+                    remap_id,
+                    remap_type: Some(pb::RemapType::Ghost as i32),
+                });
+                id
+            }
             FileKind::Tty { path, rdev } => self.tty(path, *rdev, f.flags),
             FileKind::Pipe { ino } => {
                 let ends = self.pipes.entry(*ino).or_insert((None, false));
@@ -566,6 +632,33 @@ impl FilesImage {
 
     /// pipes-data.img: the bytes buffered in every pipe whose both ends are in the tree (a
     /// pipe with an end outside is the caller's, and keeps its data).
+    /// fifo-data.img: the bytes buffered in each FIFO of the tree, read (and left) through a
+    /// new open of it.
+    fn fifo_data(&self) -> Result<Vec<(pb::PipeDataEntry, Vec<u8>)>, DumpError> {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut out = Vec::new();
+        for &(ino, pid, fd) in &self.fifos {
+            let path = format!("/proc/{pid}/fd/{fd}");
+            let ours = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(|e| DumpError::proc(pid, &path, e))?;
+            let (data, cap) =
+                sys::peek_pipe(ours.as_fd()).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: tee"), e))?;
+            if !data.is_empty() || cap != DEFAULT_PIPE_CAPACITY {
+                let entry = pb::PipeDataEntry {
+                    pipe_id: ino as u32,
+                    bytes: data.len() as u32,
+                    size: Some(cap),
+                };
+                out.push((entry, data));
+            }
+        }
+        Ok(out)
+    }
+
     fn pipe_data(&self) -> Result<Vec<(pb::PipeDataEntry, Vec<u8>)>, DumpError> {
         let mut out = Vec::new();
         for (&ino, &(reader, writer)) in &self.pipes {
@@ -733,6 +826,18 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
         mut totals,
     } = tree_objects;
     files.add_external_peers();
+    for (i, (_, ghost, data)) in files.ghosts.iter().enumerate() {
+        let mut w = dir.writer(ImageKind::GhostFile, i as u64 + 1)?;
+        w.write(ghost)?;
+        w.write_payload(data)?;
+        w.finish()?;
+    }
+    if !files.locks.is_empty() {
+        dir.write_all(ImageKind::FileLocks, 0, &files.locks)?;
+    }
+    if !files.remaps.is_empty() {
+        dir.write_all(ImageKind::RemapFpath, 0, &files.remaps)?;
+    }
     if !files.sk_queues.is_empty() {
         let mut w = dir.writer(ImageKind::SkQueues, 0)?;
         for (entry, data) in &files.sk_queues {
@@ -748,12 +853,17 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
     if !files.tty_infos.is_empty() {
         dir.write_all(ImageKind::TtyInfo, 0, &files.tty_infos)?;
     }
-    let pipe_data = files.pipe_data()?;
-    if !pipe_data.is_empty() {
-        let mut w = dir.writer(ImageKind::PipesData, 0)?;
-        for (entry, data) in &pipe_data {
+    for (kind, data) in [
+        (ImageKind::PipesData, files.pipe_data()?),
+        (ImageKind::FifoData, files.fifo_data()?),
+    ] {
+        if data.is_empty() {
+            continue;
+        }
+        let mut w = dir.writer(kind, 0)?;
+        for (entry, bytes) in &data {
             w.write(entry)?;
-            w.write_payload(data)?;
+            w.write_payload(bytes)?;
         }
         w.finish()?;
     }
@@ -902,7 +1012,12 @@ fn dump_task(
     let root_id = files.path(&root);
     let mut file_ids = Vec::with_capacity(fdt.files.len());
     for f in &fdt.files {
+        let known = files.entries.len();
         file_ids.push(files.open_file(pid, f)?);
+        // A flock or OFD lock belongs to the open file: saved with its first holder.
+        let new = files.entries.len() > known;
+        let locks = f.locks.iter().filter(|l| new || l.flag == fds::locks::FL_POSIX);
+        files.locks.extend(locks.cloned());
     }
     let fdinfo: Vec<pb::FdinfoEntry> = fdt
         .fds

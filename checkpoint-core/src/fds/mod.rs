@@ -4,6 +4,7 @@
 pub mod epoll;
 pub mod eventfd;
 pub mod inotify;
+pub mod locks;
 pub mod signalfd;
 pub mod timerfd;
 pub mod unix;

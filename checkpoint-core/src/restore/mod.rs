@@ -119,9 +119,111 @@ pub struct SharedFiles {
     pipes: BTreeMap<u32, (OwnedFd, OwnedFd, bool, bool)>,
     /// Shared anonymous memory objects, by shmid.
     shmem: BTreeMap<u64, Rc<File>>,
+    /// Unlinked files made again, by ghost id.
+    ghosts: BTreeMap<u32, File>,
+    /// FIFOs, held open for reading and writing while their ends are opened, by pipe id.
+    fifos: BTreeMap<u32, File>,
 }
 
 impl SharedFiles {
+    /// A new open of the FIFO at `path` with `flags`. The first open of each FIFO is ours,
+    /// for reading and writing (so that no open blocks), and refills it.
+    fn fifo_end(
+        &mut self,
+        tree: &Tree,
+        pid: i32,
+        pipe_id: u32,
+        path: &str,
+        flags: u32,
+    ) -> Result<OwnedFd, RestoreError> {
+        use std::os::fd::AsFd;
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.fifos.entry(pipe_id) {
+            let holder = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path)
+                .map_err(object(pid, format!("opening the FIFO {path}")))?;
+            if let Some(d) = tree.fifos.get(&pipe_id).filter(|d| !d.data.is_empty()) {
+                use std::io::Write;
+                (&holder)
+                    .write_all(&d.data)
+                    .map_err(object(pid, format!("refilling the FIFO {path}")))?;
+            }
+            slot.insert(holder);
+        }
+        let end = open_reg(pid, path, flags | libc::O_NONBLOCK as u32)?;
+        sys::set_status_flags(end.as_fd(), flags as i32 & (libc::O_NONBLOCK | libc::O_APPEND))
+            .map_err(object(pid, format!("the FIFO {path}")))?;
+        Ok(end.into())
+    }
+
+    /// A new open file (its own description, with `flags`) on ghost `ghost_id`: the file is
+    /// made the first time at its old path (or beside it, if that name is taken now) with its
+    /// contents, mode, owner and times, then unlinked.
+    fn ghost_file(
+        &mut self,
+        tree: &Tree,
+        pid: i32,
+        ghost_id: u32,
+        path: &str,
+        flags: u32,
+    ) -> Result<File, RestoreError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.ghosts.entry(ghost_id) {
+            let (entry, data) = tree.ghosts.get(&ghost_id).ok_or_else(|| RestoreError::Invalid {
+                what: format!("pid {pid}: ghost file {ghost_id} is not in the checkpoint"),
+            })?;
+            let what = || format!("{path} (deleted)");
+            let mut name = std::path::PathBuf::from(path);
+            let mut tries = 0;
+            let file = loop {
+                match OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&name)
+                {
+                    Ok(f) => break f,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => {
+                        tries += 1;
+                        name = std::path::PathBuf::from(format!("{path}.stasis-ghost-{}-{tries}", std::process::id()));
+                    }
+                    Err(e) => return Err(object(pid, format!("making {} again", what()))(e)),
+                }
+            };
+            let made = (|| -> io::Result<()> {
+                use std::io::Write;
+                (&file).write_all(data)?;
+                file.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777))?;
+                std::os::unix::fs::fchown(&file, Some(entry.uid), Some(entry.gid))?;
+                let t = |tv: &Option<crate::image::pb::Timeval>| {
+                    tv.as_ref()
+                        .map(|t| std::time::UNIX_EPOCH + Duration::new(t.tv_sec, (t.tv_usec * 1000) as u32))
+                };
+                let times = std::fs::FileTimes::new();
+                let times = match t(&entry.atim) {
+                    Some(a) => times.set_accessed(a),
+                    None => times,
+                };
+                let times = match t(&entry.mtim) {
+                    Some(m) => times.set_modified(m),
+                    None => times,
+                };
+                file.set_times(times)
+            })();
+            let unlinked = std::fs::remove_file(&name);
+            made.map_err(object(pid, format!("filling {}", what())))?;
+            unlinked.map_err(object(pid, format!("unlinking {}", what())))?;
+            slot.insert(file);
+        }
+        let ours = &self.ghosts[&ghost_id];
+        open_reg(pid, &format!("/proc/self/fd/{}", ours.as_raw_fd()), flags)
+    }
+
     /// The shared memory object `shmid`, created and filled with its saved pages the first
     /// time a task needs it.
     fn shmem_object(&mut self, dir: &ImageDir, tree: &Tree, pid: i32, shmid: u64) -> Result<Rc<File>, RestoreError> {
@@ -229,6 +331,8 @@ fn prepare(
                     FdTarget::Pipe { pipe_id, .. } => format!("pipe:[{pipe_id}]"),
                     FdTarget::Anon(e) => format!("anon:{}", e.id),
                     FdTarget::Socket { ino } => format!("socket:[{ino}]"),
+                    FdTarget::Ghost { path, .. } => format!("{path} (deleted)"),
+                    FdTarget::Fifo { path, .. } => path.clone(),
                 };
                 let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
                 let owned: OwnedFd = match (&p.target, inherited) {
@@ -265,6 +369,23 @@ fn prepare(
                         dup_ours(ours).map_err(object(pid, format!("our terminal fd {ours}")))?
                     }
                     (FdTarget::Pipe { pipe_id, flags }, None) => shared.pipe_end(tree, pid, *pipe_id, *flags)?,
+                    (
+                        FdTarget::Ghost {
+                            path,
+                            flags,
+                            pos,
+                            ghost_id,
+                        },
+                        None,
+                    ) => {
+                        let mut f = shared.ghost_file(tree, pid, *ghost_id, path, *flags)?;
+                        f.seek(io::SeekFrom::Start(*pos))
+                            .map_err(object(pid, format!("seeking {path} (deleted)")))?;
+                        f.into()
+                    }
+                    (FdTarget::Fifo { path, flags, pipe_id }, None) => {
+                        shared.fifo_end(tree, pid, *pipe_id, path, *flags)?
+                    }
                     (FdTarget::Socket { ino }, None) => {
                         return Err(RestoreError::Invalid {
                             what: format!("pid {pid}: fd {}: unix socket {ino} was not rebuilt", p.fd),

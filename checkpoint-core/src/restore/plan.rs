@@ -29,6 +29,16 @@ pub enum FdTarget {
     Anon(Box<pb::FileEntry>),
     /// A unix socket: all of them are rebuilt together, before the tasks' files are prepared.
     Socket { ino: u32 },
+    /// An end of a named pipe, opened by path; its buffered bytes come back once.
+    Fifo { path: String, flags: u32, pipe_id: u32 },
+    /// A file that was unlinked while open: made again from its saved contents (ghost
+    /// `ghost_id`), then unlinked.
+    Ghost {
+        path: String,
+        flags: u32,
+        pos: u64,
+        ghost_id: u32,
+    },
 }
 
 /// One fd to install.
@@ -57,6 +67,8 @@ pub struct Plan {
     pub vma_paths: BTreeMap<usize, String>,
     /// The shared-memory object (shmid) of every MAP_SHARED|MAP_ANONYMOUS VMA, by VMA index.
     pub vma_shmem: BTreeMap<usize, u64>,
+    /// The file locks this task takes again (filelocks.img entries of its pid).
+    pub locks: Vec<pb::FileLockEntry>,
     pub fds: Vec<PlannedFd>,
 }
 
@@ -104,12 +116,16 @@ pub struct SharedObject {
 pub struct Tree {
     pub tasks: Vec<TaskNode>,
     pub pipes: BTreeMap<u32, PipeData>,
+    /// What FIFOs held, by pipe id (inode).
+    pub fifos: BTreeMap<u32, PipeData>,
     pub shmem: BTreeMap<u64, SharedObject>,
     /// Every unix socket of files.img, and the data queued in each (by the reader's id).
     pub unix: Vec<pb::UnixSkEntry>,
     pub unix_queues: BTreeMap<u32, Vec<Vec<u8>>>,
     /// seccomp.img: every filter, each pointing at the one installed before it.
     pub seccomp: Vec<pb::SeccompFilter>,
+    /// Unlinked files: their attributes and contents, by ghost id.
+    pub ghosts: BTreeMap<u32, (pb::GhostFileEntry, Vec<u8>)>,
 }
 
 /// The filters of the chain whose newest is `newest`, oldest first (as they are installed).
@@ -264,19 +280,8 @@ impl Tree {
                 }
             }
         }
-        let mut pipes = BTreeMap::new();
-        if let Some(mut rd) = dir.reader(ImageKind::PipesData, 0)? {
-            while let Some(e) = rd.next_entry::<pb::PipeDataEntry>()? {
-                if e.bytes > MAX_PIPE_DATA || e.size.is_some_and(|s| s > MAX_PIPE_DATA || s < e.bytes) {
-                    return Err(invalid(format!(
-                        "pipes-data.img: pipe {}: {} bytes in a pipe of {:?}",
-                        e.pipe_id, e.bytes, e.size
-                    )));
-                }
-                let data = rd.read_payload(e.bytes.into())?;
-                pipes.insert(e.pipe_id, PipeData { data, capacity: e.size });
-            }
-        }
+        let pipes = load_pipe_data(dir, ImageKind::PipesData)?;
+        let fifos = load_pipe_data(dir, ImageKind::FifoData)?;
         let shmem = load_shmem(dir, &tasks)?;
         let unix: Vec<pb::UnixSkEntry> = files.values().filter_map(|f| f.usk.clone()).collect();
         let mut unix_queues: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
@@ -303,7 +308,57 @@ impl Tree {
             .map(|s| s.seccomp_filters)
             .unwrap_or_default();
         check_seccomp(&seccomp, &tasks)?;
+        for l in dir.read_all::<pb::FileLockEntry>(ImageKind::FileLocks, 0)? {
+            let plan = tasks.iter_mut().find_map(|t| match &mut t.body {
+                Body::Alive(p) if p.pid == l.pid => Some(p),
+                _ => None,
+            });
+            let known = [
+                crate::fds::locks::FL_POSIX,
+                crate::fds::locks::FL_FLOCK,
+                crate::fds::locks::FL_OFDLCK,
+            ];
+            match plan {
+                Some(p) if p.fds.iter().any(|f| f.fd == l.fd) && known.contains(&l.flag) && l.r#type <= 1 => {
+                    p.locks.push(l)
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "filelocks.img: a lock of kind {} on fd {} of pid {}, which it does not have",
+                        l.flag, l.fd, l.pid
+                    )))
+                }
+            }
+        }
+        let mut ghosts = BTreeMap::new();
+        for t in &tasks {
+            let Body::Alive(plan) = &t.body else { continue };
+            for f in &plan.fds {
+                let FdTarget::Ghost { ghost_id, .. } = f.target else {
+                    continue;
+                };
+                if ghosts.contains_key(&ghost_id) {
+                    continue;
+                }
+                let mut rd = dir
+                    .reader(ImageKind::GhostFile, ghost_id.into())?
+                    .ok_or_else(|| invalid(format!("pid {}: ghost-file-{ghost_id:x}.img is missing", t.pid)))?;
+                let entry: pb::GhostFileEntry = rd
+                    .next_entry()?
+                    .ok_or_else(|| invalid(format!("ghost-file-{ghost_id:x}.img is empty")))?;
+                if entry.chunks == Some(true) {
+                    return Err(RestoreError::Unsupported {
+                        pid: t.pid,
+                        what: format!("ghost-file-{ghost_id:x}.img is saved in chunks"),
+                    });
+                }
+                let data = rd.read_payload(rd.remaining())?;
+                ghosts.insert(ghost_id, (entry, data));
+            }
+        }
         Ok(Tree {
+            fifos,
+            ghosts,
             tasks,
             pipes,
             shmem,
@@ -320,6 +375,27 @@ impl Tree {
             Body::Zombie { .. } => None,
         })
     }
+}
+
+/// pipes-data.img or fifo-data.img: what each pipe held, checked to fit in it.
+fn load_pipe_data(dir: &ImageDir, kind: ImageKind) -> Result<BTreeMap<u32, PipeData>, RestoreError> {
+    let mut out = BTreeMap::new();
+    if let Some(mut rd) = dir.reader(kind, 0)? {
+        while let Some(e) = rd.next_entry::<pb::PipeDataEntry>()? {
+            if e.bytes > MAX_PIPE_DATA || e.size.is_some_and(|s| s > MAX_PIPE_DATA || s < e.bytes) {
+                return Err(invalid(format!(
+                    "{}: pipe {}: {} bytes in a pipe of {:?}",
+                    rd.path().display(),
+                    e.pipe_id,
+                    e.bytes,
+                    e.size
+                )));
+            }
+            let data = rd.read_payload(e.bytes.into())?;
+            out.insert(e.pipe_id, PipeData { data, capacity: e.size });
+        }
+    }
+    Ok(out)
 }
 
 /// The shared memory objects the tasks map, with their pages, checked to lie inside them.
@@ -499,6 +575,11 @@ impl Plan {
                 pagemap.present_bytes()
             )));
         }
+        let remaps: BTreeMap<u32, pb::RemapFilePathEntry> = dir
+            .read_all::<pb::RemapFilePathEntry>(ImageKind::RemapFpath, 0)?
+            .into_iter()
+            .map(|r| (r.orig_id, r))
+            .collect();
         let reg = |id: u32, what: &str| -> Result<&pb::RegFileEntry, RestoreError> {
             files
                 .get(&id)
@@ -605,6 +686,21 @@ impl Plan {
                 .get(&e.id)
                 .ok_or_else(|| invalid(format!("fd {fd}: file id {} is not in files.img", e.id)))?;
             let target = match (FdTypes::try_from(file.r#type), &file.reg, &file.tty) {
+                (Ok(FdTypes::Reg), Some(r), _) if remaps.contains_key(&r.id) => {
+                    let remap = &remaps[&r.id];
+                    if remap.remap_type.unwrap_or(0) != pb::RemapType::Ghost as i32 {
+                        return Err(RestoreError::Unsupported {
+                            pid,
+                            what: format!("fd {fd}: {} is remapped in a way other than a ghost file", r.name),
+                        });
+                    }
+                    FdTarget::Ghost {
+                        path: r.name.clone(),
+                        flags: r.flags,
+                        pos: r.pos,
+                        ghost_id: remap.remap_id,
+                    }
+                }
                 (Ok(FdTypes::Reg), Some(r), _) if r.name.starts_with('/') => FdTarget::Reg {
                     path: r.name.clone(),
                     flags: r.flags,
@@ -623,6 +719,15 @@ impl Plan {
                 (Ok(FdTypes::Timerfd), _, _) if file.tfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Eventpoll), _, _) if file.epfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Inotify), _, _) if file.ify.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Fifo), _, _) if file.fifo.is_some() => {
+                    let fifo = file.fifo.as_ref().map(|f| (f.pipe_id, f.regf_id)).unwrap_or_default();
+                    let regf = reg(fifo.1.unwrap_or(u32::MAX), "the path of a FIFO")?;
+                    FdTarget::Fifo {
+                        path: regf.name.clone(),
+                        flags: regf.flags,
+                        pipe_id: fifo.0,
+                    }
+                }
                 (Ok(FdTypes::Unixsk), _, _) if file.usk.is_some() => FdTarget::Socket {
                     ino: file.usk.as_ref().map_or(0, |u| u.ino),
                 },
@@ -664,6 +769,7 @@ impl Plan {
             umask: fs.umask,
             vma_paths,
             vma_shmem,
+            locks: Vec::new(),
             fds,
         })
     }

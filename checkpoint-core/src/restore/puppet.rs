@@ -391,6 +391,23 @@ pub fn build(
             )?;
         }
     }
+    for l in &plan.locks {
+        use crate::fds::locks::{flock_bytes, is_write, FL_FLOCK, FL_OFDLCK};
+        const F_OFD_SETLK: u64 = 37;
+        let fd = l.fd as u64;
+        if l.flag == FL_FLOCK {
+            let op = if is_write(l) { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+            r.call("flock", libc::SYS_flock, [fd, op as u64, 0, 0, 0, 0])?;
+        } else {
+            let cmd = if l.flag == FL_OFDLCK {
+                F_OFD_SETLK
+            } else {
+                libc::F_SETLK as u64
+            };
+            let at = r.put(0, &flock_bytes(l))?;
+            r.call("fcntl(lock)", libc::SYS_fcntl, [fd, cmd, at, 0, 0, 0])?;
+        }
+    }
     let cwd = r.pull(prep.cwd.as_raw_fd())?;
     r.call("fchdir", libc::SYS_fchdir, [cwd, 0, 0, 0, 0, 0])?;
     r.close(cwd)?;
