@@ -1013,3 +1013,9 @@ pub fn shutdown(fd: std::os::fd::BorrowedFd<'_>, how: i32) -> io::Result<()> {
     // SAFETY: integer arguments.
     cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
 }
+
+/// The seals of a memfd (F_GET_SEALS).
+pub fn seals(fd: i32) -> io::Result<u32> {
+    // SAFETY: F_GET_SEALS takes no argument.
+    cvt(unsafe { libc::fcntl(fd, libc::F_GET_SEALS) }).map(|s| s as u32)
+}

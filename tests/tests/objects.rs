@@ -278,6 +278,9 @@ fn check_file_images(images: &Path, _pid: i32) {
         .collect();
     kinds.sort();
     assert_eq!(kinds, [1, 2, 4], "POSIX, flock and OFD locks: {locks}");
+    let memfd = crit_decode(&images.join("memfd.img"));
+    assert_eq!(memfd["entries"][0]["name"], "stasis-memfd", "{memfd}");
+    assert_eq!(memfd["entries"][0]["size"], 65536, "{memfd}");
 }
 
 #[test]

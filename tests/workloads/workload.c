@@ -44,7 +44,8 @@
  *                          with before and checks the filters still act.
  *   workload files DIR     an unlinked open file (two open files on it, at their offsets), a FIFO
  *                          with data and both ends, and file locks (flock, a POSIX range, an OFD
- *                          lock). On SIGUSR1 checks the contents, offsets, names and locks.
+ *                          lock), a sealed memfd (an fd, a shared and a private mapping). On
+ *                          SIGUSR1 checks the contents, offsets, names, seals and locks.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -1015,6 +1016,18 @@ static int files_mode(void) {
     fcntl(lk2, F_SETLK, &pl);
     struct flock ol = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 1000, .l_len = 10 };
     fcntl(lk, F_OFD_SETLK, &ol);
+    /* A sealed memfd: an fd at an offset, a shared mapping, a private one with a page of its own. */
+    const size_t MLEN = 64 * 1024;
+    int mfd = memfd_create("stasis-memfd", MFD_ALLOW_SEALING);
+    if (ftruncate(mfd, MLEN)) return 2;
+    unsigned char *pattern = malloc(MLEN);
+    fill(pattern, MLEN, 99);
+    if (pwrite(mfd, pattern, MLEN, 0) != (ssize_t)MLEN) return 2;
+    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+    lseek(mfd, 4096, SEEK_SET);
+    unsigned char *mshared = mmap(NULL, MLEN, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    unsigned char *mprivate = mmap(NULL, MLEN, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
+    memset(mprivate + 8192, 0x77, 4096);
     write_file("ready", "1\n");
     while (!verify_now) usleep(10 * 1000);
 
@@ -1050,6 +1063,16 @@ static int files_mode(void) {
     if (!getenv("WORKLOAD_NO_LOCKS"))
         EXPECT(WIFEXITED(ps) && WEXITSTATUS(ps) == 0, "the locks are not held as before (%#x: 1 flock, 2 POSIX, 4 OFD)",
                WIFEXITED(ps) ? WEXITSTATUS(ps) : ps);
+    char mlink[256] = { 0 };
+    snprintf(self, sizeof self, "/proc/self/fd/%d", mfd);
+    readlink(self, mlink, sizeof mlink - 1);
+    EXPECT(!strcmp(mlink, "/memfd:stasis-memfd (deleted)"), "the memfd is now \"%s\"", mlink);
+    EXPECT(fcntl(mfd, F_GET_SEALS) == (F_SEAL_SHRINK | F_SEAL_GROW), "the memfd's seals are %#x", fcntl(mfd, F_GET_SEALS));
+    EXPECT(lseek(mfd, 0, SEEK_CUR) == 4096, "the memfd's offset moved");
+    EXPECT(!memcmp(mshared, pattern, MLEN), "the shared memfd mapping lost its contents");
+    EXPECT(!memcmp(mprivate, pattern, 8192) && mprivate[8192] == 0x77 && !memcmp(mprivate + 12288, pattern + 12288, MLEN - 12288),
+           "the private memfd mapping lost its own page or the file's");
+    EXPECT(pwrite(mfd, "X", 1, 0) == 1 && mshared[0] == 'X', "the shared mapping no longer sees the memfd");
     unlink(fifo);
     unlink(locked);
     char out[4200];

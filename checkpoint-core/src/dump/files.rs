@@ -26,6 +26,11 @@ pub enum FileKind {
         size: u64,
         mode: u32,
     },
+    /// A memfd (its contents are saved once, with the memory objects).
+    Memfd {
+        name: String,
+        size: u64,
+    },
     /// An end of a named pipe; its buffered bytes are saved.
     Fifo {
         path: String,
@@ -91,6 +96,38 @@ fn is_tty(rdev: u64) -> bool {
     major == 4 || major == 5 || (136..=143).contains(&major)
 }
 
+/// An unlinked regular file small enough to be saved with the dump.
+fn ghost(path: &str, meta: &fs::Metadata) -> Result<FileKind, String> {
+    if !meta.file_type().is_file() {
+        return Err("an unlinked file that is not a regular file".into());
+    }
+    if meta.len() > GHOST_LIMIT {
+        return Err(format!(
+            "an unlinked file of {} bytes: more than the {GHOST_LIMIT} saved with the dump",
+            meta.len()
+        ));
+    }
+    let time = |s: i64, ns: i64| pb::Timeval {
+        tv_sec: s as u64,
+        tv_usec: (ns / 1000) as u64,
+    };
+    Ok(FileKind::Ghost {
+        path: path.to_owned(),
+        ghost: pb::GhostFileEntry {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode(),
+            // The kernel's encoding of the device (CRIU finds the mount by it).
+            dev: Some((libc::major(meta.dev()) << 20) | libc::minor(meta.dev())),
+            ino: Some(meta.ino()),
+            atim: Some(time(meta.atime(), meta.atime_nsec())),
+            mtim: Some(time(meta.mtime(), meta.mtime_nsec())),
+            size: Some(meta.len()),
+            ..Default::default()
+        },
+    })
+}
+
 /// Reads the fd table of `pid`; unsupported fds are errors naming the fd.
 pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<FdTable, DumpError> {
     let dir = format!("/proc/{pid}/fd");
@@ -116,36 +153,13 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
             what: format!("fd {fd} ({link}): {what}"),
         };
         let kind = if let Some(path) = link.strip_suffix(" (deleted)").filter(|p| p.starts_with('/')) {
-            if link.starts_with("/memfd:") {
-                return Err(unsupported("memfd files are not supported yet"));
-            }
-            if !ft.is_file() {
-                return Err(unsupported("an unlinked file that is not a regular file"));
-            }
-            if meta.len() > GHOST_LIMIT {
-                return Err(unsupported(&format!(
-                    "an unlinked file of {} bytes: more than the {GHOST_LIMIT} saved with the dump",
-                    meta.len()
-                )));
-            }
-            let time = |s: i64, ns: i64| pb::Timeval {
-                tv_sec: s as u64,
-                tv_usec: (ns / 1000) as u64,
-            };
-            FileKind::Ghost {
-                path: path.to_owned(),
-                ghost: pb::GhostFileEntry {
-                    uid: meta.uid(),
-                    gid: meta.gid(),
-                    mode: meta.mode(),
-                    // The kernel's encoding of the device (CRIU finds the mount by it).
-                    dev: Some((libc::major(meta.dev()) << 20) | libc::minor(meta.dev())),
-                    ino: Some(meta.ino()),
-                    atim: Some(time(meta.atime(), meta.atime_nsec())),
-                    mtim: Some(time(meta.mtime(), meta.mtime_nsec())),
-                    size: Some(meta.len()),
-                    ..Default::default()
-                },
+            if let Some(name) = path.strip_prefix("/memfd:") {
+                FileKind::Memfd {
+                    name: name.to_owned(),
+                    size: meta.len(),
+                }
+            } else {
+                ghost(path, &meta).map_err(|what| unsupported(&what))?
             }
         } else if ft.is_file() || ft.is_dir() {
             FileKind::Reg {

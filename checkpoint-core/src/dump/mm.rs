@@ -87,14 +87,17 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
             p if m.shared && (p == "/dev/zero (deleted)" || p.starts_with("[anon_shmem:")) => {
                 (st::REGULAR | st::ANON_SHARED, MAP_SHARED | MAP_ANONYMOUS, None, false)
             }
+            // A memfd: shared, saved with the object; private, the pages the task wrote.
+            p if p.starts_with("/memfd:") && p.ends_with(" (deleted)") => {
+                let status = st::REGULAR | st::MEMFD | if m.shared { st::FILE_SHARED } else { st::FILE_PRIVATE };
+                (status, share, None, !m.shared)
+            }
             p if p.starts_with('/') && m.inode != 0 => {
                 if p.ends_with(" (deleted)") {
                     return Err(unsupported("the mapped file was unlinked (not supported yet)"));
                 }
-                if p.starts_with("/memfd:") || p.starts_with("/SYSV") || p.starts_with("/dev/zero") {
-                    return Err(unsupported(
-                        "memfd, SysV and shared-zero mappings are not supported yet",
-                    ));
+                if p.starts_with("/SYSV") || p.starts_with("/dev/zero") {
+                    return Err(unsupported("SysV and shared-zero mappings are not supported yet"));
                 }
                 let status = if m.shared {
                     st::REGULAR | st::FILE_SHARED
@@ -119,12 +122,17 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
             entry: VmaEntry {
                 start: m.start,
                 end: m.end,
-                pgoff: if path.is_some() || status & st::ANON_SHARED != 0 {
+                pgoff: if path.is_some() || status & (st::ANON_SHARED | st::MEMFD) != 0 {
                     m.offset
                 } else {
                     0
                 },
-                shmid: if status & st::ANON_SHARED != 0 { m.inode } else { 0 },
+                // The object's inode for now; a memfd's becomes its files.img id.
+                shmid: if status & (st::ANON_SHARED | st::MEMFD) != 0 {
+                    m.inode
+                } else {
+                    0
+                },
                 prot,
                 flags,
                 status,
@@ -172,7 +180,7 @@ fn scan(pid: i32, vmas: &[Vma], stats: &mut PageStats) -> Result<Vec<Run>, DumpE
     let mut entries = vec![0u8; 8 * 65536];
     let mut runs: Vec<Run> = Vec::new();
     for v in vmas.iter().filter(|v| v.dump_pages) {
-        let anon = v.path.is_none();
+        let anon = v.path.is_none() && v.entry.status & st::MEMFD == 0;
         // Every vdso page, touched or not: CRIU's restore checks the whole image.
         let whole = v.entry.status & st::VDSO != 0;
         let mut addr = v.entry.start;
@@ -359,13 +367,12 @@ fn read_window(mem: &RemoteMem, pieces: &[Run], buf: &mut [u8]) -> Result<(), Du
     Ok(())
 }
 
-/// One shared anonymous memory object of the tree: a task and mapping through which to read
-/// it, and the size its mappings cover.
-#[derive(Clone, Copy, Debug)]
+/// One shared memory object of the tree: a path through which to read it (a mapping's
+/// map_files entry, or an fd), the task that path belongs to, and the size to save.
+#[derive(Clone, Debug)]
 struct SharedObject {
     pid: i32,
-    start: u64,
-    end: u64,
+    path: String,
     size: u64,
 }
 
@@ -384,12 +391,16 @@ impl SharedMemory {
             let e = &v.entry;
             let obj = self.by_inode.entry(e.shmid).or_insert(SharedObject {
                 pid,
-                start: e.start,
-                end: e.end,
+                path: format!("/proc/{pid}/map_files/{:x}-{:x}", e.start, e.end),
                 size: 0,
             });
             obj.size = obj.size.max(e.pgoff + (e.end - e.start));
         }
+    }
+
+    /// Notes a memfd (inode `ino`, `size` bytes), readable at `path` (of task `pid`).
+    pub fn add_memfd(&mut self, ino: u64, pid: i32, path: String, size: u64) {
+        self.by_inode.entry(ino).or_insert(SharedObject { pid, path, size });
     }
 
     /// Writes `pagemap-shmem-INO.img` and its pages (`pages-N.img`, N from `first_pages_id`)
@@ -397,9 +408,9 @@ impl SharedMemory {
     pub fn dump(&self, dir: &crate::image::ImageDir, first_pages_id: u32) -> Result<PageStats, DumpError> {
         let mut stats = PageStats::default();
         for (n, (&ino, obj)) in self.by_inode.iter().enumerate() {
-            let path = format!("/proc/{}/map_files/{:x}-{:x}", obj.pid, obj.start, obj.end);
-            let file = File::open(&path).map_err(|e| DumpError::proc(obj.pid, &path, e))?;
-            let extents = crate::sys::data_extents(&file, obj.size).map_err(|e| DumpError::proc(obj.pid, &path, e))?;
+            let path = &obj.path;
+            let file = File::open(path).map_err(|e| DumpError::proc(obj.pid, path, e))?;
+            let extents = crate::sys::data_extents(&file, obj.size).map_err(|e| DumpError::proc(obj.pid, path, e))?;
             let mut out = PageImageWriter::create(
                 dir,
                 crate::image::ImageKind::ShmemPagemap,
@@ -417,7 +428,7 @@ impl SharedMemory {
                     let len = (to - at).min(CHUNK) as usize;
                     buf.resize(len, 0);
                     file.read_exact_at(&mut buf, at)
-                        .map_err(|e| DumpError::proc(obj.pid, &path, e))?;
+                        .map_err(|e| DumpError::proc(obj.pid, path, e))?;
                     out.write_run(at, &buf)?;
                     stats.written += (len as u64) / PAGE_SIZE;
                     at += len as u64;

@@ -361,6 +361,9 @@ struct FilesImage {
     sockets: fds::unix::Table,
     /// filelocks.img.
     locks: Vec<pb::FileLockEntry>,
+    /// memfd.img: one entry per memfd, by inode; and where to read each one's contents.
+    memfd_inodes: Vec<(u64, pb::MemfdInodeEntry)>,
+    memfd_sources: Vec<(u64, i32, String, u64)>,
     /// FIFOs by inode, with a (pid, fd) through which to read what they hold.
     fifos: Vec<(u64, i32, i32)>,
     /// Unlinked files: their ghost-file images (by inode: one per file, however many opens).
@@ -451,6 +454,58 @@ impl FilesImage {
             ..Default::default()
         });
         id
+    }
+
+    /// A MEMFD entry (an open file with `flags` at `pos`) on memfd `ino` of `pid`, readable at
+    /// `path`; the memfd itself (name, size, seals) is noted once.
+    #[allow(clippy::too_many_arguments)]
+    fn memfd(
+        &mut self,
+        pid: i32,
+        path: String,
+        name: &str,
+        size: u64,
+        ino: u64,
+        flags: u32,
+        pos: u64,
+    ) -> Result<u32, DumpError> {
+        use std::os::fd::AsRawFd;
+        let inode_id = match self.memfd_inodes.iter().position(|(i, _)| *i == ino) {
+            Some(n) => n as u32 + 1,
+            None => {
+                use std::os::unix::fs::MetadataExt;
+                let file = fs::File::open(&path).map_err(|e| DumpError::proc(pid, &path, e))?;
+                let meta = file.metadata().map_err(|e| DumpError::proc(pid, &path, e))?;
+                let seals = sys::seals(file.as_raw_fd()).map_err(|e| DumpError::proc(pid, &path, e))?;
+                let inode_id = self.memfd_inodes.len() as u32 + 1;
+                self.memfd_inodes.push((
+                    ino,
+                    pb::MemfdInodeEntry {
+                        name: name.to_owned(),
+                        uid: meta.uid(),
+                        gid: meta.gid(),
+                        size: size.max(meta.len()),
+                        shmid: ino as u32,
+                        seals,
+                        inode_id: inode_id.into(),
+                        mode: Some(meta.mode()),
+                        ..Default::default()
+                    },
+                ));
+                self.memfd_sources.push((ino, pid, path, size.max(meta.len())));
+                inode_id
+            }
+        };
+        let entry = pb::MemfdFileEntry {
+            id: 0,
+            flags,
+            pos,
+            fown: pb::FownEntry::default(),
+            inode_id,
+        };
+        Ok(self.anon(FdTypes::Memfd, |id, f| {
+            f.memfd = Some(pb::MemfdFileEntry { id, ..entry })
+        }))
     }
 
     /// The ghost id of unlinked file `f` of `pid`, its contents read the first time.
@@ -559,6 +614,7 @@ impl FilesImage {
             FileKind::Tty { .. } => FdTypes::Tty,
             FileKind::Pipe { .. } => FdTypes::Pipe,
             FileKind::Fifo { .. } => FdTypes::Fifo,
+            FileKind::Memfd { .. } => FdTypes::Memfd,
             FileKind::EventFd(_) => FdTypes::Eventfd,
             FileKind::SignalFd(_) => FdTypes::Signalfd,
             FileKind::TimerFd(_) => FdTypes::Timerfd,
@@ -573,6 +629,10 @@ impl FilesImage {
         }
         let id = match &f.kind {
             FileKind::Reg { path, .. } => self.reg(path, f.flags, f.pos, f.mnt_id),
+            FileKind::Memfd { name, size } => {
+                let path = format!("/proc/{pid}/fd/{}", f.first_fd);
+                self.memfd(pid, path, name, *size, f.dev_ino.1, f.flags, f.pos)?
+            }
             FileKind::Fifo { path, ino } => {
                 let regf = self.reg(path, f.flags, 0, f.mnt_id);
                 if !self.fifos.iter().any(|(i, ..)| i == ino) {
@@ -846,6 +906,14 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
         }
         w.finish()?;
     }
+    let mut shmem = shmem;
+    for (ino, pid, path, size) in std::mem::take(&mut files.memfd_sources) {
+        shmem.add_memfd(ino, pid, path, size);
+    }
+    if !files.memfd_inodes.is_empty() {
+        let inodes: Vec<pb::MemfdInodeEntry> = files.memfd_inodes.iter().map(|(_, e)| e.clone()).collect();
+        dir.write_all(ImageKind::MemfdInode, 0, &inodes)?;
+    }
     let shm_stats = shmem.dump(dir, tasks.len() as u32 + 1)?;
     totals.scanned += shm_stats.scanned;
     totals.written += shm_stats.written;
@@ -1005,6 +1073,18 @@ fn dump_task(
         let mut e = v.entry.clone();
         if let Some(path) = &v.path {
             e.shmid = files.path(path).into();
+        }
+        if e.status & pb::vma_status::MEMFD != 0 {
+            // A memfd mapping names a MEMFD entry; the memfd is read through the mapping.
+            let name = maps
+                .iter()
+                .find(|m| m.start == e.start)
+                .and_then(|m| m.path.strip_prefix("/memfd:"))
+                .map(|n| n.trim_end_matches(" (deleted)").to_owned())
+                .unwrap_or_default();
+            let path = format!("/proc/{pid}/map_files/{:x}-{:x}", e.start, e.end);
+            let size = e.pgoff + (e.end - e.start);
+            e.shmid = files.memfd(pid, path, &name, size, e.shmid, 0, 0)?.into();
         }
         vma_entries.push(e);
     }

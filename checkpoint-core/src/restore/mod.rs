@@ -333,6 +333,7 @@ fn prepare(
                     FdTarget::Socket { ino } => format!("socket:[{ino}]"),
                     FdTarget::Ghost { path, .. } => format!("{path} (deleted)"),
                     FdTarget::Fifo { path, .. } => path.clone(),
+                    FdTarget::Memfd { shmid, .. } => format!("memfd {shmid}"),
                 };
                 let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
                 let owned: OwnedFd = match (&p.target, inherited) {
@@ -381,6 +382,14 @@ fn prepare(
                         let mut f = shared.ghost_file(tree, pid, *ghost_id, path, *flags)?;
                         f.seek(io::SeekFrom::Start(*pos))
                             .map_err(object(pid, format!("seeking {path} (deleted)")))?;
+                        f.into()
+                    }
+                    (FdTarget::Memfd { shmid, flags, pos }, None) => {
+                        use std::os::fd::AsRawFd;
+                        let obj = shared.shmem_object(dir, tree, pid, *shmid)?;
+                        let mut f = open_reg(pid, &format!("/proc/self/fd/{}", obj.as_raw_fd()), *flags)?;
+                        f.seek(io::SeekFrom::Start(*pos))
+                            .map_err(object(pid, format!("seeking memfd {shmid}")))?;
                         f.into()
                     }
                     (FdTarget::Fifo { path, flags, pipe_id }, None) => {

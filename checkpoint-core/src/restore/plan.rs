@@ -29,6 +29,8 @@ pub enum FdTarget {
     Anon(Box<pb::FileEntry>),
     /// A unix socket: all of them are rebuilt together, before the tasks' files are prepared.
     Socket { ino: u32 },
+    /// An open file on a memfd (shared memory object `shmid`).
+    Memfd { shmid: u64, flags: u32, pos: u64 },
     /// An end of a named pipe, opened by path; its buffered bytes come back once.
     Fifo { path: String, flags: u32, pipe_id: u32 },
     /// A file that was unlinked while open: made again from its saved contents (ghost
@@ -641,7 +643,7 @@ impl Plan {
                     .find(|v| {
                         v.start <= at
                             && at < v.end
-                            && v.status & (st::VVAR | st::VSYSCALL | st::FILE_SHARED | st::ANON_SHARED | st::MEMFD) == 0
+                            && v.status & (st::VVAR | st::VSYSCALL | st::FILE_SHARED | st::ANON_SHARED) == 0
                     })
                     .ok_or_else(|| {
                         invalid(format!(
@@ -719,6 +721,14 @@ impl Plan {
                 (Ok(FdTypes::Timerfd), _, _) if file.tfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Eventpoll), _, _) if file.epfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Inotify), _, _) if file.ify.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Memfd), _, _) if file.memfd.is_some() => {
+                    let m = file.memfd.as_ref().map(|m| (m.flags, m.pos)).unwrap_or_default();
+                    FdTarget::Memfd {
+                        shmid: memfd_shmid(dir, files, e.id.into(), pid)?,
+                        flags: m.0,
+                        pos: m.1,
+                    }
+                }
                 (Ok(FdTypes::Fifo), _, _) if file.fifo.is_some() => {
                     let fifo = file.fifo.as_ref().map(|f| (f.pipe_id, f.regf_id)).unwrap_or_default();
                     let regf = reg(fifo.1.unwrap_or(u32::MAX), "the path of a FIFO")?;
