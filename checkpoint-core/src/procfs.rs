@@ -9,6 +9,10 @@ pub struct Stat {
     pub ppid: u32,
     pub pgid: u32,
     pub sid: u32,
+    /// The controlling terminal's device (encoded as in stat), 0 if none.
+    pub tty_nr: u32,
+    /// The terminal's foreground process group, -1 if none.
+    pub tpgid: i32,
     pub flags: u32,
     pub start_code: u64,
     pub end_code: u64,
@@ -38,6 +42,8 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         ppid: u32::try_from(num(4)?).ok()?,
         pgid: u32::try_from(num(5)?).ok()?,
         sid: u32::try_from(num(6)?).ok()?,
+        tty_nr: u32::try_from(num(7)?).ok()?,
+        tpgid: f.get(8 - 3)?.parse().ok()?,
         flags: u32::try_from(num(9)?).ok()?,
         start_code: num(26)?,
         end_code: num(27)?,

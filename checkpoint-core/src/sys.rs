@@ -1019,3 +1019,72 @@ pub fn seals(fd: i32) -> io::Result<u32> {
     // SAFETY: F_GET_SEALS takes no argument.
     cvt(unsafe { libc::fcntl(fd, libc::F_GET_SEALS) }).map(|s| s as u32)
 }
+
+/// The termios of a terminal fd.
+pub fn tty_termios(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::termios> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed termios is valid; tcgetattr fills it.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: t is a live local termios.
+    cvt(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) })?;
+    Ok(t)
+}
+
+/// Sets the termios of a terminal fd (at once).
+pub fn tty_set_termios(fd: std::os::fd::BorrowedFd<'_>, t: &libc::termios) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: t is a live termios the kernel only reads.
+    cvt(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, t) }).map(drop)
+}
+
+/// The window size of a terminal fd.
+pub fn tty_winsize(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::winsize> {
+    use std::os::fd::AsRawFd;
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: ws is a live local winsize the ioctl fills.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) })?;
+    Ok(ws)
+}
+
+/// Sets the window size of a terminal fd.
+pub fn tty_set_winsize(fd: std::os::fd::BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: ws is a live winsize the ioctl only reads.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) }).map(drop)
+}
+
+/// An int-valued terminal ioctl (TIOCGPTN, TIOCGPTLCK, TIOCGPKT, TIOCGEXCL).
+pub fn tty_int(fd: std::os::fd::BorrowedFd<'_>, req: libc::c_ulong) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    // SAFETY: v is a live local int the ioctl fills.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), req, &mut v) })?;
+    Ok(v)
+}
+
+/// An int-setting terminal ioctl (TIOCSPTLCK, TIOCPKT) on our fd `fd`.
+pub fn tty_set_int(fd: i32, req: libc::c_ulong, v: i32) -> io::Result<()> {
+    // SAFETY: v is a live local int the ioctl only reads.
+    cvt(unsafe { libc::ioctl(fd, req, &v) }).map(drop)
+}
+
+/// A new pty master (/dev/ptmx), not our controlling terminal, close-on-exec.
+pub fn open_ptmx() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: a static NUL-terminated path; returns a new fd or -1.
+    owned(unsafe { libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })
+}
+
+/// The locked termios bits of a terminal fd (TIOCGLCKTRMIOS).
+pub fn tty_locked_termios(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::termios> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed termios is valid; the ioctl fills its leading kernel termios part.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: t is a live local termios, larger than what the ioctl writes.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGLCKTRMIOS, &mut t) })?;
+    Ok(t)
+}

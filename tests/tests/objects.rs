@@ -317,3 +317,28 @@ fn file_locks_need_the_flag() {
     let result = std::fs::read_to_string(work.join("result")).unwrap();
     assert!(result.starts_with("OK"), "{result}");
 }
+
+fn check_pty_images(images: &Path, _pid: i32) {
+    let info = crit_decode(&images.join("tty-info.img"));
+    let entries = info["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "a master and a slave: {info}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["winsize"]["ws_row"] == 33 && e["winsize"]["ws_col"] == 101),
+        "the window size: {info}"
+    );
+    assert!(entries.iter().any(|e| e["sid"] != 0), "the session it controls: {info}");
+}
+
+#[test]
+fn a_pty_made_in_the_tree_comes_back_as_the_childs_controlling_terminal() {
+    let result = round_trip("pty", ("stasis", "stasis"), &[], check_pty_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn we_restore_a_pty_criu_dumped() {
+    let result = round_trip("pty", ("criu", "stasis"), &[], check_pty_images);
+    assert!(result.starts_with("OK"), "{result}");
+}

@@ -46,6 +46,9 @@
  *                          with data and both ends, and file locks (flock, a POSIX range, an OFD
  *                          lock), a sealed memfd (an fd, a shared and a private mapping). On
  *                          SIGUSR1 checks the contents, offsets, names, seals and locks.
+ *   workload pty DIR       a pty made here: its slave is the controlling terminal of a child's
+ *                          session (echo off, 33x101), which answers on it. On SIGUSR1 asks the
+ *                          child again (its terminal, foreground group, size, echo) and compares.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -66,7 +69,10 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <ctype.h>
 #include <grp.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -1082,6 +1088,89 @@ static int files_mode(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* ---- pty: a terminal made in the tree, the controlling terminal of a child's session ---- */
+
+static void pty_child(const char *name, int ready) {
+    setsid();
+    int s = open(name, O_RDWR); /* a session leader without a terminal: this one becomes it */
+    struct termios t;
+    tcgetattr(s, &t);
+    t.c_lflag &= ~ECHO;
+    tcsetattr(s, TCSANOW, &t);
+    struct winsize ws = { .ws_row = 33, .ws_col = 101 };
+    ioctl(s, TIOCSWINSZ, &ws);
+    dup2(s, 0);
+    dup2(s, 1);
+    close(s);
+    write(ready, "r", 1);
+    close(ready);
+    char line[256];
+    for (;;) {
+        ssize_t n = read(0, line, sizeof line - 1);
+        if (n <= 0) _exit(0);
+        line[n] = 0;
+        char out[512];
+        if (!strcmp(line, "id\n")) {
+            struct winsize w;
+            struct termios now;
+            ioctl(0, TIOCGWINSZ, &w);
+            tcgetattr(0, &now);
+            snprintf(out, sizeof out, "tty=%s fg=%d rows=%d cols=%d echo=%d sid=%d\n", ttyname(0),
+                     tcgetpgrp(0) == getpgrp(), w.ws_row, w.ws_col, !!(now.c_lflag & ECHO), getsid(0) == getpid());
+        } else {
+            for (char *c = line; *c; c++) *c = (char)toupper((unsigned char)*c);
+            snprintf(out, sizeof out, "%s", line);
+        }
+        write(1, out, strlen(out));
+    }
+}
+
+/* Writes `cmd` to the master and reads one line back. */
+static void pty_ask(int m, const char *cmd, char *out, size_t len) {
+    write(m, cmd, strlen(cmd));
+    size_t got = 0;
+    while (got + 1 < len) {
+        ssize_t n = read(m, out + got, 1);
+        if (n <= 0) break;
+        got += n;
+        if (out[got - 1] == '\n') break;
+    }
+    out[got] = 0;
+}
+
+static int pty_mode(void) {
+    signal(SIGUSR1, on_usr1_verify);
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    grantpt(m);
+    unlockpt(m);
+    char name[64];
+    snprintf(name, sizeof name, "%s", ptsname(m));
+    int ready[2];
+    if (pipe(ready)) return 2;
+    pid_t child = fork();
+    if (!child) { close(m); close(ready[0]); pty_child(name, ready[1]); }
+    close(ready[1]);
+    char c;
+    if (read(ready[0], &c, 1) != 1) return 2;
+    close(ready[0]);
+    char before[512], after[512], echo[512];
+    pty_ask(m, "id\n", before, sizeof before);
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+    pty_ask(m, "id\n", after, sizeof after);
+    pty_ask(m, "hello\n", echo, sizeof echo);
+    EXPECT(!strcmp(before, after), "the terminal changed: \"%s\" then \"%s\"", before, after);
+    EXPECT(strstr(before, "fg=1") && strstr(before, "rows=33 cols=101 echo=0 sid=1"), "the terminal was not set up: %s", before);
+    EXPECT(!strcmp(echo, "HELLO\r\n"), "the child answered \"%s\"", echo);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    char buf[4200];
+    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
+    else snprintf(buf, sizeof buf, "OK pty %s", after);
+    write_file("result", buf);
+    return failure[0] ? 1 : 0;
+}
+
 /* ---- swarm: many processes with many threads (the tree benchmark) ---- */
 
 static volatile unsigned long *swarm_ticks; /* one slot per process, shared by all */
@@ -1173,6 +1262,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "sockets")) return sockets_mode();
     if (!strcmp(argv[1], "creds")) return creds_mode();
     if (!strcmp(argv[1], "files")) return files_mode();
+    if (!strcmp(argv[1], "pty")) return pty_mode();
     if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);

@@ -26,6 +26,15 @@ pub enum FileKind {
         size: u64,
         mode: u32,
     },
+    /// The master side of a pty (/dev/ptmx), whose slave is /dev/pts/`index`.
+    PtyMaster {
+        index: u32,
+    },
+    /// A pty slave (/dev/pts/N).
+    PtySlave {
+        path: String,
+        rdev: u64,
+    },
     /// A memfd (its contents are saved once, with the memory objects).
     Memfd {
         name: String,
@@ -128,6 +137,27 @@ fn ghost(path: &str, meta: &fs::Metadata) -> Result<FileKind, String> {
     })
 }
 
+/// The indices of the pty masters `pid` holds (cheap: a pass over /proc/PID/fd).
+pub fn pty_masters(pid: i32) -> Vec<u32> {
+    let dir = format!("/proc/{pid}/fd");
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "/dev/ptmx"))
+        .filter_map(|e| {
+            let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy())).ok()?;
+            fds::field_of(&info, "tty-index")?.parse().ok()
+        })
+        .collect()
+}
+
+/// The index of a pty slave device (/dev/pts/N).
+pub fn pty_index(rdev: u64) -> u32 {
+    (libc::major(rdev) - 136) * 256 + libc::minor(rdev)
+}
+
 /// Reads the fd table of `pid`; unsupported fds are errors naming the fd.
 pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<FdTable, DumpError> {
     let dir = format!("/proc/{pid}/fd");
@@ -166,6 +196,18 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
                 path: link.clone(),
                 size: meta.len(),
                 mode: meta.mode(),
+            }
+        } else if ft.is_char_device() && (libc::major(meta.rdev()), libc::minor(meta.rdev())) == (5, 2) {
+            let index = fds::field_of(&info_text, "tty-index").and_then(|v| v.parse().ok());
+            FileKind::PtyMaster {
+                index: index.ok_or(DumpError::Parse { pid, file: "fdinfo" })?,
+            }
+        } else if ft.is_char_device() && (136..=143).contains(&libc::major(meta.rdev())) {
+            // A pty slave: ours to rebuild if its master is in the tree, else the caller's
+            // terminal (the tree-wide check decides).
+            FileKind::PtySlave {
+                path: link.clone(),
+                rdev: meta.rdev(),
             }
         } else if ft.is_char_device() && is_tty(meta.rdev()) {
             if !shell_job {

@@ -122,6 +122,32 @@ fn precheck(pid: i32, opts: &DumpOpts, sockets: &fds::unix::Table) -> Result<Opt
     Ok(Some(fdt))
 }
 
+/// A pty slave whose master is outside the tree is the caller's terminal: --shell-job.
+fn check_ptys(tables: &[(i32, FdTable)], shell_job: bool) -> Result<(), DumpError> {
+    let masters: Vec<u32> = tables
+        .iter()
+        .flat_map(|(_, t)| &t.files)
+        .filter_map(|f| match f.kind {
+            FileKind::PtyMaster { index } => Some(index),
+            _ => None,
+        })
+        .collect();
+    for (pid, t) in tables {
+        for fd in &t.fds {
+            if let FileKind::PtySlave { path, rdev } = &t.files[fd.file].kind {
+                if !shell_job && !masters.contains(&files::pty_index(*rdev)) {
+                    return Err(DumpError::NeedShellJob {
+                        pid: *pid,
+                        fd: fd.fd,
+                        path: path.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Refuses unix sockets whose other end is outside the tree (a datagram peer is allowed with
 /// `--ext-unix-sk`), and connections waiting in a listener that a restore would lose.
 fn check_unix_peers(tables: &[(i32, FdTable)], sockets: &fds::unix::Table, ext_unix_sk: bool) -> Result<(), DumpError> {
@@ -187,6 +213,7 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
         }
     }
     check_unix_peers(&tables, &sockets, opts.ext_unix_sk)?;
+    check_ptys(&tables, opts.shell_job)?;
     let dir = ImageDir::create(&opts.images)?;
     let tasks = tree::freeze(opts.pid)?;
     let frozen_at = Instant::now();
@@ -361,6 +388,11 @@ struct FilesImage {
     sockets: fds::unix::Table,
     /// filelocks.img.
     locks: Vec<pb::FileLockEntry>,
+    /// The pty masters held in the tree (their slaves are rebuilt, not the caller's).
+    pty_masters: std::collections::BTreeSet<u32>,
+    /// Sessions with a controlling terminal: by the terminal's device, the session and its
+    /// foreground group.
+    ctty: BTreeMap<u64, (u32, u32)>,
     /// memfd.img: one entry per memfd, by inode; and where to read each one's contents.
     memfd_inodes: Vec<(u64, pb::MemfdInodeEntry)>,
     memfd_sources: Vec<(u64, i32, String, u64)>,
@@ -454,6 +486,32 @@ impl FilesImage {
             ..Default::default()
         });
         id
+    }
+
+    /// A TTY entry for an end of a pty made in the tree, with its settings (read through a
+    /// copy of fd `f.first_fd` of `pid`).
+    fn pty(&mut self, pid: i32, f: &files::OpenFile, path: &str, rdev: u64, index: u32) -> Result<u32, DumpError> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let fd = f.first_fd;
+        let pidfd = parasite::sys::pidfd_open(pid).map_err(|e| DumpError::proc(pid, "pidfd_open", e))?;
+        let ours = parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
+            .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))?;
+        let slave_rdev = libc::makedev(136 + index / 256, index % 256);
+        let session = self.ctty.get(&slave_rdev).copied().unwrap_or((0, 0));
+        let mut info = fds::tty::collect(ours.as_fd(), index, rdev, session)
+            .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pty {index}"), e))?;
+        let regf = self.reg(path, f.flags, 0, -1);
+        info.id = self.tty_infos.len() as u32 + 1;
+        let info_id = info.id;
+        self.tty_infos.push(info);
+        let entry = pb::TtyFileEntry {
+            id: 0,
+            tty_info_id: info_id,
+            flags: f.flags,
+            fown: pb::FownEntry::default(),
+            regf_id: Some(regf),
+        };
+        Ok(self.anon(FdTypes::Tty, |id, e| e.tty = Some(pb::TtyFileEntry { id, ..entry })))
     }
 
     /// A MEMFD entry (an open file with `flags` at `pos`) on memfd `ino` of `pid`, readable at
@@ -615,6 +673,7 @@ impl FilesImage {
             FileKind::Pipe { .. } => FdTypes::Pipe,
             FileKind::Fifo { .. } => FdTypes::Fifo,
             FileKind::Memfd { .. } => FdTypes::Memfd,
+            FileKind::PtyMaster { .. } | FileKind::PtySlave { .. } => FdTypes::Tty,
             FileKind::EventFd(_) => FdTypes::Eventfd,
             FileKind::SignalFd(_) => FdTypes::Signalfd,
             FileKind::TimerFd(_) => FdTypes::Timerfd,
@@ -629,6 +688,12 @@ impl FilesImage {
         }
         let id = match &f.kind {
             FileKind::Reg { path, .. } => self.reg(path, f.flags, f.pos, f.mnt_id),
+            FileKind::PtyMaster { index } => self.pty(pid, f, "/dev/ptmx", libc::makedev(5, 2), *index)?,
+            FileKind::PtySlave { path, rdev } if self.pty_masters.contains(&files::pty_index(*rdev)) => {
+                self.pty(pid, f, path, *rdev, files::pty_index(*rdev))?
+            }
+            // The caller's terminal (the preflight asked for --shell-job).
+            FileKind::PtySlave { path, rdev } => self.tty(path, *rdev, f.flags),
             FileKind::Memfd { name, size } => {
                 let path = format!("/proc/{pid}/fd/{}", f.first_fd);
                 self.memfd(pid, path, name, *size, f.dev_ino.1, f.flags, f.pos)?
@@ -852,6 +917,18 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
     let mem_start = Instant::now();
     let mut tree_objects = TreeObjects::default();
     tree_objects.files.sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
+    for t in tasks.iter().filter(|t| !t.is_zombie()) {
+        tree_objects.files.pty_masters.extend(files::pty_masters(t.pid));
+        let st = procfs::parse_stat(&read_proc(t.pid, "stat")?).ok_or(DumpError::Parse {
+            pid: t.pid,
+            file: "stat",
+        })?;
+        if st.tty_nr != 0 && st.sid == t.pid as u32 {
+            let (nr, minor_hi) = (u64::from(st.tty_nr), u64::from(st.tty_nr >> 12) & 0xfff00);
+            let rdev = libc::makedev(((nr >> 8) & 0xfff) as u32, ((nr & 0xff) | minor_hi) as u32);
+            tree_objects.files.ctty.insert(rdev, (st.sid, st.tpgid.max(0) as u32));
+        }
+    }
     let mut ns = NsIds::new(tasks.len() as u32 + 2);
     let root_ids = ns.ids("self", 1);
     let mut pstree = Vec::with_capacity(tasks.len());

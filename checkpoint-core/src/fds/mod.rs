@@ -7,6 +7,7 @@ pub mod inotify;
 pub mod locks;
 pub mod signalfd;
 pub mod timerfd;
+pub mod tty;
 pub mod unix;
 
 /// The value after `key:` on the first fdinfo line that starts with it.
@@ -14,6 +15,11 @@ fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .map(str::trim)
+}
+
+/// The value of fdinfo line `key:`, for other modules.
+pub fn field_of<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    field(info, key)
 }
 
 /// `key:value` pairs of one fdinfo line (`tfd: 5 events: 19 ...` or `wd:1 ino:...`).

@@ -123,9 +123,26 @@ pub struct SharedFiles {
     ghosts: BTreeMap<u32, File>,
     /// FIFOs, held open for reading and writing while their ends are opened, by pipe id.
     fifos: BTreeMap<u32, File>,
+    /// Pty masters made again, by index.
+    ptys: BTreeMap<u32, OwnedFd>,
 }
 
 impl SharedFiles {
+    /// Our fd on the master of pty `index`, made at that index the first time.
+    fn pty_master(&mut self, tree: &Tree, pid: i32, index: u32) -> Result<i32, RestoreError> {
+        use std::os::fd::AsRawFd;
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.ptys.entry(index) {
+            let (master, slave) = tree.ptys.get(&index).cloned().unwrap_or_default();
+            let master = master.ok_or_else(|| RestoreError::Invalid {
+                what: format!("pid {pid}: pty {index} has no master in tty-info.img"),
+            })?;
+            let fd = crate::fds::tty::open_master(index, &master, slave.as_ref())
+                .map_err(object(pid, format!("pty {index}")))?;
+            slot.insert(fd);
+        }
+        Ok(self.ptys[&index].as_raw_fd())
+    }
+
     /// A new open of the FIFO at `path` with `flags`. The first open of each FIFO is ours,
     /// for reading and writing (so that no open blocks), and refills it.
     fn fifo_end(
@@ -334,6 +351,8 @@ fn prepare(
                     FdTarget::Ghost { path, .. } => format!("{path} (deleted)"),
                     FdTarget::Fifo { path, .. } => path.clone(),
                     FdTarget::Memfd { shmid, .. } => format!("memfd {shmid}"),
+                    FdTarget::PtyMaster { index } => format!("pty master {index}"),
+                    FdTarget::PtySlave { index, .. } => format!("/dev/pts/{index}"),
                 };
                 let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
                 let owned: OwnedFd = match (&p.target, inherited) {
@@ -383,6 +402,14 @@ fn prepare(
                         f.seek(io::SeekFrom::Start(*pos))
                             .map_err(object(pid, format!("seeking {path} (deleted)")))?;
                         f.into()
+                    }
+                    (FdTarget::PtyMaster { index }, None) => {
+                        let master = shared.pty_master(tree, pid, *index)?;
+                        sys::dup_cloexec(master).map_err(object(pid, format!("pty master {index}")))?
+                    }
+                    (FdTarget::PtySlave { index, flags }, None) => {
+                        shared.pty_master(tree, pid, *index)?;
+                        open_reg(pid, &format!("/dev/pts/{index}"), flags | libc::O_NOCTTY as u32)?.into()
                     }
                     (FdTarget::Memfd { shmid, flags, pos }, None) => {
                         use std::os::fd::AsRawFd;

@@ -29,6 +29,10 @@ pub enum FdTarget {
     Anon(Box<pb::FileEntry>),
     /// A unix socket: all of them are rebuilt together, before the tasks' files are prepared.
     Socket { ino: u32 },
+    /// The master of pty `index`, made in the tree.
+    PtyMaster { index: u32 },
+    /// A slave of pty `index`, whose master is in the tree.
+    PtySlave { index: u32, flags: u32 },
     /// An open file on a memfd (shared memory object `shmid`).
     Memfd { shmid: u64, flags: u32, pos: u64 },
     /// An end of a named pipe, opened by path; its buffered bytes come back once.
@@ -71,6 +75,9 @@ pub struct Plan {
     pub vma_shmem: BTreeMap<usize, u64>,
     /// The file locks this task takes again (filelocks.img entries of its pid).
     pub locks: Vec<pb::FileLockEntry>,
+    /// The controlling terminal this session leader takes again: its fd on the pty slave, and
+    /// the foreground process group.
+    pub ctty: Option<(i32, u32)>,
     pub fds: Vec<PlannedFd>,
 }
 
@@ -128,6 +135,49 @@ pub struct Tree {
     pub seccomp: Vec<pb::SeccompFilter>,
     /// Unlinked files: their attributes and contents, by ghost id.
     pub ghosts: BTreeMap<u32, (pb::GhostFileEntry, Vec<u8>)>,
+    /// The ptys made in the tree, by index: the settings of their master and slave.
+    pub ptys: BTreeMap<u32, (Option<pb::TtyInfoEntry>, Option<pb::TtyInfoEntry>)>,
+}
+
+/// Which end of a pty a tty-info entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PtyEnd {
+    Master,
+    Slave,
+}
+
+/// The end of a pty `info` describes (by its device: /dev/ptmx or /dev/pts/N), if a pty.
+pub fn pty_end(info: &pb::TtyInfoEntry) -> Option<PtyEnd> {
+    let rdev = u64::from(info.rdev);
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    match (major, minor) {
+        (5, 2) => Some(PtyEnd::Master),
+        (136..=143, _) => Some(PtyEnd::Slave),
+        _ => None,
+    }
+}
+
+/// tty-info.img, and the ptys whose master is in the tree.
+pub struct Ttys {
+    pub infos: BTreeMap<u32, pb::TtyInfoEntry>,
+    pub masters: std::collections::BTreeSet<u32>,
+}
+
+impl Ttys {
+    fn load(dir: &ImageDir, files: &BTreeMap<u32, pb::FileEntry>) -> Result<Ttys, RestoreError> {
+        let infos: BTreeMap<u32, pb::TtyInfoEntry> = dir
+            .read_all::<pb::TtyInfoEntry>(ImageKind::TtyInfo, 0)?
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
+        let masters = files
+            .values()
+            .filter_map(|f| infos.get(&f.tty.as_ref()?.tty_info_id))
+            .filter(|i| pty_end(i) == Some(PtyEnd::Master))
+            .filter_map(|i| Some(i.pty.as_ref()?.index))
+            .collect();
+        Ok(Ttys { infos, masters })
+    }
 }
 
 /// The filters of the chain whose newest is `newest`, oldest first (as they are installed).
@@ -199,6 +249,7 @@ impl Tree {
             .into_iter()
             .map(|f| (f.id, f))
             .collect();
+        let ttys = Ttys::load(dir, &files)?;
         let mut tasks: Vec<TaskNode> = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
             let pid = i32::try_from(e.pid)
@@ -231,7 +282,7 @@ impl Tree {
                     exit_code: core.tc.as_ref().map_or(0, |tc| tc.exit_code),
                     comm: core.tc.as_ref().map(|tc| tc.comm.clone()).unwrap_or_default(),
                 },
-                Some(pb::TASK_ALIVE) => Body::Alive(Box::new(Plan::load_task(dir, e, core, &files)?)),
+                Some(pb::TASK_ALIVE) => Body::Alive(Box::new(Plan::load_task(dir, e, core, &files, &ttys)?)),
                 Some(other) => {
                     return Err(RestoreError::Unsupported {
                         pid,
@@ -358,7 +409,40 @@ impl Tree {
                 ghosts.insert(ghost_id, (entry, data));
             }
         }
+        let mut ptys: BTreeMap<u32, (Option<pb::TtyInfoEntry>, Option<pb::TtyInfoEntry>)> = BTreeMap::new();
+        for info in ttys.infos.values() {
+            let (Some(end), Some(index)) = (pty_end(info), info.pty.as_ref().map(|p| p.index)) else {
+                continue;
+            };
+            if !ttys.masters.contains(&index) {
+                continue;
+            }
+            let slot = ptys.entry(index).or_default();
+            match end {
+                PtyEnd::Master => slot.0 = Some(info.clone()),
+                PtyEnd::Slave => slot.1 = Some(info.clone()),
+            }
+            // The session leader that had it as controlling terminal takes it again, through
+            // its own fd on the slave.
+            if info.sid == 0 {
+                continue;
+            }
+            let leader = tasks.iter_mut().find_map(|t| match &mut t.body {
+                Body::Alive(p) if p.pid as u32 == info.sid => Some(p),
+                _ => None,
+            });
+            if let Some(p) = leader {
+                let fd = p
+                    .fds
+                    .iter()
+                    .find(|f| matches!(f.target, FdTarget::PtySlave { index: i, .. } if i == index));
+                if let Some(fd) = fd {
+                    p.ctty = Some((fd.fd, info.pgrp));
+                }
+            }
+        }
         Ok(Tree {
+            ptys,
             fifos,
             ghosts,
             tasks,
@@ -509,6 +593,7 @@ impl Plan {
         task: &pb::PstreeEntry,
         core: pb::CoreEntry,
         files: &BTreeMap<u32, pb::FileEntry>,
+        ttys: &Ttys,
     ) -> Result<Plan, RestoreError> {
         let pid = i32::try_from(task.pid).map_err(|_| invalid(format!("pstree.img: pid {} out of range", task.pid)))?;
         if task.threads.first() != Some(&task.pid) {
@@ -742,12 +827,17 @@ impl Plan {
                     ino: file.usk.as_ref().map_or(0, |u| u.ino),
                 },
                 (Ok(FdTypes::Tty), _, Some(t)) => {
-                    let path = t
-                        .regf_id
-                        .and_then(|id| files.get(&id)?.reg.as_ref())
-                        .map(|r| r.name.clone());
-                    FdTarget::Tty {
-                        path: path.unwrap_or_else(|| "a terminal".into()),
+                    let regf = t.regf_id.and_then(|id| files.get(&id)?.reg.as_ref());
+                    let path = regf.map(|r| r.name.clone());
+                    let info = ttys.infos.get(&t.tty_info_id);
+                    match info.and_then(|i| Some((pty_end(i)?, i.pty.as_ref()?.index))) {
+                        Some((PtyEnd::Master, index)) => FdTarget::PtyMaster { index },
+                        Some((PtyEnd::Slave, index)) if ttys.masters.contains(&index) => {
+                            FdTarget::PtySlave { index, flags: t.flags }
+                        }
+                        _ => FdTarget::Tty {
+                            path: path.unwrap_or_else(|| "a terminal".into()),
+                        },
                     }
                 }
                 _ => {
@@ -780,6 +870,7 @@ impl Plan {
             vma_paths,
             vma_shmem,
             locks: Vec::new(),
+            ctty: None,
             fds,
         })
     }

@@ -408,6 +408,22 @@ pub fn build(
             r.call("fcntl(lock)", libc::SYS_fcntl, [fd, cmd, at, 0, 0, 0])?;
         }
     }
+    if let Some((fd, pgrp)) = plan.ctty {
+        // The session leader takes its terminal again, and gives it its foreground group.
+        r.call(
+            "ioctl(TIOCSCTTY)",
+            libc::SYS_ioctl,
+            [fd as u64, libc::TIOCSCTTY, 0, 0, 0, 0],
+        )?;
+        if pgrp != 0 {
+            let at = r.put(0, &pgrp.to_le_bytes())?;
+            r.call(
+                "ioctl(TIOCSPGRP)",
+                libc::SYS_ioctl,
+                [fd as u64, libc::TIOCSPGRP, at, 0, 0, 0],
+            )?;
+        }
+    }
     let cwd = r.pull(prep.cwd.as_raw_fd())?;
     r.call("fchdir", libc::SYS_fchdir, [cwd, 0, 0, 0, 0, 0])?;
     r.close(cwd)?;
