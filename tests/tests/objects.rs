@@ -342,3 +342,9 @@ fn we_restore_a_pty_criu_dumped() {
     let result = round_trip("pty", ("criu", "stasis"), &[], check_pty_images);
     assert!(result.starts_with("OK"), "{result}");
 }
+
+#[test]
+fn criu_restores_our_pty() {
+    let result = round_trip("pty", ("stasis", "criu"), &[], check_pty_images);
+    assert!(result.starts_with("OK"), "{result}");
+}

@@ -463,7 +463,8 @@ impl FilesImage {
     fn tty(&mut self, path: &str, rdev: u64, flags: u32) -> u32 {
         let regf = self.reg(path, flags, 0, -1);
         let id = self.next_id();
-        let info_id = self.tty_infos.len() as u32 + 1;
+        // Above the ids of the ptys made in the tree (2 x index, + 1).
+        let info_id = (1 << 21) + self.tty_infos.len() as u32;
         self.tty_infos.push(pb::TtyInfoEntry {
             id: info_id,
             r#type: pb::TtyType::Pty as i32,
@@ -501,9 +502,14 @@ impl FilesImage {
         let mut info = fds::tty::collect(ours.as_fd(), index, rdev, session)
             .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pty {index}"), e))?;
         let regf = self.reg(path, f.flags, 0, -1);
-        info.id = self.tty_infos.len() as u32 + 1;
+        // One tty-info per end of a pty, however many open files: the master's id is the
+        // slave's with the low bit set (CRIU pairs the two ends by it).
+        let master = (libc::major(rdev), libc::minor(rdev)) == fds::tty::PTMX;
+        info.id = 2 * index + u32::from(master);
         let info_id = info.id;
-        self.tty_infos.push(info);
+        if !self.tty_infos.iter().any(|t| t.id == info_id) {
+            self.tty_infos.push(info);
+        }
         let entry = pb::TtyFileEntry {
             id: 0,
             tty_info_id: info_id,

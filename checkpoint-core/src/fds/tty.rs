@@ -30,7 +30,13 @@ pub fn collect(fd: BorrowedFd<'_>, index: u32, rdev: u64, (sid, pgrp): (u32, u32
     let t = sys::tty_termios(fd)?;
     let ws = sys::tty_winsize(fd)?;
     let master = (libc::major(rdev), libc::minor(rdev)) == PTMX;
+    // The device file itself: its filesystem (devtmpfs or devpts) and owner.
+    let meta = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    use std::os::unix::fs::MetadataExt;
     Ok(TtyInfoEntry {
+        dev: Some(meta.dev() as u32),
+        uid: Some(meta.uid()),
+        gid: Some(meta.gid()),
         id: 0,
         r#type: TtyType::Pty as i32,
         locked: master && sys::tty_int(fd, libc::TIOCGPTLCK)? != 0,
