@@ -49,6 +49,8 @@ pub struct TaskSummary {
     pub fds: Vec<FdSummary>,
     pub cwd: Option<String>,
     pub root: Option<String>,
+    /// One line each: credentials, confinement, signals and timers, locks, tree flags.
+    pub details: Vec<String>,
 }
 
 /// A task's address space.
@@ -93,6 +95,8 @@ pub struct MountSummary {
 struct Files {
     by_id: BTreeMap<u32, FileEntry>,
     memfd_names: BTreeMap<u32, String>,
+    /// files.img ids of unlinked files whose contents are saved (remap-fpath.img).
+    ghosts: BTreeSet<u32>,
 }
 
 impl Files {
@@ -107,7 +111,16 @@ impl Files {
             .into_iter()
             .map(|m| (u32::try_from(m.inode_id).unwrap_or(u32::MAX), m.name))
             .collect();
-        Ok(Files { by_id, memfd_names })
+        let ghosts = dir
+            .read_all::<pb::RemapFilePathEntry>(ImageKind::RemapFpath, 0)?
+            .into_iter()
+            .map(|r| r.orig_id)
+            .collect();
+        Ok(Files {
+            by_id,
+            memfd_names,
+            ghosts,
+        })
     }
 
     fn reg_name(&self, id: u32) -> Option<&str> {
@@ -121,7 +134,11 @@ impl Files {
         };
         let kind = FdTypes::proto_name(f.r#type).unwrap_or("?").to_owned();
         let target = if let Some(r) = &f.reg {
-            r.name.clone()
+            if self.ghosts.contains(&r.id) {
+                format!("{} (deleted; contents saved)", r.name)
+            } else {
+                r.name.clone()
+            }
         } else if let Some(p) = &f.pipe {
             format!("pipe[{}]", p.pipe_id)
         } else if let Some(p) = &f.fifo {
@@ -301,13 +318,14 @@ fn summarize_task(dir: &ImageDir, files: &Files, p: &pb::PstreeEntry) -> Result<
         pgid: p.pgid,
         sid: p.sid,
         threads: if zombie { Vec::new() } else { p.threads.clone() },
-        comm: tc.comm,
+        comm: tc.comm.clone(),
         state,
         exit_code: zombie.then_some(tc.exit_code),
         memory: None,
         fds: Vec::new(),
         cwd: None,
         root: None,
+        details: Vec::new(),
     };
     if zombie {
         return Ok(task);
@@ -353,7 +371,112 @@ fn summarize_task(dir: &ImageDir, files: &Files, p: &pb::PstreeEntry) -> Result<
         task.cwd = files.reg_name(fs.cwd_id).map(str::to_owned);
         task.root = files.reg_name(fs.root_id).map(str::to_owned);
     }
+    task.details = task_details(dir, pid, &tc, core.thread_core.as_ref(), &p.threads)?;
     Ok(task)
+}
+
+/// Lines about what a task holds besides memory and files.
+fn task_details(
+    dir: &ImageDir,
+    pid: u32,
+    tc: &pb::TaskCoreEntry,
+    thread: Option<&pb::ThreadCoreEntry>,
+    threads: &[u32],
+) -> Result<Vec<String>, ShowError> {
+    let mut out = Vec::new();
+    if let Some(c) = thread.and_then(|t| t.creds.as_ref()) {
+        let caps =
+            |v: &[u32]| u64::from(v.first().copied().unwrap_or(0)) | u64::from(v.get(1).copied().unwrap_or(0)) << 32;
+        out.push(format!(
+            "creds: uid {}/{}/{} gid {}/{}/{} groups {:?} caps eff {:#x} prm {:#x} amb {:#x}{}",
+            c.uid,
+            c.euid,
+            c.suid,
+            c.gid,
+            c.egid,
+            c.sgid,
+            c.groups,
+            caps(&c.cap_eff),
+            caps(&c.cap_prm),
+            caps(&c.cap_amb),
+            if c.no_new_privs.unwrap_or(0) != 0 {
+                ", no_new_privs"
+            } else {
+                ""
+            }
+        ));
+    }
+    // seccomp and queued signals are per thread.
+    let mut filtered = 0;
+    let mut strict = 0;
+    let mut queued = tc.signals_s.as_ref().map_or(0, |q| q.signals.len());
+    let shared = queued;
+    for &tid in threads {
+        let core: Option<pb::CoreEntry> = if tid == pid {
+            None
+        } else {
+            dir.read_one(ImageKind::Core, tid.into())?
+        };
+        let t = if tid == pid {
+            thread.cloned()
+        } else {
+            core.and_then(|c| c.thread_core)
+        };
+        let Some(t) = t else { continue };
+        match t.seccomp_mode.and_then(|m| pb::SeccompMode::try_from(m).ok()) {
+            Some(pb::SeccompMode::Filter) => filtered += 1,
+            Some(pb::SeccompMode::Strict) => strict += 1,
+            _ => {}
+        }
+        queued += t.signals_p.as_ref().map_or(0, |q| q.signals.len());
+    }
+    if filtered + strict > 0 {
+        out.push(format!("seccomp: {filtered} threads filtered, {strict} strict"));
+    }
+    if queued > 0 {
+        out.push(format!("queued signals: {queued} ({shared} for the process)"));
+    }
+    if let Some(timers) = &tc.timers {
+        let ids: Vec<String> = timers.posix.iter().map(|t| t.it_id.to_string()).collect();
+        if !ids.is_empty() {
+            out.push(format!("POSIX timers: ids {}", ids.join(",")));
+        }
+        for (name, t) in [
+            ("real", &timers.real),
+            ("virtual", &timers.virt),
+            ("prof", &timers.prof),
+        ] {
+            if t.vsec != 0 || t.vusec != 0 {
+                out.push(format!(
+                    "itimer {name}: {}.{:06}s left, every {}.{:06}s",
+                    t.vsec, t.vusec, t.isec, t.iusec
+                ));
+            }
+        }
+    }
+    if tc.child_subreaper == Some(true) {
+        out.push("child subreaper".into());
+    }
+    if let Some(sig) = thread.and_then(|t| t.pdeath_sig).filter(|&s| s != 0) {
+        out.push(format!("parent-death signal {sig}"));
+    }
+    let locks: Vec<pb::FileLockEntry> = dir.read_all(ImageKind::FileLocks, 0)?;
+    for l in locks.iter().filter(|l| l.pid as u32 == pid) {
+        let kind = match l.flag {
+            1 => "POSIX",
+            2 => "flock",
+            4 => "OFD",
+            _ => "?",
+        };
+        let mode = if l.r#type == 1 { "write" } else { "read" };
+        let range = if l.len == 0 {
+            format!("{}-EOF", l.start)
+        } else {
+            format!("{}+{}", l.start, l.len)
+        };
+        out.push(format!("lock: {kind} {mode} on fd {} bytes {range}", l.fd));
+    }
+    Ok(out)
 }
 
 /// The object ids of task `pid` (`ids-<pid>.img`), if dumped.
@@ -502,6 +625,9 @@ pub fn render(dir: &Path, s: &Summary) -> String {
         }
         if let Some(root) = &t.root {
             let _ = writeln!(o, "  root: {root}");
+        }
+        for d in &t.details {
+            let _ = writeln!(o, "  {d}");
         }
         if !t.fds.is_empty() {
             let _ = writeln!(o, "  fds:");

@@ -54,7 +54,6 @@ pub fn collect(fd: BorrowedFd<'_>, index: u32, rdev: u64, (sid, pgrp): (u32, u32
             ws_ypixel: ws.ws_ypixel.into(),
         }),
         pty: Some(TtyPtyEntry { index }),
-        ..Default::default()
     })
 }
 
