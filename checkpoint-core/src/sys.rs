@@ -1088,3 +1088,18 @@ pub fn tty_locked_termios(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::t
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGLCKTRMIOS, &mut t) })?;
     Ok(t)
 }
+
+/// The size of SysV shared memory segment `shmid` (IPC_STAT), if it exists.
+pub fn shm_size(shmid: i32) -> io::Result<u64> {
+    // SAFETY: a zeroed shmid_ds is valid; IPC_STAT fills it.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: ds is a live local shmid_ds.
+    cvt(unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) })?;
+    Ok(ds.shm_segsz as u64)
+}
+
+/// Marks SysV shared memory segment `shmid` for removal (IPC_RMID).
+pub fn shm_remove(shmid: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID takes no buffer.
+    cvt(unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
+}

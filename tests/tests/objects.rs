@@ -348,3 +348,52 @@ fn criu_restores_our_pty() {
     let result = round_trip("pty", ("stasis", "criu"), &[], check_pty_images);
     assert!(result.starts_with("OK"), "{result}");
 }
+
+/// Removes the workload's SysV segment when the test ends, however it ends.
+struct SegmentGuard(std::path::PathBuf);
+
+impl Drop for SegmentGuard {
+    fn drop(&mut self) {
+        if let Some(id) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            let _ = checkpoint_core::sys::shm_remove(id);
+        }
+    }
+}
+
+#[test]
+fn a_sysv_segment_is_attached_again_by_parent_and_child() {
+    become_subreaper();
+    let scratch = Scratch::new("sysv");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let mut w = Workload::start("sysv", &work, None);
+    let _segment = SegmentGuard(work.join("shmid"));
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    w.reap_original();
+    reap_all_children();
+    let mm = crit_decode(&images.join(format!("mm-{}.img", w.pid)));
+    let shmid: i64 = std::fs::read_to_string(work.join("shmid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        mm["entries"][0]["vmas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            // crit 3.17 shows the status as a number: VMA_AREA_SYSVIPC is 1 << 10.
+            .any(|v| v["shmid"] == shmid && v["status"].as_i64().is_some_and(|s| s & (1 << 10) != 0)),
+        "the attachment in crit's decode of the mm image"
+    );
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    w.signal(libc::SIGUSR1);
+    wait_for_file(&work.join("result"), std::time::Duration::from_secs(20));
+    let _ = checkpoint_core::sys::wait_exit(w.pid);
+    let result = std::fs::read_to_string(work.join("result")).unwrap();
+    assert!(result.starts_with("OK"), "{result}");
+}

@@ -49,6 +49,8 @@
  *   workload pty DIR       a pty made here: its slave is the controlling terminal of a child's
  *                          session (echo off, 33x101), which answers on it. On SIGUSR1 asks the
  *                          child again (its terminal, foreground group, size, echo) and compares.
+ *   workload sysv DIR      a SysV shared memory segment (id in DIR/shmid) that a child counts in.
+ *                          On SIGUSR1 checks the contents, the counting and the attachments.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -72,6 +74,7 @@
 #include <ctype.h>
 #include <grp.h>
 #include <sys/ioctl.h>
+#include <sys/shm.h>
 #include <termios.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -1171,6 +1174,42 @@ static int pty_mode(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* ---- sysv: a SysV shared memory segment attached by a parent and its child ---- */
+
+static int sysv_mode(void) {
+    signal(SIGUSR1, on_usr1_verify);
+    const size_t LEN = 64 * 1024;
+    int id = shmget(IPC_PRIVATE, LEN, IPC_CREAT | 0600);
+    if (id < 0) { perror("shmget"); return 2; }
+    char idtext[32];
+    snprintf(idtext, sizeof idtext, "%d\n", id);
+    write_file("shmid", idtext);
+    unsigned char *seg = shmat(id, NULL, 0);
+    fill(seg + 4096, LEN - 4096, 5);
+    volatile unsigned long *counter = (volatile unsigned long *)seg;
+    pid_t child = fork();
+    if (!child) {
+        for (;;) { (*counter)++; usleep(2000); }
+    }
+    while (*counter < 3) usleep(1000);
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+    unsigned long before = *counter;
+    usleep(50 * 1000);
+    EXPECT(*counter > before, "the child no longer counts in the segment");
+    EXPECT(check(seg + 4096, LEN - 4096, 5), "the segment lost its contents");
+    struct shmid_ds ds;
+    EXPECT(shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_nattch == 2, "the segment has %lu attachments, not 2", (unsigned long)ds.shm_nattch);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    shmctl(id, IPC_RMID, NULL);
+    char buf[4200];
+    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
+    else snprintf(buf, sizeof buf, "OK sysv\n");
+    write_file("result", buf);
+    return failure[0] ? 1 : 0;
+}
+
 /* ---- swarm: many processes with many threads (the tree benchmark) ---- */
 
 static volatile unsigned long *swarm_ticks; /* one slot per process, shared by all */
@@ -1263,6 +1302,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "creds")) return creds_mode();
     if (!strcmp(argv[1], "files")) return files_mode();
     if (!strcmp(argv[1], "pty")) return pty_mode();
+    if (!strcmp(argv[1], "sysv")) return sysv_mode();
     if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);

@@ -87,6 +87,11 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
             p if m.shared && (p == "/dev/zero (deleted)" || p.starts_with("[anon_shmem:")) => {
                 (st::REGULAR | st::ANON_SHARED, MAP_SHARED | MAP_ANONYMOUS, None, false)
             }
+            // A SysV shared memory segment (of the host's IPC namespace: it outlives the task,
+            // and its contents stay in it; the restore attaches it again). Its inode is its id.
+            p if p.starts_with("/SYSV") && m.shared => {
+                (st::REGULAR | st::SYSVIPC | st::ANON_SHARED, MAP_SHARED, None, false)
+            }
             // A memfd: shared, saved with the object; private, the pages the task wrote.
             p if p.starts_with("/memfd:") && p.ends_with(" (deleted)") => {
                 let status = st::REGULAR | st::MEMFD | if m.shared { st::FILE_SHARED } else { st::FILE_PRIVATE };
@@ -97,7 +102,9 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
                     return Err(unsupported("the mapped file was unlinked (not supported yet)"));
                 }
                 if p.starts_with("/SYSV") || p.starts_with("/dev/zero") {
-                    return Err(unsupported("SysV and shared-zero mappings are not supported yet"));
+                    return Err(unsupported(
+                        "private SysV and zero-device mappings are not supported yet",
+                    ));
                 }
                 let status = if m.shared {
                     st::REGULAR | st::FILE_SHARED
@@ -387,7 +394,8 @@ pub struct SharedMemory {
 impl SharedMemory {
     /// Notes the shared anonymous mappings of task `pid`.
     pub fn add(&mut self, pid: i32, vmas: &[Vma]) {
-        for v in vmas.iter().filter(|v| v.entry.status & st::ANON_SHARED != 0) {
+        let shared_anon = |v: &&Vma| v.entry.status & st::ANON_SHARED != 0 && v.entry.status & st::SYSVIPC == 0;
+        for v in vmas.iter().filter(shared_anon) {
             let e = &v.entry;
             let obj = self.by_inode.entry(e.shmid).or_insert(SharedObject {
                 pid,

@@ -470,6 +470,23 @@ fn prepare(
     for (&i, &shmid) in &plan.vma_shmem {
         mapped.push((i, shared.shmem_object(dir, tree, pid, shmid)?));
     }
+    for (&i, &shmid) in &plan.vma_sysv {
+        // A SysV segment of the host's IPC namespace is not saved: it must still be there.
+        let v = &plan.mm.vmas[i];
+        let size = sys::shm_size(shmid as i32).map_err(|e| RestoreError::Unsupported {
+            pid,
+            what: format!("SysV shared memory segment {shmid} is gone ({e}): its contents were not saved"),
+        })?;
+        if v.pgoff != 0 || v.end - v.start != size.next_multiple_of(crate::image::pages::PAGE_SIZE) {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!(
+                    "mapping {:#x}-{:#x} covers only part of SysV segment {shmid} ({size} bytes)",
+                    v.start, v.end
+                ),
+            });
+        }
+    }
     let pages_path = dir.image_path(ImageKind::Pages, plan.pagemap.pages_id.into());
     let pages = File::open(&pages_path).map_err(object(pid, pages_path.display().to_string()))?;
     let exe = open_reg(pid, &plan.exe, libc::O_RDONLY as u32)?;

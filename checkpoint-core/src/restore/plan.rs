@@ -73,6 +73,8 @@ pub struct Plan {
     pub vma_paths: BTreeMap<usize, String>,
     /// The shared-memory object (shmid) of every MAP_SHARED|MAP_ANONYMOUS VMA, by VMA index.
     pub vma_shmem: BTreeMap<usize, u64>,
+    /// The SysV shared memory segment (shmid) of every SysV attachment, by VMA index.
+    pub vma_sysv: BTreeMap<usize, u64>,
     /// The file locks this task takes again (filelocks.img entries of its pid).
     pub locks: Vec<pb::FileLockEntry>,
     /// The controlling terminal this session leader takes again: its fd on the pty slave, and
@@ -682,6 +684,7 @@ impl Plan {
         // Memory: VMAs sorted and disjoint, page runs inside private VMAs.
         let mut vma_paths = BTreeMap::new();
         let mut vma_shmem = BTreeMap::new();
+        let mut vma_sysv = BTreeMap::new();
         let mut last_end = 0;
         for (i, v) in mm.vmas.iter().enumerate() {
             if v.start % PAGE_SIZE != 0 || v.end % PAGE_SIZE != 0 || v.end <= v.start || v.start < last_end {
@@ -698,7 +701,7 @@ impl Plan {
                 | st::ANON_SHARED
                 | st::FILE_PRIVATE
                 | st::FILE_SHARED;
-            let kinds = st::SYSVIPC | st::SOCKET | st::AIORING | st::SHSTK | st::GUARD | st::UPROBES;
+            let kinds = st::SOCKET | st::AIORING | st::SHSTK | st::GUARD | st::UPROBES;
             if v.status & kinds != 0 || v.status & supported == 0 {
                 return Err(RestoreError::Unsupported {
                     pid,
@@ -709,7 +712,9 @@ impl Plan {
                 let id = u32::try_from(v.shmid).unwrap_or(u32::MAX);
                 vma_paths.insert(i, reg(id, "a mapped file")?.name.clone());
             }
-            if v.status & st::ANON_SHARED != 0 {
+            if v.status & st::SYSVIPC != 0 {
+                vma_sysv.insert(i, v.shmid);
+            } else if v.status & st::ANON_SHARED != 0 {
                 vma_shmem.insert(i, v.shmid);
             }
             if v.status & st::MEMFD != 0 {
@@ -869,6 +874,7 @@ impl Plan {
             umask: fs.umask,
             vma_paths,
             vma_shmem,
+            vma_sysv,
             locks: Vec::new(),
             ctty: None,
             fds,

@@ -339,6 +339,27 @@ pub fn build(
         if v.status & (st::VDSO | st::VVAR | st::VSYSCALL) != 0 {
             continue;
         }
+        if let Some(&shmid) = plan.vma_sysv.get(&i) {
+            // The segment is attached again where it was (it lives on in the host's IPC
+            // namespace, contents and all).
+            let mut flags = 0;
+            if v.prot & libc::PROT_WRITE as u32 == 0 {
+                flags |= libc::SHM_RDONLY;
+            }
+            if v.prot & libc::PROT_EXEC as u32 != 0 {
+                flags |= libc::SHM_EXEC;
+            }
+            let got = r.call("shmat", libc::SYS_shmat, [shmid, v.start, flags as u64, 0, 0, 0])?;
+            if got != v.start {
+                return Err(RestoreError::Invalid {
+                    what: format!(
+                        "pid {pid}: SysV segment {shmid} attached at {got:#x}, not {:#x}",
+                        v.start
+                    ),
+                });
+            }
+            continue;
+        }
         let prot = u64::from(v.prot) | if filled[i] { libc::PROT_WRITE as u64 } else { 0 };
         let mut flags = u64::from(v.flags) | libc::MAP_FIXED as u64;
         let (fd, off) = match prep.mapped.iter().find(|(j, _)| *j == i) {
