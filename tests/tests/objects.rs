@@ -397,3 +397,9 @@ fn a_sysv_segment_is_attached_again_by_parent_and_child() {
     let result = std::fs::read_to_string(work.join("result")).unwrap();
     assert!(result.starts_with("OK"), "{result}");
 }
+
+#[test]
+fn we_restore_queued_signals_and_timers_criu_dumped() {
+    let result = round_trip("signals", ("criu", "stasis"), &[], |_, _| ());
+    assert!(result.starts_with("OK"), "{result}");
+}
