@@ -61,6 +61,9 @@ fn tracer_of(pid: i32) -> Option<i32> {
 pub struct Tracee {
     pid: i32,
     attached: bool,
+    /// Signals the tracee had already taken for delivery when it stopped for us (raw
+    /// siginfos): kept from delivery, to be queued again (see [`Tracee::take_deferred`]).
+    deferred: std::cell::RefCell<Vec<[u8; 128]>>,
 }
 
 impl Tracee {
@@ -76,16 +79,59 @@ impl Tracee {
             }
             return Err(sys_err(pid, "PTRACE_SEIZE")(e));
         }
-        let t = Tracee { pid, attached: true };
+        let t = Tracee {
+            pid,
+            attached: true,
+            deferred: Default::default(),
+        };
         sys::interrupt(pid).map_err(sys_err(pid, "PTRACE_INTERRUPT"))?;
-        t.wait_stop("seize")?;
+        // It may first stop to deliver a signal it had just taken: keep it, wait for ours.
+        while t.absorb(t.wait_stop("seize")?)? {
+            sys::cont(pid, 0).map_err(sys_err(pid, "PTRACE_CONT"))?;
+        }
         Ok(t)
+    }
+
+    /// Whether `status` is the delivery stop of an asynchronous signal (one sent, not a fault
+    /// of the instruction at hand); if so it is kept from delivery and remembered, to be
+    /// queued again. A fault (SIGSEGV...) is not: resuming would only fault again.
+    fn absorb(&self, status: i32) -> Result<bool, Error> {
+        const FAULTS: [i32; 6] = [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ];
+        // Event stops, our int3 and syscall stops (SIGTRAP | 0x80) are ours.
+        let sig = libc::WSTOPSIG(status);
+        if !libc::WIFSTOPPED(status) || status >> 16 != 0 || sig == libc::SIGTRAP || sig == libc::SIGTRAP | 0x80 {
+            return Ok(false);
+        }
+        let info = sys::get_siginfo(self.pid).map_err(sys_err(self.pid, "PTRACE_GETSIGINFO"))?;
+        let code = i32::from_le_bytes([info[8], info[9], info[10], info[11]]);
+        if FAULTS.contains(&libc::WSTOPSIG(status)) && code > 0 {
+            return Ok(false);
+        }
+        self.deferred.borrow_mut().push(info);
+        Ok(true)
+    }
+
+    /// The signals kept from delivery while we held the tracee (raw siginfos), for the caller
+    /// to queue again.
+    pub fn take_deferred(&self) -> Vec<[u8; 128]> {
+        std::mem::take(&mut *self.deferred.borrow_mut())
     }
 
     /// Adopts a child that called PTRACE_TRACEME and stopped itself with SIGSTOP. The child
     /// is killed if we die (PTRACE_O_EXITKILL).
     pub fn adopt_child(pid: i32) -> Result<Tracee, Error> {
-        let t = Tracee { pid, attached: true };
+        let t = Tracee {
+            pid,
+            attached: true,
+            deferred: Default::default(),
+        };
         let status = sys::waitpid(pid, libc::__WALL).map_err(sys_err(pid, "waitpid"))?;
         if !libc::WIFSTOPPED(status) || libc::WSTOPSIG(status) != libc::SIGSTOP {
             return Err(Error::UnexpectedStop {
@@ -114,6 +160,7 @@ impl Tracee {
         let t = Tracee {
             pid: tid,
             attached: true,
+            deferred: Default::default(),
         };
         let status = t.wait_stop("adopting a new thread")?;
         if !libc::WIFSTOPPED(status) {
@@ -234,7 +281,14 @@ impl Tracee {
 impl Drop for Tracee {
     fn drop(&mut self) {
         if self.attached {
-            let _ = sys::detach(self.pid, 0);
+            // A signal kept from delivery is delivered as we let go (the others stay lost only
+            // if the tracee had several in flight, which ptrace cannot hand back).
+            let sig = self
+                .deferred
+                .borrow()
+                .first()
+                .map_or(0, |i| i32::from_le_bytes([i[0], i[1], i[2], i[3]]));
+            let _ = sys::detach(self.pid, sig);
         }
     }
 }
@@ -326,8 +380,10 @@ impl<'t> Injector<'t> {
         let pid = self.t.pid;
         sys::cont(pid, 0).map_err(sys_err(pid, "PTRACE_CONT"))?;
         let mut status = self.t.wait_stop("an injected syscall")?;
-        // A clone reports a PTRACE_EVENT_CLONE stop before it returns: go on to our int3.
-        while libc::WIFSTOPPED(status) && status >> 16 != 0 {
+        // A clone reports a PTRACE_EVENT_CLONE stop before it returns, and a signal taken
+        // before the mask was set stops for delivery (kept, to be queued again): go on to
+        // our int3.
+        while libc::WIFSTOPPED(status) && (status >> 16 != 0 || self.t.absorb(status)?) {
             sys::cont(pid, 0).map_err(sys_err(pid, "PTRACE_CONT"))?;
             status = self.t.wait_stop("an injected syscall")?;
         }
@@ -362,7 +418,11 @@ impl<'t> Injector<'t> {
         let pid = self.t.pid;
         for stop in ["syscall entry", "syscall exit"] {
             sys::cont_syscall(pid, 0).map_err(sys_err(pid, "PTRACE_SYSCALL"))?;
-            let status = self.t.wait_stop(stop)?;
+            let mut status = self.t.wait_stop(stop)?;
+            while self.t.absorb(status)? {
+                sys::cont_syscall(pid, 0).map_err(sys_err(pid, "PTRACE_SYSCALL"))?;
+                status = self.t.wait_stop(stop)?;
+            }
             if !libc::WIFSTOPPED(status) || libc::WSTOPSIG(status) != (libc::SIGTRAP | 0x80) {
                 return Err(Error::UnexpectedStop { pid, op: name, status });
             }

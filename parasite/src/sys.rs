@@ -155,6 +155,13 @@ pub fn set_sigmask(pid: i32, mask: u64) -> io::Result<()> {
     .map(drop)
 }
 
+/// The siginfo of the signal a thread stopped to deliver (PTRACE_GETSIGINFO).
+pub fn get_siginfo(pid: i32) -> io::Result<[u8; 128]> {
+    let mut info = [0u8; 128];
+    ptrace(libc::PTRACE_GETSIGINFO, pid, 0, info.as_mut_ptr() as usize)?;
+    Ok(info)
+}
+
 /// The queued siginfos (128 bytes each) of a stopped thread: its own, or with `shared` the
 /// process-wide queue; the signals stay queued.
 pub fn peek_siginfo(pid: i32, shared: bool) -> io::Result<Vec<[u8; 128]>> {

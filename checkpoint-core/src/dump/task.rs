@@ -59,12 +59,34 @@ pub fn collect(
     let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
     let scratch = inj.call("mmap", libc::SYS_mmap, [0, 4096, prot, flags, u64::MAX, 0])?;
-    let result = read_with_scratch(t, &inj, scratch, whole_process, (caught, ignored), timers);
+    let result = read_with_scratch(t, &inj, scratch, whole_process, (caught, ignored), timers)
+        .and_then(|st| requeue_deferred(t, &inj, scratch).map(|()| st));
     let unmapped = inj.call("munmap", libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     let state = result?;
     unmapped?;
     inj.finish()?;
     Ok(state)
+}
+
+/// Queues again, by the thread itself, the signals it had taken for delivery when we stopped
+/// it (ptrace kept them from delivery): they are pending again, and dumped as such.
+fn requeue_deferred(t: &Tracee, inj: &Injector<'_>, scratch: u64) -> Result<(), DumpError> {
+    let deferred = t.take_deferred();
+    if deferred.is_empty() {
+        return Ok(());
+    }
+    let mem = RemoteMem::open(t.pid())?;
+    let tgid = inj.call("getpid", libc::SYS_getpid, [0; 6])?;
+    for info in deferred {
+        let signo = u32::from_le_bytes([info[0], info[1], info[2], info[3]]);
+        mem.write(scratch, &info)?;
+        inj.call(
+            "rt_tgsigqueueinfo",
+            libc::SYS_rt_tgsigqueueinfo,
+            [tgid, t.pid() as u64, signo.into(), scratch, 0, 0],
+        )?;
+    }
+    Ok(())
 }
 
 fn read_with_scratch(
@@ -177,11 +199,18 @@ fn read_with_scratch(
         inj.call("getitimer", libc::SYS_getitimer, [which as u64, scratch, 0, 0, 0, 0])?;
         let mut t = [0u8; 32];
         mem.read(scratch, &mut t)?;
+        let (isec, iusec) = (u64_at(&t, 0), u64_at(&t, 8));
+        // A periodic timer caught as it fired shows no time left: saved as going off one
+        // interval later, so that any restorer arms it again.
+        let (vsec, vusec) = match (u64_at(&t, 16), u64_at(&t, 24)) {
+            (0, 0) => (isec, iusec),
+            left => left,
+        };
         *slot = ItimerEntry {
-            isec: u64_at(&t, 0),
-            iusec: u64_at(&t, 8),
-            vsec: u64_at(&t, 16),
-            vusec: u64_at(&t, 24),
+            isec,
+            iusec,
+            vsec,
+            vusec,
         };
     }
     Ok(st)

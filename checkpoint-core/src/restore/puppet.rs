@@ -478,8 +478,14 @@ pub fn build(
     }
     if let Some(timers) = &tc.timers {
         for (which, t) in [&timers.real, &timers.virt, &timers.prof].into_iter().enumerate() {
-            if t.vsec != 0 || t.vusec != 0 {
-                let new = r.put(0, &words(&[t.isec, t.iusec, t.vsec, t.vusec]))?;
+            // A periodic timer caught as it fired shows no time left: it goes off again one
+            // interval from now (a checkpoint by CRIU can hold that).
+            let (vsec, vusec) = match (t.vsec, t.vusec) {
+                (0, 0) => (t.isec, t.iusec),
+                left => left,
+            };
+            if vsec != 0 || vusec != 0 {
+                let new = r.put(0, &words(&[t.isec, t.iusec, vsec, vusec]))?;
                 r.call("setitimer", libc::SYS_setitimer, [which as u64, new, 0, 0, 0, 0])?;
             }
         }
