@@ -1103,3 +1103,9 @@ pub fn shm_remove(shmid: i32) -> io::Result<()> {
     // SAFETY: IPC_RMID takes no buffer.
     cvt(unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
 }
+
+/// Our own securebits (PR_GET_SECUREBITS).
+pub fn securebits() -> io::Result<u32> {
+    // SAFETY: plain integer arguments; the result is the bits.
+    cvt(unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) }).map(|b| b as u32)
+}

@@ -87,6 +87,35 @@ pub struct Prepared {
     pub pages: File,
     pub exe: File,
     pub cwd: File,
+    /// Our own credentials and limits, which the puppets inherit: what equals them is not set
+    /// again.
+    pub own_creds: Option<crate::image::pb::CredsEntry>,
+    pub own_limits: Vec<(u64, u64)>,
+}
+
+/// The credentials of this process, in the image's form.
+fn own_creds() -> Option<crate::image::pb::CredsEntry> {
+    let status = crate::procfs::parse_status(&std::fs::read_to_string("/proc/self/status").ok()?)?;
+    let caps = |v: u64| vec![v as u32, (v >> 32) as u32];
+    Some(crate::image::pb::CredsEntry {
+        uid: status.uids[0],
+        euid: status.uids[1],
+        suid: status.uids[2],
+        fsuid: status.uids[3],
+        gid: status.gids[0],
+        egid: status.gids[1],
+        sgid: status.gids[2],
+        fsgid: status.gids[3],
+        cap_inh: caps(status.cap_inh),
+        cap_prm: caps(status.cap_prm),
+        cap_eff: caps(status.cap_eff),
+        cap_bnd: caps(status.cap_bnd),
+        secbits: sys::securebits().ok()?,
+        groups: status.groups,
+        no_new_privs: Some(status.no_new_privs),
+        cap_amb: caps(status.cap_amb),
+        ..Default::default()
+    })
 }
 
 fn object(pid: i32, what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
@@ -503,7 +532,13 @@ fn prepare(
             });
         }
     }
+    let own_limits = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| crate::procfs::parse_limits(&t))
+        .unwrap_or_default();
     Ok(Prepared {
+        own_creds: own_creds(),
+        own_limits,
         fds,
         epoll,
         mapped,

@@ -472,6 +472,9 @@ pub fn build(
     let thread = plan.core.thread_core.clone().unwrap_or_default();
     if let Some(limits) = &tc.rlimits {
         for (res, l) in limits.rlimits.iter().enumerate() {
+            if prep.own_limits.get(res) == Some(&(l.cur, l.max)) {
+                continue; // inherited already
+            }
             let new = r.put(0, &words(&[l.cur, l.max]))?;
             r.call("prlimit64", libc::SYS_prlimit64, [0, res as u64, new, 0, 0, 0])?;
         }
@@ -547,7 +550,15 @@ pub fn build(
     // 9. The other threads: cloned into the puppet at their tids, then set up one by one.
     let mut thread_tracees = Vec::with_capacity(plan.threads.len());
     for (tid, core) in &plan.threads {
-        thread_tracees.push(make_thread(&r, pid, *tid, core, !is_root, filters)?);
+        thread_tracees.push(make_thread(
+            &r,
+            pid,
+            *tid,
+            core,
+            !is_root,
+            filters,
+            prep.own_creds.as_ref(),
+        )?);
     }
 
     // POSIX timers once every thread they may notify exists.
@@ -576,7 +587,14 @@ pub fn build(
     )?;
 
     // Filters and credentials, then dumpable (which a change of credentials resets).
-    seccomp_and_creds(&|n, nr, a| r.call(n, nr, a), &|o, b| r.put(o, b), pid, &thread, filters)?;
+    seccomp_and_creds(
+        &|n, nr, a| r.call(n, nr, a),
+        &|o, b| r.put(o, b),
+        pid,
+        &thread,
+        filters,
+        prep.own_creds.as_ref(),
+    )?;
     if let Some(d) = plan.mm.dumpable.filter(|d| matches!(d, 0 | 1)) {
         r.call(
             "prctl(PR_SET_DUMPABLE)",
@@ -633,6 +651,7 @@ fn seccomp_and_creds(
     tid: i32,
     tc: &pb::ThreadCoreEntry,
     filters: &[pb::SeccompFilter],
+    own: Option<&pb::CredsEntry>,
 ) -> Result<(), RestoreError> {
     const SECCOMP_SET_MODE_FILTER: u64 = 1;
     const SECBIT_KEEP_CAPS: u64 = 0x10;
@@ -665,7 +684,9 @@ fn seccomp_and_creds(
         }
         _ => {}
     }
-    let Some(c) = &tc.creds else { return Ok(()) };
+    let Some(c) = tc.creds.as_ref().filter(|c| Some(*c) != own) else {
+        return Ok(()); // none saved, or the ones the puppet inherited from us
+    };
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let at = put(0, &groups)?;
     call(
@@ -912,6 +933,7 @@ fn make_thread(
     core: &pb::CoreEntry,
     pdeath: bool,
     filters: &[pb::SeccompFilter],
+    own: Option<&pb::CredsEntry>,
 ) -> Result<Tracee, RestoreError> {
     let flags = (libc::CLONE_VM
         | libc::CLONE_FS
@@ -940,7 +962,7 @@ fn make_thread(
     thread_state(&call, &|o, b| r.put(o, b), ti, &tc, &name, pdeath)?;
     let queued: Vec<pb::SiginfoEntry> = tc.signals_p.iter().flat_map(|q| q.signals.clone()).collect();
     queue_signals(&call, &|o, b| r.put(o, b), pid, Some(tid), &queued)?;
-    seccomp_and_creds(&call, &|o, b| r.put(o, b), tid, &tc, filters)?;
+    seccomp_and_creds(&call, &|o, b| r.put(o, b), tid, &tc, filters, own)?;
     inj.release();
     set_dumped_registers(&t, ti, tc.blk_sigset.unwrap_or(0))?;
     Ok(t)
