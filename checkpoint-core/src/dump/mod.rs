@@ -277,25 +277,7 @@ fn thread_core(
     let comm = read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_owned();
-    let creds = pb::CredsEntry {
-        uid: status.uids[0],
-        euid: status.uids[1],
-        suid: status.uids[2],
-        fsuid: status.uids[3],
-        gid: status.gids[0],
-        egid: status.gids[1],
-        sgid: status.gids[2],
-        fsgid: status.gids[3],
-        cap_inh: caps(status.cap_inh),
-        cap_prm: caps(status.cap_prm),
-        cap_eff: caps(status.cap_eff),
-        cap_bnd: caps(status.cap_bnd),
-        secbits: injected.securebits,
-        groups: status.groups.clone(),
-        no_new_privs: Some(status.no_new_privs),
-        cap_amb: caps(status.cap_amb),
-        ..Default::default()
-    };
+    let creds = task::creds_entry(&status, injected.securebits);
     let tls = (12..15)
         .map(|n| pb::UserDescT {
             entry_number: n,
@@ -866,10 +848,6 @@ impl NsIds {
             time_ns_id: ns[7],
         }
     }
-}
-
-fn caps(v: u64) -> Vec<u32> {
-    vec![v as u32, (v >> 32) as u32]
 }
 
 /// seccomp.img: the filters of the tree's threads, each pointing at the one installed before

@@ -96,26 +96,7 @@ pub struct Prepared {
 /// The credentials of this process, in the image's form.
 fn own_creds() -> Option<crate::image::pb::CredsEntry> {
     let status = crate::procfs::parse_status(&std::fs::read_to_string("/proc/self/status").ok()?)?;
-    let caps = |v: u64| vec![v as u32, (v >> 32) as u32];
-    Some(crate::image::pb::CredsEntry {
-        uid: status.uids[0],
-        euid: status.uids[1],
-        suid: status.uids[2],
-        fsuid: status.uids[3],
-        gid: status.gids[0],
-        egid: status.gids[1],
-        sgid: status.gids[2],
-        fsgid: status.gids[3],
-        cap_inh: caps(status.cap_inh),
-        cap_prm: caps(status.cap_prm),
-        cap_eff: caps(status.cap_eff),
-        cap_bnd: caps(status.cap_bnd),
-        secbits: sys::securebits().ok()?,
-        groups: status.groups,
-        no_new_privs: Some(status.no_new_privs),
-        cap_amb: caps(status.cap_amb),
-        ..Default::default()
-    })
+    Some(crate::dump::task::creds_entry(&status, sys::securebits().ok()?))
 }
 
 fn object(pid: i32, what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
