@@ -6,6 +6,7 @@
 pub mod check;
 pub mod dump;
 pub mod fds;
+pub mod freeze;
 pub mod image;
 pub mod procfs;
 pub mod restore;

@@ -46,6 +46,9 @@ enum Command {
         /// Save the file locks the processes hold (without it, they are refused).
         #[arg(long)]
         file_locks: bool,
+        /// Freeze the tree through this cgroup directory (v1 freezer or v2) while seizing it.
+        #[arg(long)]
+        freeze_cgroup: Option<PathBuf>,
     },
     /// Restore a process from an image directory, at its dumped pid.
     Restore {
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shell_job,
             ext_unix_sk,
             file_locks,
+            freeze_cgroup,
         } => {
             let opts = DumpOpts {
                 pid,
@@ -94,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shell_job,
                 ext_unix_sk,
                 file_locks,
+                freeze_cgroup,
             };
             let r = dump::dump(&opts)?;
             eprintln!(

@@ -70,6 +70,14 @@ impl Tracee {
     /// Seizes a running task and stops it (PTRACE_SEIZE + PTRACE_INTERRUPT). Injected syscalls
     /// bypass the task's seccomp filters.
     pub fn seize(pid: i32) -> Result<Tracee, Error> {
+        let t = Self::seize_pending(pid)?;
+        t.wait_seized()?;
+        Ok(t)
+    }
+
+    /// Seizes `pid` and asks it to stop, without waiting for the stop (a task of a frozen
+    /// cgroup stops only once thawed); [`Tracee::wait_seized`] waits.
+    pub fn seize_pending(pid: i32) -> Result<Tracee, Error> {
         let options = libc::PTRACE_O_TRACESYSGOOD | sys::PTRACE_O_SUSPEND_SECCOMP;
         if let Err(e) = sys::seize(pid, options) {
             if e.raw_os_error() == Some(libc::EPERM) {
@@ -85,11 +93,16 @@ impl Tracee {
             deferred: Default::default(),
         };
         sys::interrupt(pid).map_err(sys_err(pid, "PTRACE_INTERRUPT"))?;
-        // It may first stop to deliver a signal it had just taken: keep it, wait for ours.
-        while t.absorb(t.wait_stop("seize")?)? {
-            sys::cont(pid, 0).map_err(sys_err(pid, "PTRACE_CONT"))?;
-        }
         Ok(t)
+    }
+
+    /// Waits for the stop a seize asked for. The task may first stop to deliver a signal it
+    /// had just taken: that one is kept, and we wait for ours.
+    pub fn wait_seized(&self) -> Result<(), Error> {
+        while self.absorb(self.wait_stop("seize")?)? {
+            sys::cont(self.pid, 0).map_err(sys_err(self.pid, "PTRACE_CONT"))?;
+        }
+        Ok(())
     }
 
     /// Whether `status` is the delivery stop of an asynchronous signal (one sent, not a fault

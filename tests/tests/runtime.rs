@@ -196,8 +196,14 @@ fn a_runc_container_lives_its_life_through_stasis_runc() {
     ]);
     assert!(!refused.status.success());
     let before = count(&bundle.join("rootfs"));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(count(&bundle.join("rootfs")) > before, "the container stopped counting");
+    let start = std::time::Instant::now();
+    while count(&bundle.join("rootfs")) <= before {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the container stopped counting"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     ok(&["--root", &root, "kill", &id, "9"]);
     let start = std::time::Instant::now();
     loop {

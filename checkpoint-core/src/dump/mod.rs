@@ -38,6 +38,9 @@ pub struct DumpOpts {
     pub ext_unix_sk: bool,
     /// Save file locks (without it, a task holding one is refused).
     pub file_locks: bool,
+    /// Freeze the tree through this cgroup (v1 freezer or v2) while seizing it; a cgroup frozen
+    /// before is frozen again when the tasks are let go.
+    pub freeze_cgroup: Option<PathBuf>,
 }
 
 /// What a dump did.
@@ -91,6 +94,22 @@ fn readlink_proc(pid: i32, file: &str) -> Result<String, DumpError> {
     fs::read_link(&path)
         .map(|p| p.to_string_lossy().into_owned())
         .map_err(|e| DumpError::proc(pid, &path, e))
+}
+
+/// Freezes a cgroup again when dropped (after the tasks were let go).
+struct Refreeze(Option<crate::freeze::Freezer>);
+
+impl Drop for Refreeze {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            if let Err(e) = f.freeze() {
+                eprintln!(
+                    "stasis: warning: {}: could not freeze it again: {e}",
+                    f.path().display()
+                );
+            }
+        }
+    }
 }
 
 /// Refuses what this version cannot dump in task `pid`, before anything is stopped.
@@ -214,8 +233,19 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     }
     check_unix_peers(&tables, &sockets, opts.ext_unix_sk)?;
     check_ptys(&tables, opts.shell_job)?;
+    let freezer = match &opts.freeze_cgroup {
+        Some(p) => {
+            Some(crate::freeze::Freezer::at(p).map_err(|e| DumpError::proc(opts.pid, &p.display().to_string(), e))?)
+        }
+        None => None,
+    };
     let dir = ImageDir::create(&opts.images)?;
-    let tasks = tree::freeze(opts.pid)?;
+    let (tasks, refreeze) = match &freezer {
+        Some(f) => tree::freeze_in_cgroup(opts.pid, f)?,
+        None => (tree::freeze(opts.pid)?, false),
+    };
+    // Whatever happens next, a cgroup its owner had frozen is frozen again when we let go.
+    let _refreeze = Refreeze(freezer.filter(|_| refreeze));
     let frozen_at = Instant::now();
     let mut report = dump_frozen(&tasks, &dir, opts)?; // on error every thread detaches on drop
     if opts.leave_running {
@@ -331,12 +361,7 @@ fn thread_core(
 pub(crate) fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
     let mut threads: Vec<Tracee> = Vec::new();
     loop {
-        let dir = format!("/proc/{pid}/task");
-        let mut tids: Vec<i32> = fs::read_dir(&dir)
-            .map_err(|e| DumpError::proc(pid, &dir, e))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        tids.sort_unstable_by_key(|&t| (t != pid, t));
+        let tids = tree::thread_ids(pid)?;
         let before = threads.len();
         for tid in tids {
             if !threads.iter().any(|t| t.pid() == tid) {

@@ -43,6 +43,17 @@ pub fn children(pid: i32) -> Vec<i32> {
     out
 }
 
+/// The threads of `pid`, the leader first.
+pub fn thread_ids(pid: i32) -> Result<Vec<i32>, DumpError> {
+    let dir = format!("/proc/{pid}/task");
+    let mut tids: Vec<i32> = fs::read_dir(&dir)
+        .map_err(|e| DumpError::proc(pid, &dir, e))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable_by_key(|&t| (t != pid, t));
+    Ok(tids)
+}
+
 /// Every task of the tree rooted at `root`, parents before children, without stopping any.
 pub fn walk(root: i32) -> Vec<i32> {
     let mut seen = BTreeSet::new();
@@ -123,4 +134,53 @@ fn freeze_one(pid: i32, is_root: bool) -> Result<Option<Task>, DumpError> {
         },
         Err(e) => Err(e),
     }
+}
+
+/// Stops every task of the tree rooted at `root` with its cgroup frozen (so nothing forks or
+/// exits meanwhile): every thread is seized while frozen, the cgroup thawed, and the stops
+/// awaited. Returns the tasks and whether the cgroup was frozen before (by its owner: it is
+/// frozen again when the tasks are let go).
+pub fn freeze_in_cgroup(root: i32, freezer: &crate::freeze::Freezer) -> Result<(Vec<Task>, bool), DumpError> {
+    let cg = |e: std::io::Error| DumpError::proc(root, &freezer.path().display().to_string(), e);
+    let was_frozen = freezer.is_frozen().map_err(cg)?;
+    if !was_frozen {
+        freezer.freeze().map_err(cg)?;
+    }
+    let seized = seize_frozen(root);
+    // Thawed in every case: seized tasks then stop for us, the others run on.
+    let thawed = freezer.thaw().map_err(cg);
+    let mut tasks = seized?;
+    thawed?;
+    for t in &mut tasks {
+        for th in &t.threads {
+            th.wait_seized()?;
+        }
+    }
+    Ok((tasks, was_frozen))
+}
+
+/// Seizes (without waiting) every thread of the frozen tree rooted at `root`.
+fn seize_frozen(root: i32) -> Result<Vec<Task>, DumpError> {
+    let mut tasks = Vec::new();
+    for pid in walk(root) {
+        let st = stat(pid)?;
+        if st.state == 'Z' {
+            tasks.push(Task {
+                pid,
+                zombie: Some(st.exit_code),
+                threads: Vec::new(),
+            });
+            continue;
+        }
+        let threads = thread_ids(pid)?
+            .into_iter()
+            .map(Tracee::seize_pending)
+            .collect::<Result<Vec<_>, _>>()?;
+        tasks.push(Task {
+            pid,
+            zombie: None,
+            threads,
+        });
+    }
+    Ok(tasks)
 }
