@@ -699,3 +699,33 @@ fn queued_signals_and_itimers_survive() {
         assert!(result.starts_with("OK"), "{restorer}: {result}");
     }
 }
+
+/// A process in a namespace of its own (here uts) would come back in ours: refused, by name.
+#[test]
+fn a_process_in_its_own_namespace_is_refused_and_runs_on() {
+    let (_scratch, work, images) = setup("own-ns");
+    let mut child = Command::new("unshare")
+        .arg("--uts")
+        .arg(ctests::workload::workload_bin())
+        .args(["hold", s(&work), "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    wait_for_file(&work.join("ready"), Duration::from_secs(20));
+    let out = stasis(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("pid {pid}: runs in its own uts namespace")),
+        "{err}"
+    );
+    assert_running_untraced(pid);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    let result = std::fs::read_to_string(work.join("result")).unwrap();
+    assert!(result.starts_with("OK"), "{result}");
+    child.wait().unwrap();
+}

@@ -112,6 +112,27 @@ impl Drop for Refreeze {
     }
 }
 
+/// Namespaces are not saved yet: a task in namespaces other than ours (a container's) would
+/// come back in ours, so it is refused, naming the namespace.
+fn refuse_own_namespaces(pid: i32) -> Result<(), DumpError> {
+    use std::os::unix::fs::MetadataExt;
+    for kind in NsIds::KINDS {
+        let ours = fs::metadata(format!("/proc/self/ns/{kind}")).map(|m| m.ino());
+        let theirs = fs::metadata(format!("/proc/{pid}/ns/{kind}")).map(|m| m.ino());
+        if let (Ok(a), Ok(b)) = (ours, theirs) {
+            if a != b {
+                return Err(DumpError::Unsupported {
+                    pid,
+                    what: format!(
+                        "runs in its own {kind} namespace: namespaces are not saved yet (containers come next)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Refuses what this version cannot dump in task `pid`, before anything is stopped.
 fn precheck(pid: i32, opts: &DumpOpts, sockets: &fds::unix::Table) -> Result<Option<FdTable>, DumpError> {
     let (shell_job, file_locks) = (opts.shell_job, opts.file_locks);
@@ -126,6 +147,7 @@ fn precheck(pid: i32, opts: &DumpOpts, sockets: &fds::unix::Table) -> Result<Opt
             tracer: status.tracer_pid,
         }));
     }
+    refuse_own_namespaces(pid)?;
     let fdt = files::collect(pid, shell_job, sockets)?;
     if let Some(f) = fdt.files.iter().find(|f| !f.locks.is_empty()).filter(|_| !file_locks) {
         return Err(DumpError::Unsupported {
