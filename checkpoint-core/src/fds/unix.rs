@@ -137,22 +137,50 @@ fn err(e: &UnixSkEntry, step: &str) -> impl FnOnce(io::Error) -> io::Error {
 }
 
 /// Binds `fd` to `e`'s name; a socket file left at that path by the dumped process goes.
-fn bind(fd: &OwnedFd, e: &UnixSkEntry) -> io::Result<()> {
+fn bind(fd: &OwnedFd, e: &UnixSkEntry, bound: &mut Vec<std::path::PathBuf>) -> io::Result<()> {
     let name = addr(&e.name);
-    if name.first().is_some_and(|&b| b != 0) {
+    let path = name.first().filter(|&&b| b != 0).map(|_| {
         use std::os::unix::ffi::OsStrExt;
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name))
+    });
+    if let Some(path) = &path {
         use std::os::unix::fs::FileTypeExt;
-        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name));
         if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
             std::fs::remove_file(path).map_err(err(e, "removing the old socket file"))?;
         }
     }
-    sys::unix_bind(fd.as_fd(), name).map_err(err(e, "bind"))
+    sys::unix_bind(fd.as_fd(), name).map_err(err(e, "bind"))?;
+    bound.extend(path);
+    Ok(())
+}
+
+/// The socket files a restore made; removed when dropped unless [`Bound::keep`] (a failed
+/// restore leaves none behind).
+#[derive(Debug, Default)]
+pub struct Bound(Vec<std::path::PathBuf>);
+
+impl Bound {
+    /// The restore succeeded: the files are the restored sockets'.
+    pub fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// Rebuilds every socket of `entries` (by files.img id) with `queues` (by the id of the
 /// socket that reads them) in its receive queue. Returns our fd for each.
-pub fn rebuild(entries: &[UnixSkEntry], queues: &BTreeMap<u32, Vec<Vec<u8>>>) -> io::Result<BTreeMap<u32, OwnedFd>> {
+pub fn rebuild(
+    entries: &[UnixSkEntry],
+    queues: &BTreeMap<u32, Vec<Vec<u8>>>,
+) -> io::Result<(BTreeMap<u32, OwnedFd>, Bound)> {
+    let mut bound = Bound::default();
     let by_ino: BTreeMap<u32, &UnixSkEntry> = entries.iter().map(|e| (e.ino, e)).collect();
     let mut made: BTreeMap<u32, OwnedFd> = BTreeMap::new(); // by ino
     let kind = |e: &UnixSkEntry| e.r#type as i32;
@@ -165,7 +193,7 @@ pub fn rebuild(entries: &[UnixSkEntry], queues: &BTreeMap<u32, Vec<Vec<u8>>>) ->
     // 1. Listeners, then bound datagram sockets.
     for e in entries.iter().filter(inside).filter(|e| e.state == TCP_LISTEN) {
         let fd = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
-        bind(&fd, e)?;
+        bind(&fd, e, &mut bound.0)?;
         sys::listen(fd.as_fd(), e.backlog.max(1) as i32).map_err(err(e, "listen"))?;
         made.insert(e.ino, fd);
     }
@@ -175,7 +203,7 @@ pub fn rebuild(entries: &[UnixSkEntry], queues: &BTreeMap<u32, Vec<Vec<u8>>>) ->
         .filter(|e| !is_stream(e) && !e.name.is_empty())
     {
         let fd = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
-        bind(&fd, e)?;
+        bind(&fd, e, &mut bound.0)?;
         made.insert(e.ino, fd);
     }
 
@@ -196,7 +224,7 @@ pub fn rebuild(entries: &[UnixSkEntry], queues: &BTreeMap<u32, Vec<Vec<u8>>>) ->
             Some(l) if is_stream(e) && l.state == TCP_LISTEN => {
                 let fd = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
                 if !e.name.is_empty() {
-                    bind(&fd, e)?;
+                    bind(&fd, e, &mut bound.0)?;
                 }
                 sys::unix_connect(fd.as_fd(), addr(&l.name)).map_err(err(e, "connect"))?;
                 made.insert(e.ino, fd);
@@ -213,14 +241,14 @@ pub fn rebuild(entries: &[UnixSkEntry], queues: &BTreeMap<u32, Vec<Vec<u8>>>) ->
                     Some(l) => l,
                     None => {
                         temporary = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
-                        bind(&temporary, e)?;
+                        bind(&temporary, e, &mut bound.0)?;
                         sys::listen(temporary.as_fd(), 1).map_err(err(e, "listen"))?;
                         &temporary
                     }
                 };
                 let client = sys::unix_socket(kind(p)).map_err(err(p, "socket"))?;
                 if !p.name.is_empty() {
-                    bind(&client, p)?;
+                    bind(&client, p, &mut bound.0)?;
                 }
                 sys::unix_connect(client.as_fd(), addr(&e.name)).map_err(err(p, "connect"))?;
                 let server = sys::accept(l.as_fd()).map_err(err(e, "accept"))?;
@@ -307,9 +335,10 @@ pub fn rebuild(entries: &[UnixSkEntry], queues: &BTreeMap<u32, Vec<Vec<u8>>>) ->
         }
         sys::set_status_flags(fd.as_fd(), e.flags as i32 & libc::O_NONBLOCK).map_err(err(e, "flags"))?;
     }
-    Ok(entries
+    let fds = entries
         .iter()
         .filter(inside)
         .filter_map(|e| Some((e.id, made.remove(&e.ino)?)))
-        .collect())
+        .collect();
+    Ok((fds, bound))
 }

@@ -605,8 +605,12 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
     let pid0 = tree.tasks[0].pid;
     check_pids_free(&tree)?;
     let mut shared = SharedFiles::default();
+    // The socket files made here go again if the restore fails.
+    let mut bound = crate::fds::unix::Bound::default();
     if !tree.unix.is_empty() {
-        let sockets = crate::fds::unix::rebuild(&tree.unix, &tree.unix_queues).map_err(object(pid0, "unix sockets"))?;
+        let (sockets, made) =
+            crate::fds::unix::rebuild(&tree.unix, &tree.unix_queues).map_err(object(pid0, "unix sockets"))?;
+        bound = made;
         shared
             .by_id
             .extend(sockets.into_iter().map(|(id, fd)| (id, Rc::new(fd))));
@@ -652,6 +656,7 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
         puppets.kill_all();
         return Err(e);
     }
+    bound.keep();
     // Let everything go: the other threads first, then each process.
     for t in puppets.threads {
         t.detach()?;
