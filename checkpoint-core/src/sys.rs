@@ -76,6 +76,8 @@ pub struct PuppetSetup {
     pub setsid: bool,
     /// Call setpgid(0, 0) (the task leads its own process group).
     pub setpgid: bool,
+    /// Enter a new UTS namespace with this host name and domain name (NUL-padded).
+    pub uts: Option<([u8; 65], [u8; 65])>,
 }
 
 /// Forks a puppet with pid `pid` (clone3 set_tid). The child only makes raw syscalls: it
@@ -96,6 +98,12 @@ pub fn fork_puppet(pid: i32, setup: PuppetSetup) -> io::Result<i32> {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                     libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0, 8);
                 }
+            }
+            if let Some((host, domain)) = &setup.uts {
+                let len = |b: &[u8; 65]| b.iter().position(|&c| c == 0).unwrap_or(64);
+                libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUTS);
+                libc::syscall(libc::SYS_sethostname, host.as_ptr(), len(host));
+                libc::syscall(libc::SYS_setdomainname, domain.as_ptr(), len(domain));
             }
             if setup.setsid {
                 libc::syscall(libc::SYS_setsid);

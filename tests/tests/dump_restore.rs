@@ -684,42 +684,23 @@ fn queued_signals_and_itimers_survive() {
             })
             .sum();
         assert_eq!(thread_signals, 2, "one signal queued for each thread");
-        if restorer == "criu" {
-            let out = Command::new(criu())
-                .args(["restore", "-D", s(&images), "-d", "-o", "restore.log"])
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            let log = std::fs::read_to_string(images.join("restore.log")).unwrap_or_default();
-            assert!(out.status.success(), "criu restore: {log}");
-        } else {
-            stasis_ok(&["restore", "-D", s(&images), "-d"]);
-        }
+        restore_with(restorer, &images);
         let result = finish_verify(&w);
         assert!(result.starts_with("OK"), "{restorer}: {result}");
     }
 }
 
-/// A process in a namespace of its own (here uts) would come back in ours: refused, by name.
+/// A process in a namespace of its own (here ipc) would come back in ours: refused, by name.
 #[test]
 fn a_process_in_its_own_namespace_is_refused_and_runs_on() {
     let (_scratch, work, images) = setup("own-ns");
-    let mut child = Command::new("unshare")
-        .arg("--uts")
-        .arg(ctests::workload::workload_bin())
-        .args(["hold", s(&work), "4"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    wait_for_file(&work.join("ready"), Duration::from_secs(20));
+    let bin = ctests::workload::workload_bin();
+    let (mut child, pid) = in_new_namespace(&["--ipc", s(&bin), "hold", s(&work), "4"], &work);
     let out = stasis(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains(&format!("pid {pid}: runs in its own uts namespace")),
+        err.contains(&format!("pid {pid}: runs in its own ipc namespace")),
         "{err}"
     );
     assert_running_untraced(pid);
@@ -728,4 +709,76 @@ fn a_process_in_its_own_namespace_is_refused_and_runs_on() {
     let result = std::fs::read_to_string(work.join("result")).unwrap();
     assert!(result.starts_with("OK"), "{result}");
     child.wait().unwrap();
+}
+
+/// A process in a UTS namespace of its own comes back in a new one with its names (also by
+/// CRIU from our images).
+#[test]
+fn a_uts_namespace_comes_back_with_its_names() {
+    for restorer in ["stasis", "criu"] {
+        let (_scratch, work, images) = setup(&format!("uts-{restorer}"));
+        let script = format!(
+            "hostname stasis-uts-{restorer} && domainname stasis.test && exec {} hold {} 4",
+            ctests::workload::workload_bin().display(),
+            work.display()
+        );
+        let (mut child, pid) = in_new_namespace(&["--uts", "sh", "-c", &script], &work);
+        stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+        child.wait().unwrap();
+        let uts = ctests::crit_decode(&images.join(format!("ids-{pid}.img")));
+        let id = uts["entries"][0]["uts_ns_id"].as_i64().unwrap();
+        let names = ctests::crit_decode(&images.join(format!("utsns-{id}.img")));
+        assert_eq!(
+            names["entries"][0]["nodename"],
+            format!("stasis-uts-{restorer}"),
+            "{names}"
+        );
+        restore_with(restorer, &images);
+        let ns = |who: &str| std::fs::read_link(format!("/proc/{who}/ns/uts")).unwrap();
+        assert_ne!(
+            ns(&pid.to_string()),
+            ns("self"),
+            "{restorer}: restored into our UTS namespace"
+        );
+        let inside = Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-u", "sh", "-c", "hostname; domainname"])
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&inside.stdout).into_owned();
+        assert_eq!(got, format!("stasis-uts-{restorer}\nstasis.test\n"), "{restorer}");
+        checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+        wait_for_file(&work.join("result"), Duration::from_secs(20));
+        let _ = checkpoint_core::sys::wait_exit(pid);
+        let result = std::fs::read_to_string(work.join("result")).unwrap();
+        assert!(result.starts_with("OK"), "{restorer}: {result}");
+    }
+}
+
+/// Restores `images` detached with `restorer` ("stasis" or "criu"), which must succeed.
+fn restore_with(restorer: &str, images: &std::path::Path) {
+    if restorer == "criu" {
+        let out = Command::new(criu())
+            .args(["restore", "-D", s(images), "-d", "-o", "restore.log"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let log = std::fs::read_to_string(images.join("restore.log")).unwrap_or_default();
+        assert!(out.status.success(), "criu restore: {log}");
+    } else {
+        stasis_ok(&["restore", "-D", s(images), "-d"]);
+    }
+}
+
+/// `unshare ARGS` (which ends by exec'ing a workload writing `work`/ready, at the same pid).
+fn in_new_namespace(args: &[&str], work: &std::path::Path) -> (std::process::Child, i32) {
+    let child = Command::new("unshare")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    wait_for_file(&work.join("ready"), Duration::from_secs(20));
+    (child, pid)
 }

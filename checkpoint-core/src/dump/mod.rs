@@ -116,7 +116,8 @@ impl Drop for Refreeze {
 /// come back in ours, so it is refused, naming the namespace.
 fn refuse_own_namespaces(pid: i32) -> Result<(), DumpError> {
     use std::os::unix::fs::MetadataExt;
-    for kind in NsIds::KINDS {
+    // A UTS namespace is saved (its names); the others not yet.
+    for kind in NsIds::KINDS.into_iter().filter(|&k| k != "uts") {
         let ours = fs::metadata(format!("/proc/self/ns/{kind}")).map(|m| m.ino());
         let theirs = fs::metadata(format!("/proc/{pid}/ns/{kind}")).map(|m| m.ino());
         if let (Ok(a), Ok(b)) = (ours, theirs) {
@@ -929,6 +930,9 @@ impl SeccompImage {
 /// What the tasks of a tree share or add up, gathered task by task.
 #[derive(Default)]
 struct TreeObjects {
+    /// The dumper's UTS namespace id, and the names of every other one the tree uses.
+    host_uts: Option<u32>,
+    utsns: BTreeMap<u32, pb::UtsnsEntry>,
     seccomp: SeccompImage,
     files: FilesImage,
     shmem: mm::SharedMemory,
@@ -962,6 +966,7 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
     }
     let mut ns = NsIds::new(tasks.len() as u32 + 2);
     let root_ids = ns.ids("self", 1);
+    tree_objects.host_uts = root_ids.uts_ns_id;
     let mut pstree = Vec::with_capacity(tasks.len());
     for (i, task) in tasks.iter().enumerate() {
         let pid = task.pid;
@@ -988,12 +993,17 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
     }
 
     let TreeObjects {
+        host_uts: _,
+        utsns,
         seccomp,
         mut files,
         shmem,
         mut totals,
     } = tree_objects;
     files.add_external_peers();
+    for (id, names) in &utsns {
+        dir.write_all(ImageKind::Utsns, (*id).into(), std::slice::from_ref(names))?;
+    }
     for (i, (_, ghost, data)) in files.ghosts.iter().enumerate() {
         let mut w = dir.writer(ImageKind::GhostFile, i as u64 + 1)?;
         w.write(ghost)?;
@@ -1134,6 +1144,8 @@ fn dump_task(
     objects: &mut TreeObjects,
 ) -> Result<(), DumpError> {
     let TreeObjects {
+        host_uts,
+        utsns,
         seccomp,
         files,
         shmem,
@@ -1172,6 +1184,12 @@ fn dump_task(
         cores.push(thread_core(pid, th, i == 0, seccomp)?);
     }
     let injected = cores[0].1.clone();
+    if let Some(id) = ids.uts_ns_id.filter(|id| Some(*id) != *host_uts) {
+        utsns.entry(id).or_insert_with(|| pb::UtsnsEntry {
+            nodename: injected.uts.0.clone(),
+            domainname: injected.uts.1.clone(),
+        });
+    }
     let sigmask = cores[0].0.thread_core.as_ref().and_then(|c| c.blk_sigset).unwrap_or(0);
 
     // Mapped files, exe, cwd, root, then the fds' open files.

@@ -31,6 +31,8 @@ pub struct InjectedState {
     pub dumpable: u32,
     /// The POSIX timers, with their remaining time, interval and overrun.
     pub posix_timers: Vec<PosixTimerEntry>,
+    /// Host and domain name of the task's UTS namespace (uname).
+    pub uts: (String, String),
 }
 
 /// Signals whose disposition cannot be read or changed.
@@ -161,6 +163,15 @@ fn read_with_scratch(
         return Ok(st);
     }
     st.brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
+    // struct utsname: six fields of 65 bytes; nodename second, domainname sixth.
+    inj.call("uname", libc::SYS_uname, [scratch, 0, 0, 0, 0, 0])?;
+    let mut uts = [0u8; 390];
+    mem.read(scratch, &mut uts)?;
+    let field = |i: usize| {
+        let f = &uts[i * 65..(i + 1) * 65];
+        String::from_utf8_lossy(&f[..f.iter().position(|&b| b == 0).unwrap_or(65)]).into_owned()
+    };
+    st.uts = (field(1), field(5));
     st.dumpable = inj.call(
         "prctl(PR_GET_DUMPABLE)",
         libc::SYS_prctl,

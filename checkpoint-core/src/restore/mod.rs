@@ -580,6 +580,15 @@ impl Puppets {
     }
 }
 
+/// A UTS name as the kernel keeps it: at most 64 bytes, NUL-padded.
+fn name65(name: &str) -> [u8; 65] {
+    let mut out = [0u8; 65];
+    for (d, s) in out.iter_mut().zip(name.bytes().take(64)) {
+        *d = s;
+    }
+    out
+}
+
 /// Refuses to start when any pid of the tree is in use (nothing is created).
 fn check_pids_free(tree: &Tree) -> Result<(), RestoreError> {
     for t in &tree.tasks {
@@ -629,6 +638,7 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
         PuppetSetup {
             setsid: setup.setsid,
             setpgid: setup.setpgid,
+            uts: tree.uts.as_ref().map(|u| (name65(&u.nodename), name65(&u.domainname))),
         },
     )
     .map_err(|e| match e.raw_os_error() {
@@ -647,6 +657,17 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
             return Err(e.into());
         }
     };
+    // The root's new UTS namespace was made by the puppet itself, with raw syscalls: check it.
+    if tree.uts.is_some() {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |who: String| std::fs::metadata(format!("/proc/{who}/ns/uts")).map(|m| m.ino()).ok();
+        if ino(pid.to_string()) == ino("self".into()) {
+            root.kill();
+            return Err(RestoreError::Invalid {
+                what: format!("pid {pid}: could not enter a new UTS namespace"),
+            });
+        }
+    }
     let mut puppets = Puppets {
         leaders: (0..tree.tasks.len()).map(|_| None).collect(),
         threads: Vec::new(),

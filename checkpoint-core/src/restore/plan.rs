@@ -77,6 +77,8 @@ pub struct Plan {
     pub vma_sysv: BTreeMap<usize, u64>,
     /// The file locks this task takes again (filelocks.img entries of its pid).
     pub locks: Vec<pb::FileLockEntry>,
+    /// The task's UTS namespace (ids-N.img).
+    pub uts_ns_id: Option<u32>,
     /// The controlling terminal this session leader takes again: its fd on the pty slave, and
     /// the foreground process group.
     pub ctty: Option<(i32, u32)>,
@@ -137,6 +139,8 @@ pub struct Tree {
     pub seccomp: Vec<pb::SeccompFilter>,
     /// Unlinked files: their attributes and contents, by ghost id.
     pub ghosts: BTreeMap<u32, (pb::GhostFileEntry, Vec<u8>)>,
+    /// The UTS namespace the tree gets, when it had one of its own: its names.
+    pub uts: Option<pb::UtsnsEntry>,
     /// The ptys made in the tree, by index: the settings of their master and slave.
     pub ptys: BTreeMap<u32, (Option<pb::TtyInfoEntry>, Option<pb::TtyInfoEntry>)>,
 }
@@ -443,7 +447,9 @@ impl Tree {
                 }
             }
         }
+        let uts = own_uts(dir, &inv, &tasks)?;
         Ok(Tree {
+            uts,
             ptys,
             fifos,
             ghosts,
@@ -462,6 +468,36 @@ impl Tree {
             Body::Alive(p) => Some((i, p.as_ref())),
             Body::Zombie { .. } => None,
         })
+    }
+}
+
+/// The UTS namespace of the tree when it is not the dumper's: one for the whole tree (nested
+/// ones are refused), its names from utsns-ID.img.
+fn own_uts(
+    dir: &ImageDir,
+    inv: &pb::InventoryEntry,
+    tasks: &[TaskNode],
+) -> Result<Option<pb::UtsnsEntry>, RestoreError> {
+    let host = inv.root_ids.as_ref().and_then(|r| r.uts_ns_id);
+    let mut ids = tasks.iter().filter_map(|t| match &t.body {
+        Body::Alive(p) => Some((p.pid, p.uts_ns_id)),
+        Body::Zombie { .. } => None,
+    });
+    let Some((root, root_uts)) = ids.next() else {
+        return Ok(None);
+    };
+    if let Some((pid, _)) = ids.find(|(_, u)| *u != root_uts) {
+        return Err(RestoreError::Unsupported {
+            pid,
+            what: "is in another UTS namespace than the root of the tree (nested namespaces are not supported)".into(),
+        });
+    }
+    match root_uts.filter(|u| Some(*u) != host) {
+        None => Ok(None),
+        Some(id) => dir
+            .read_one::<pb::UtsnsEntry>(ImageKind::Utsns, id.into())?
+            .map(Some)
+            .ok_or_else(|| invalid(format!("pid {root}: utsns-{id}.img is missing"))),
     }
 }
 
@@ -877,6 +913,7 @@ impl Plan {
             vma_sysv,
             locks: Vec::new(),
             ctty: None,
+            uts_ns_id: ids.uts_ns_id,
             fds,
         })
     }
