@@ -403,3 +403,33 @@ fn we_restore_queued_signals_and_timers_criu_dumped() {
     let result = round_trip("signals", ("criu", "stasis"), &[], |_, _| ());
     assert!(result.starts_with("OK"), "{result}");
 }
+
+/// Images are untrusted: a restore never takes the name of a socket someone listens on.
+#[test]
+fn a_restore_does_not_take_over_a_live_socket_name() {
+    become_subreaper();
+    let scratch = Scratch::new("unix-taken");
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    let mut w = Workload::start("sockets", &work, None);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
+    w.reap_original();
+    reap_all_children();
+    // Someone else now listens where the workload's listener was.
+    let path = work.join("listen.sock");
+    std::fs::remove_file(&path).unwrap();
+    let squatter = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let out = stasis(&["restore", "-D", s(&images), "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the restore took over a live socket");
+    assert!(err.contains("a live socket already has this name"), "{err}");
+    assert!(
+        !Path::new(&format!("/proc/{}", w.pid)).exists(),
+        "a failed restore left pid {}",
+        w.pid
+    );
+    // The listener still answers.
+    let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let (_conn, _) = squatter.accept().unwrap();
+}

@@ -146,6 +146,19 @@ fn bind(fd: &OwnedFd, e: &UnixSkEntry, bound: &mut Vec<std::path::PathBuf>) -> i
     if let Some(path) = &path {
         use std::os::unix::fs::FileTypeExt;
         if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            // Only a dead socket file (the dumped process's) is taken over: a name someone
+            // answers on stays theirs, whatever the images say.
+            let probe = sys::unix_socket(e.r#type as i32).map_err(err(e, "socket"))?;
+            match sys::unix_connect(probe.as_fd(), name) {
+                Err(x) if x.raw_os_error() == Some(libc::ECONNREFUSED) => {}
+                Err(x) => return Err(err(e, "probing the existing socket file")(x)),
+                Ok(()) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{}: a live socket already has this name", what(e)),
+                    ))
+                }
+            }
             std::fs::remove_file(path).map_err(err(e, "removing the old socket file"))?;
         }
     }
