@@ -212,3 +212,29 @@ impl Drop for TreeGuard {
         reap_all_children();
     }
 }
+
+/// On drop, kills (by pid) and reaps every process whose parent is this test process: what it
+/// started, and what was re-parented to it as the subreaper of everything it started.
+pub struct Descendants;
+
+impl Drop for Descendants {
+    fn drop(&mut self) {
+        let me = std::process::id();
+        for _ in 0..100 {
+            let ours: Vec<i32> = std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|&pid| proc_ids(pid).is_some_and(|(ppid, ..)| ppid == me))
+                .collect();
+            if ours.is_empty() {
+                return;
+            }
+            for pid in ours {
+                let _ = checkpoint_core::sys::send_signal(pid, libc::SIGKILL);
+            }
+            reap_all_children();
+        }
+    }
+}

@@ -696,6 +696,7 @@ fn a_process_in_its_own_namespace_is_refused_and_runs_on() {
     let (_scratch, work, images) = setup("own-ns");
     let bin = ctests::workload::workload_bin();
     let (mut child, pid) = in_new_namespace(&["--ipc", s(&bin), "hold", s(&work), "4"], &work);
+    let _guard = ctests::workload::TreeGuard(vec![pid]);
     let out = stasis(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -723,6 +724,7 @@ fn a_uts_namespace_comes_back_with_its_names() {
             work.display()
         );
         let (mut child, pid) = in_new_namespace(&["--uts", "sh", "-c", &script], &work);
+        let _guard = ctests::workload::TreeGuard(vec![pid]);
         stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
         child.wait().unwrap();
         let uts = ctests::crit_decode(&images.join(format!("ids-{pid}.img")));

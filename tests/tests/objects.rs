@@ -38,6 +38,7 @@ fn round_trip(
     check: impl Fn(&Path, i32),
 ) -> String {
     become_subreaper();
+    let _descendants = Descendants;
     let scratch = Scratch::new(&format!("{mode}-{dumper}-{restorer}"));
     let work = scratch.join("work");
     let images = scratch.join("images");
