@@ -1117,3 +1117,16 @@ pub fn securebits() -> io::Result<u32> {
     // SAFETY: plain integer arguments; the result is the bits.
     cvt(unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) }).map(|b| b as u32)
 }
+
+/// fanotify_init(flags, event_f_flags).
+pub fn fanotify_init(flags: u32, event_flags: u32) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: integer arguments; returns a new fd or -1.
+    owned(unsafe { libc::fanotify_init(flags, event_flags) })
+}
+
+/// fanotify_mark on `path`.
+pub fn fanotify_mark(fd: i32, flags: u32, mask: u64, path: &str) -> io::Result<()> {
+    let c = std::ffi::CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the path is a NUL-terminated string we own.
+    cvt(unsafe { libc::fanotify_mark(fd, flags, mask, libc::AT_FDCWD, c.as_ptr()) }).map(drop)
+}

@@ -434,3 +434,29 @@ fn a_restore_does_not_take_over_a_live_socket_name() {
     let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
     let (_conn, _) = squatter.accept().unwrap();
 }
+
+fn check_fanotify_images(images: &Path, _pid: i32) {
+    let files = crit_decode(&images.join("files.img"));
+    let fan = entries(&files, "FANOTIFY");
+    assert_eq!(fan.len(), 1, "{files}");
+    let marks = fan[0]["ffy"]["mark"].as_array().map_or(0, Vec::len);
+    assert_eq!(marks, 1, "one inode mark: {}", fan[0]);
+}
+
+#[test]
+fn a_fanotify_mark_still_reports_after_our_restore() {
+    let result = round_trip("fanotify", ("stasis", "stasis"), &[], check_fanotify_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn criu_restores_our_fanotify_group() {
+    let result = round_trip("fanotify", ("stasis", "criu"), &[], check_fanotify_images);
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+#[test]
+fn we_restore_a_fanotify_group_criu_dumped() {
+    let result = round_trip("fanotify", ("criu", "stasis"), &[], check_fanotify_images);
+    assert!(result.starts_with("OK"), "{result}");
+}

@@ -51,6 +51,8 @@
  *                          child again (its terminal, foreground group, size, echo) and compares.
  *   workload sysv DIR      a SysV shared memory segment (id in DIR/shmid) that a child counts in.
  *                          On SIGUSR1 checks the contents, the counting and the attachments.
+ *   workload fanotify DIR  a fanotify group watching DIR/fan-watched for close-after-write; on
+ *                          SIGUSR1 writes the file and reads the event.
  *   workload uring-child DIR   a parent and a child holding an io_uring; writes DIR/pids.
  *   workload threads DIR   three threads, each with its own TLS value, name, blocked signal and
  *                          altstack; two count, one sleeps in short nanosleeps. On SIGUSR1 checks
@@ -67,6 +69,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/fanotify.h>
 #include <sys/file.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -1210,6 +1213,39 @@ static int sysv_mode(void) {
     return failure[0] ? 1 : 0;
 }
 
+/* ---- fanotify: a group with an inode mark ---- */
+
+static int fanotify_mode(void) {
+    signal(SIGUSR1, on_usr1_verify);
+    char watched[4200];
+    snprintf(watched, sizeof watched, "%s/fan-watched", dir);
+    close(open(watched, O_CREAT | O_WRONLY, 0600));
+    int fan = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY);
+    if (fan < 0) { perror("fanotify_init"); return 2; }
+    if (fanotify_mark(fan, FAN_MARK_ADD, FAN_CLOSE_WRITE, AT_FDCWD, watched)) { perror("fanotify_mark"); return 2; }
+    write_file("ready", "1\n");
+    while (!verify_now) usleep(10 * 1000);
+    int w = open(watched, O_WRONLY);
+    write(w, "x", 1);
+    close(w);
+    char buf[4096];
+    ssize_t n = read(fan, buf, sizeof buf);
+    struct fanotify_event_metadata *ev = (struct fanotify_event_metadata *)buf;
+    char path[256] = { 0 }, link[64];
+    if (n > 0 && ev->fd >= 0) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", ev->fd);
+        readlink(link, path, sizeof path - 1);
+        close(ev->fd);
+    }
+    EXPECT(n > 0 && (ev->mask & FAN_CLOSE_WRITE) && !strcmp(path, watched),
+           "fanotify: %zd bytes, mask %#llx, file %s", n, n > 0 ? (unsigned long long)ev->mask : 0ULL, path);
+    char out[4200];
+    if (failure[0]) snprintf(out, sizeof out, "FAIL %s\n", failure);
+    else snprintf(out, sizeof out, "OK fanotify\n");
+    write_file("result", out);
+    return failure[0] ? 1 : 0;
+}
+
 /* ---- swarm: many processes with many threads (the tree benchmark) ---- */
 
 static volatile unsigned long *swarm_ticks; /* one slot per process, shared by all */
@@ -1303,6 +1339,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "files")) return files_mode();
     if (!strcmp(argv[1], "pty")) return pty_mode();
     if (!strcmp(argv[1], "sysv")) return sysv_mode();
+    if (!strcmp(argv[1], "fanotify")) return fanotify_mode();
     if (!strcmp(argv[1], "uring-child")) return uring_child();
     size_t mb = argc > 3 ? strtoul(argv[3], NULL, 10) : 16;
     if (!strcmp(argv[1], "count")) return count(mb);

@@ -65,6 +65,7 @@ pub enum FileKind {
     TimerFd(pb::TimerfdEntry),
     Epoll(pb::EventpollFileEntry),
     Inotify(pb::InotifyFileEntry),
+    Fanotify(pb::FanotifyFileEntry),
     /// An AF_UNIX socket, as sock_diag shows it.
     Unix(sys::UnixDiag),
 }
@@ -247,6 +248,14 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
                 "[timerfd]" => fds::timerfd::collect(&info_text, flags).map(FileKind::TimerFd),
                 "[eventpoll]" => fds::epoll::collect(&info_text, flags).map(FileKind::Epoll),
                 "inotify" => fds::inotify::collect(&info_text, flags).map(FileKind::Inotify),
+                "[fanotify]" => match fds::fanotify::collect(&info_text, flags) {
+                    Some(f) => Some(FileKind::Fanotify(f)),
+                    None => {
+                        return Err(unsupported(
+                            "a fanotify mark on a superblock or on a file no longer reachable",
+                        ))
+                    }
+                },
                 _ => return Err(unsupported(&format!("{kind} files are not supported"))),
             };
             match parsed {

@@ -715,6 +715,7 @@ impl FilesImage {
             FileKind::TimerFd(_) => FdTypes::Timerfd,
             FileKind::Epoll(_) => FdTypes::Eventpoll,
             FileKind::Inotify(_) => FdTypes::Inotify,
+            FileKind::Fanotify(_) => FdTypes::Fanotify,
             FileKind::Unix(_) => FdTypes::Unixsk,
         };
         for &(other_pid, other_fd, id) in self.by_inode.get(&f.dev_ino).map(Vec::as_slice).unwrap_or(&[]) {
@@ -782,6 +783,14 @@ impl FilesImage {
                 f.epfd = Some(pb::EventpollFileEntry { id, tfd, ..e.clone() })
             }),
             FileKind::Unix(d) => self.unix_socket(pid, f, d)?,
+            FileKind::Fanotify(e) => self.anon(kind, |id, f| {
+                let mark = e
+                    .mark
+                    .iter()
+                    .map(|m| pb::FanotifyMarkEntry { id, ..m.clone() })
+                    .collect();
+                f.ffy = Some(pb::FanotifyFileEntry { id, mark, ..e.clone() })
+            }),
             FileKind::Inotify(e) => self.anon(kind, |id, f| {
                 let wd = e.wd.iter().map(|w| pb::InotifyWdEntry { id, ..w.clone() }).collect();
                 f.ify = Some(pb::InotifyFileEntry { id, wd, ..e.clone() })

@@ -9,7 +9,7 @@ use crate::image::pb::{FhEntry, FownEntry, InotifyFileEntry, InotifyWdEntry};
 use crate::sys;
 
 /// The file a handle names, found through a mount of device `sdev` (the kernel's encoding).
-fn resolve(sdev: u32, kind: i32, handle: &[u8]) -> Option<String> {
+pub(crate) fn resolve(sdev: u32, kind: i32, handle: &[u8]) -> Option<String> {
     let (major, minor) = (sdev >> 20, sdev & 0xfffff);
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
     for line in mountinfo.lines() {
@@ -43,21 +43,12 @@ pub fn collect(info: &str, flags: u32) -> Option<InotifyFileEntry> {
                 "ignored_mask" => e.ignored_mask = super::hex(v)? as u32,
                 "fhandle-bytes" => f_handle.bytes = super::hex(v)? as u32,
                 "fhandle-type" => f_handle.r#type = super::hex(v)? as u32,
-                "f_handle" => {
-                    bytes = (0..v.len() / 2)
-                        .map(|i| u8::from_str_radix(v.get(2 * i..2 * i + 2)?, 16).ok())
-                        .collect::<Option<Vec<u8>>>()?;
-                }
+                "f_handle" => bytes = super::hex_bytes(v)?,
                 _ => {}
             }
         }
         f_handle.path = resolve(e.s_dev, f_handle.r#type as i32, &bytes);
-        let mut padded = bytes.clone();
-        padded.resize(bytes.len().next_multiple_of(8), 0);
-        f_handle.handle = padded
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect();
+        f_handle.handle = super::handle_words(&bytes);
         e.f_handle = f_handle;
         wd.push(e);
     }

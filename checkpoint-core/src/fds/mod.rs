@@ -3,6 +3,7 @@
 
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod inotify;
 pub mod locks;
 pub mod signalfd;
@@ -35,6 +36,23 @@ fn pairs(line: &str) -> impl Iterator<Item = (&str, &str)> {
             return Some((k, v));
         }
     })
+}
+
+/// The bytes of a hex string (a file handle in fdinfo).
+fn hex_bytes(v: &str) -> Option<Vec<u8>> {
+    (0..v.len() / 2)
+        .map(|i| u8::from_str_radix(v.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A file handle's bytes as the image keeps them: little-endian 64-bit words.
+fn handle_words(bytes: &[u8]) -> Vec<u64> {
+    let mut padded = bytes.to_vec();
+    padded.resize(bytes.len().next_multiple_of(8), 0);
+    padded
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect()
 }
 
 fn hex(v: &str) -> Option<u64> {

@@ -542,6 +542,8 @@ fn open_anon(e: &crate::image::pb::FileEntry) -> io::Result<OwnedFd> {
         fds::epoll::open(x)
     } else if let Some(x) = &e.ify {
         fds::inotify::open(x)
+    } else if let Some(x) = &e.ffy {
+        fds::fanotify::open(x)
     } else {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }

@@ -847,6 +847,7 @@ impl Plan {
                 (Ok(FdTypes::Timerfd), _, _) if file.tfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Eventpoll), _, _) if file.epfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Inotify), _, _) if file.ify.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Fanotify), _, _) if file.ffy.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Memfd), _, _) if file.memfd.is_some() => {
                     let m = file.memfd.as_ref().map(|m| (m.flags, m.pos)).unwrap_or_default();
                     FdTarget::Memfd {
