@@ -276,15 +276,14 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
             t.detach()?;
         }
     } else {
+        // SIGKILL cannot be blocked or caught: the tasks are gone from here on. Their memory is
+        // freed by the kernel after we return (waiting for it cost ~10% of a dump), and their
+        // parents reap them as usual.
         for t in tasks.iter().filter(|t| !t.is_zombie()) {
             let _ = parasite::sys::kill(t.pid, libc::SIGKILL);
         }
-        for task in tasks {
-            // The leader's exit is reported only after every other thread's: reap it last.
-            for t in task.threads.into_iter().rev() {
-                let _ = parasite::sys::waitpid(t.pid(), libc::__WALL);
-                t.forget();
-            }
+        for t in tasks.into_iter().flat_map(|t| t.threads) {
+            t.forget();
         }
     }
     report.frozen = frozen_at.elapsed();
