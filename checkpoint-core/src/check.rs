@@ -141,8 +141,13 @@ pub fn check() -> Vec<Feature> {
         ),
         feature(
             "PR_TIMER_CREATE_RESTORE_IDS",
-            "restoring POSIX timers with their ids in one call (fallback: create/delete until the id matches)",
+            "restoring POSIX timers at their ids",
             sys::probe_timer_restore_ids(),
+        ),
+        feature(
+            "sock_diag (AF_UNIX)",
+            "dumping unix sockets: peers, names, waiting connections, queue lengths",
+            sys::unix_sockets().map(drop),
         ),
         feature(
             "soft-dirty",
