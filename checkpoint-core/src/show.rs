@@ -97,6 +97,8 @@ struct Files {
     memfd_names: BTreeMap<u32, String>,
     /// files.img ids of unlinked files whose contents are saved (remap-fpath.img).
     ghosts: BTreeSet<u32>,
+    /// filelocks.img.
+    locks: Vec<pb::FileLockEntry>,
 }
 
 impl Files {
@@ -120,6 +122,7 @@ impl Files {
             by_id,
             memfd_names,
             ghosts,
+            locks: dir.read_all(ImageKind::FileLocks, 0)?,
         })
     }
 
@@ -371,16 +374,16 @@ fn summarize_task(dir: &ImageDir, files: &Files, p: &pb::PstreeEntry) -> Result<
         task.cwd = files.reg_name(fs.cwd_id).map(str::to_owned);
         task.root = files.reg_name(fs.root_id).map(str::to_owned);
     }
-    task.details = task_details(dir, pid, &tc, core.thread_core.as_ref(), &p.threads)?;
+    task.details = task_details(dir, files, pid, (&tc, core.thread_core.as_ref()), &p.threads)?;
     Ok(task)
 }
 
 /// Lines about what a task holds besides memory and files.
 fn task_details(
     dir: &ImageDir,
+    files: &Files,
     pid: u32,
-    tc: &pb::TaskCoreEntry,
-    thread: Option<&pb::ThreadCoreEntry>,
+    (tc, thread): (&pb::TaskCoreEntry, Option<&pb::ThreadCoreEntry>),
     threads: &[u32],
 ) -> Result<Vec<String>, ShowError> {
     let mut out = Vec::new();
@@ -460,8 +463,7 @@ fn task_details(
     if let Some(sig) = thread.and_then(|t| t.pdeath_sig).filter(|&s| s != 0) {
         out.push(format!("parent-death signal {sig}"));
     }
-    let locks: Vec<pb::FileLockEntry> = dir.read_all(ImageKind::FileLocks, 0)?;
-    for l in locks.iter().filter(|l| l.pid as u32 == pid) {
+    for l in files.locks.iter().filter(|l| l.pid as u32 == pid) {
         let kind = match l.flag {
             1 => "POSIX",
             2 => "flock",

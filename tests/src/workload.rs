@@ -238,3 +238,14 @@ impl Drop for Descendants {
         }
     }
 }
+
+/// Becomes the subreaper and makes a scratch dir named after `name`, with `work/` (created) and
+/// `images/` (not yet): what most tests start with.
+pub fn test_dirs(name: &str) -> (Scratch, PathBuf, PathBuf) {
+    become_subreaper();
+    let scratch = Scratch::new(name);
+    let work = scratch.join("work");
+    let images = scratch.join("images");
+    std::fs::create_dir(&work).unwrap();
+    (scratch, work, images)
+}

@@ -5,22 +5,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ctests::workload::{
-    assert_running_untraced, become_subreaper, stasis, stasis_ok, status_field, wait_for_file, Scratch, Workload,
+    assert_running_untraced, stasis, stasis_ok, status_field, test_dirs, wait_for_file, Scratch, Workload,
 };
 use ctests::{crit_decode, files_of, workspace_bin};
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Becomes the subreaper and makes a scratch dir with `work/` (created) and `images/` (not yet).
-fn setup(name: &str) -> (Scratch, std::path::PathBuf, std::path::PathBuf) {
-    become_subreaper();
-    let scratch = Scratch::new(name);
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
-    (scratch, work, images)
 }
 
 /// Starts `stasis ARGS` (a dump of `pid`) and returns once it has attached to `pid`.
@@ -63,11 +53,7 @@ fn finish_verify(w: &Workload) -> String {
 }
 
 fn dump_kill_restore(name: &str, extra_dump: &[&str]) -> (Scratch, Workload) {
-    become_subreaper();
-    let scratch = Scratch::new(name);
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (scratch, work, images) = test_dirs(name);
     let mut w = Workload::start("verify", &work, None);
     let mut args = vec!["dump", "-t", &w.pid.to_string()]
         .into_iter()
@@ -102,7 +88,7 @@ fn a_dumped_killed_and_restored_process_continues_with_everything_intact() {
 
 #[test]
 fn every_image_we_write_decodes_with_crit_and_shows() {
-    let (_scratch, work, images) = setup("crit");
+    let (_scratch, work, images) = test_dirs("crit");
     let w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
     use std::os::unix::fs::PermissionsExt;
@@ -143,7 +129,7 @@ fn every_image_we_write_decodes_with_crit_and_shows() {
 
 #[test]
 fn leave_running_keeps_the_process_free_and_the_images_restore_after_it_is_killed() {
-    let (_scratch, work, images) = setup("leave");
+    let (_scratch, work, images) = test_dirs("leave");
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
     assert_running_untraced(w.pid);
@@ -157,7 +143,7 @@ fn leave_running_keeps_the_process_free_and_the_images_restore_after_it_is_kille
 
 #[test]
 fn restore_without_detach_waits_and_exits_as_the_process_did() {
-    let (scratch, work, images) = setup("wait");
+    let (scratch, work, images) = test_dirs("wait");
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.reap_original();
@@ -183,11 +169,8 @@ fn restore_without_detach_waits_and_exits_as_the_process_did() {
 
 #[test]
 fn a_dump_that_fails_on_a_full_filesystem_leaves_the_process_running() {
-    become_subreaper();
-    let scratch = Scratch::new("full-fs");
-    let work = scratch.join("work");
+    let (scratch, work, _) = test_dirs("full-fs");
     let tiny = scratch.join("tiny");
-    std::fs::create_dir(&work).unwrap();
     std::fs::create_dir(&tiny).unwrap();
     let st = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs", s(&tiny)])
@@ -211,10 +194,7 @@ fn a_dump_that_fails_on_a_full_filesystem_leaves_the_process_running() {
 
 #[test]
 fn a_second_dump_of_a_process_being_dumped_is_refused_and_the_first_succeeds() {
-    become_subreaper();
-    let scratch = Scratch::new("twice");
-    let work = scratch.join("work");
-    std::fs::create_dir(&work).unwrap();
+    let (scratch, work, _) = test_dirs("twice");
     let w = Workload::start("hold", &work, Some(768));
     let first = dump_in_background(
         w.pid,
@@ -240,22 +220,16 @@ fn a_second_dump_of_a_process_being_dumped_is_refused_and_the_first_succeeds() {
 
 #[test]
 fn a_target_that_dies_during_the_dump_fails_it_with_the_cause() {
-    become_subreaper();
-    let scratch = Scratch::new("dies");
-    let work = scratch.join("work");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = test_dirs("dies");
     let mut w = Workload::start("hold", &work, Some(1024));
-    let dump = dump_in_background(
-        w.pid,
-        &["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("images"))],
-    );
+    let dump = dump_in_background(w.pid, &["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.signal(libc::SIGKILL);
     let out = dump.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a dump of a killed process succeeded: {err}");
     assert!(err.contains(&format!("pid {}", w.pid)), "{err}");
     assert!(
-        !scratch.join("images/inventory.img").exists(),
+        !images.join("inventory.img").exists(),
         "an incomplete dump must not look complete"
     );
     w.reap_original();
@@ -263,7 +237,7 @@ fn a_target_that_dies_during_the_dump_fails_it_with_the_cause() {
 
 #[test]
 fn a_restore_whose_pid_is_taken_fails_and_leaves_nothing() {
-    let (_scratch, work, images) = setup("taken");
+    let (_scratch, work, images) = test_dirs("taken");
     let w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
     let before = children_of_us();
@@ -279,7 +253,7 @@ fn a_restore_whose_pid_is_taken_fails_and_leaves_nothing() {
 
 #[test]
 fn a_restore_from_damaged_images_fails_and_leaves_nothing() {
-    let (_scratch, work, images) = setup("damaged");
+    let (_scratch, work, images) = test_dirs("damaged");
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.reap_original();
@@ -320,7 +294,7 @@ fn children_of_us() -> String {
 
 #[test]
 fn a_pipe_of_the_caller_is_refused_by_name_unless_inherited_then_the_process_continues() {
-    let (_scratch, work, images) = setup("pipe");
+    let (_scratch, work, images) = test_dirs("pipe");
     let (_reader, writer) = std::io::pipe().unwrap();
     let mut w = Workload::start_with("verify", &work, None, [Stdio::null(), writer.into(), Stdio::null()]);
     let key = std::fs::read_link(format!("/proc/{}/fd/1", w.pid))
@@ -368,7 +342,7 @@ fn a_pipe_of_the_caller_is_refused_by_name_unless_inherited_then_the_process_con
 
 #[test]
 fn a_terminal_needs_shell_job_on_dump_and_restore() {
-    let (_scratch, work, images) = setup("tty");
+    let (_scratch, work, images) = test_dirs("tty");
     let (_master, slave) = checkpoint_core::sys::open_pty().unwrap();
     let tty = || -> Stdio {
         std::fs::OpenOptions::new()
@@ -449,7 +423,7 @@ fn criu() -> std::path::PathBuf {
 
 #[test]
 fn criu_restores_what_stasis_dumped() {
-    let (_scratch, work, images) = setup("to-criu");
+    let (_scratch, work, images) = test_dirs("to-criu");
     let mut w = Workload::start("verify", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.reap_original();
@@ -474,7 +448,7 @@ fn criu_restores_what_stasis_dumped() {
 
 #[test]
 fn stasis_restores_what_criu_dumped() {
-    let (_scratch, work, images) = setup("from-criu");
+    let (_scratch, work, images) = test_dirs("from-criu");
     std::fs::create_dir(&images).unwrap();
     let mut w = Workload::start("verify", &work, None);
     let out = Command::new(criu())
@@ -507,12 +481,8 @@ fn stasis_restores_what_criu_dumped() {
 /// the restored pause() returns EINTR rather than being re-entered after the handler ran.
 #[test]
 fn a_signal_right_after_restore_wakes_a_process_that_was_in_pause() {
-    become_subreaper();
     for round in 0..3 {
-        let scratch = Scratch::new(&format!("pause{round}"));
-        let work = scratch.join("work");
-        let images = scratch.join("images");
-        std::fs::create_dir(&work).unwrap();
+        let (_scratch, work, images) = test_dirs(&format!("pause{round}"));
         let mut w = Workload::start("hold", &work, Some(4));
         std::thread::sleep(Duration::from_millis(20)); // let it reach pause()
         stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
@@ -537,10 +507,7 @@ fn a_signal_right_after_restore_wakes_a_process_that_was_in_pause() {
 /// path too must give images that restore intact.
 #[test]
 fn images_on_tmpfs_restore_intact() {
-    become_subreaper();
-    let scratch = Scratch::new("tmpfs-images");
-    let work = scratch.join("work");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, _) = test_dirs("tmpfs-images");
     let images = Scratch(std::path::PathBuf::from(format!(
         "/dev/shm/stasis-images-{}",
         std::process::id()
@@ -558,7 +525,7 @@ fn images_on_tmpfs_restore_intact() {
 /// instruction or stopped.
 #[test]
 fn an_interrupted_dump_still_lets_the_process_go_intact() {
-    let (scratch, work, images) = setup("sigint");
+    let (scratch, work, images) = test_dirs("sigint");
     let w = Workload::start("hold", &work, Some(768));
     let dump = dump_in_background(
         w.pid,
@@ -581,7 +548,7 @@ fn an_interrupted_dump_still_lets_the_process_go_intact() {
 /// "criu"); the workload checks every thread's TLS, name, mask, altstack and progress, and joins
 /// them (clear-tid wake-ups).
 fn threads_round_trip(name: &str, dumper: &str, restorer: &str) {
-    let (_scratch, work, images) = setup(name);
+    let (_scratch, work, images) = test_dirs(name);
     std::fs::create_dir(&images).unwrap();
     let mut w = Workload::start("threads", &work, None);
     let tids: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", w.pid))
@@ -639,7 +606,7 @@ fn criu_restores_our_multithreaded_dump_and_we_restore_its() {
 #[test]
 fn queued_signals_and_itimers_survive() {
     for restorer in ["stasis", "criu"] {
-        let (_scratch, work, images) = setup(&format!("signals-{restorer}"));
+        let (_scratch, work, images) = test_dirs(&format!("signals-{restorer}"));
         let mut w = Workload::start("signals", &work, None);
         stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
         w.reap_original();
@@ -693,7 +660,7 @@ fn queued_signals_and_itimers_survive() {
 /// A process in a namespace of its own (here ipc) would come back in ours: refused, by name.
 #[test]
 fn a_process_in_its_own_namespace_is_refused_and_runs_on() {
-    let (_scratch, work, images) = setup("own-ns");
+    let (_scratch, work, images) = test_dirs("own-ns");
     let bin = ctests::workload::workload_bin();
     let (mut child, pid) = in_new_namespace(&["--ipc", s(&bin), "hold", s(&work), "4"], &work);
     let _guard = ctests::workload::TreeGuard(vec![pid]);
@@ -717,7 +684,7 @@ fn a_process_in_its_own_namespace_is_refused_and_runs_on() {
 #[test]
 fn a_uts_namespace_comes_back_with_its_names() {
     for restorer in ["stasis", "criu"] {
-        let (_scratch, work, images) = setup(&format!("uts-{restorer}"));
+        let (_scratch, work, images) = test_dirs(&format!("uts-{restorer}"));
         let script = format!(
             "hostname stasis-uts-{restorer} && domainname stasis.test && exec {} hold {} 4",
             ctests::workload::workload_bin().display(),

@@ -52,11 +52,7 @@ impl Drop for TestCgroup {
 }
 
 fn dump_restore_through(hierarchy: &str, name: &str) {
-    become_subreaper();
-    let scratch = Scratch::new(name);
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = test_dirs(name);
     let mut w = Workload::start("tree", &work, None);
     let pids = tree_pids(&work);
     let _guard = TreeGuard(pids.clone());
@@ -100,11 +96,7 @@ fn a_tree_dumped_through_a_v1_freezer_restores() {
 /// --leave-running dump must leave it paused, untraced.
 #[test]
 fn a_paused_cgroup_stays_paused_after_a_leave_running_dump() {
-    become_subreaper();
-    let scratch = Scratch::new("freeze-paused");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = test_dirs("freeze-paused");
     let w = Workload::start("threads", &work, None);
     let cg = TestCgroup::new("/sys/fs/cgroup/unified", "paused", &[w.pid]);
     cg.freezer().freeze().unwrap();

@@ -37,12 +37,8 @@ fn round_trip(
     env: &[(&str, &str)],
     check: impl Fn(&Path, i32),
 ) -> String {
-    become_subreaper();
     let _descendants = Descendants;
-    let scratch = Scratch::new(&format!("{mode}-{dumper}-{restorer}"));
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = test_dirs(&format!("{mode}-{dumper}-{restorer}"));
     std::fs::create_dir(&images).unwrap();
     let null = || [Stdio::null(), Stdio::null(), Stdio::null()];
     let mut w = Workload::start_args(mode, &work, &[], env, null());
@@ -180,10 +176,7 @@ fn we_restore_event_fds_criu_dumped() {
 
 #[test]
 fn a_unix_socket_connected_outside_the_tree_is_refused_and_the_process_runs_on() {
-    become_subreaper();
-    let scratch = Scratch::new("unix-outside");
-    let work = scratch.join("work");
-    std::fs::create_dir(&work).unwrap();
+    let (scratch, work, _) = test_dirs("unix-outside");
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
     let stdin = Stdio::from(std::os::fd::OwnedFd::from(theirs));
     let w = Workload::start_with("verify", &work, None, [stdin, Stdio::null(), Stdio::null()]);
@@ -304,10 +297,7 @@ fn we_restore_unlinked_files_fifos_and_locks_criu_dumped() {
 
 #[test]
 fn file_locks_need_the_flag() {
-    become_subreaper();
-    let scratch = Scratch::new("locks-refused");
-    let work = scratch.join("work");
-    std::fs::create_dir(&work).unwrap();
+    let (scratch, work, _) = test_dirs("locks-refused");
     let w = Workload::start("files", &work, None);
     let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("images"))]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -366,11 +356,7 @@ impl Drop for SegmentGuard {
 
 #[test]
 fn a_sysv_segment_is_attached_again_by_parent_and_child() {
-    become_subreaper();
-    let scratch = Scratch::new("sysv");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = test_dirs("sysv");
     let mut w = Workload::start("sysv", &work, None);
     let _segment = SegmentGuard(work.join("shmid"));
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
@@ -408,11 +394,7 @@ fn we_restore_queued_signals_and_timers_criu_dumped() {
 /// Images are untrusted: a restore never takes the name of a socket someone listens on.
 #[test]
 fn a_restore_does_not_take_over_a_live_socket_name() {
-    become_subreaper();
-    let scratch = Scratch::new("unix-taken");
-    let work = scratch.join("work");
-    let images = scratch.join("images");
-    std::fs::create_dir(&work).unwrap();
+    let (_scratch, work, images) = test_dirs("unix-taken");
     let mut w = Workload::start("sockets", &work, None);
     stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images)]);
     w.reap_original();

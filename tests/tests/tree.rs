@@ -97,10 +97,7 @@ fn verify(w: &Workload) -> String {
 }
 
 fn setup(name: &str) -> (Scratch, PathBuf) {
-    become_subreaper();
-    let scratch = Scratch::new(name);
-    let work = scratch.join("work");
-    std::fs::create_dir(&work).unwrap();
+    let (scratch, work, _) = test_dirs(name);
     (scratch, work)
 }
 

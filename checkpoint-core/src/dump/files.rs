@@ -138,22 +138,6 @@ fn ghost(path: &str, meta: &fs::Metadata) -> Result<FileKind, String> {
     })
 }
 
-/// The indices of the pty masters `pid` holds (cheap: a pass over /proc/PID/fd).
-pub fn pty_masters(pid: i32) -> Vec<u32> {
-    let dir = format!("/proc/{pid}/fd");
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "/dev/ptmx"))
-        .filter_map(|e| {
-            let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy())).ok()?;
-            fds::field_of(&info, "tty-index")?.parse().ok()
-        })
-        .collect()
-}
-
 /// The index of a pty slave device (/dev/pts/N).
 pub fn pty_index(rdev: u64) -> u32 {
     (libc::major(rdev) - 136) * 256 + libc::minor(rdev)

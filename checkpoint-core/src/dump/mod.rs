@@ -164,16 +164,20 @@ fn precheck(pid: i32, opts: &DumpOpts, sockets: &fds::unix::Table) -> Result<Opt
     Ok(Some(fdt))
 }
 
-/// A pty slave whose master is outside the tree is the caller's terminal: --shell-job.
-fn check_ptys(tables: &[(i32, FdTable)], shell_job: bool) -> Result<(), DumpError> {
-    let masters: Vec<u32> = tables
-        .iter()
-        .flat_map(|(_, t)| &t.files)
+/// The indices of the pty masters the fd tables hold (their slaves are the tree's own).
+fn pty_masters<'a>(tables: impl Iterator<Item = &'a FdTable>) -> std::collections::BTreeSet<u32> {
+    tables
+        .flat_map(|t| &t.files)
         .filter_map(|f| match f.kind {
             FileKind::PtyMaster { index } => Some(index),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// A pty slave whose master is outside the tree is the caller's terminal: --shell-job.
+fn check_ptys(tables: &[(i32, FdTable)], shell_job: bool) -> Result<(), DumpError> {
+    let masters = pty_masters(tables.iter().map(|(_, t)| t));
     for (pid, t) in tables {
         for fd in &t.fds {
             if let FileKind::PtySlave { path, rdev } = &t.files[fd.file].kind {
@@ -396,6 +400,33 @@ pub(crate) fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
     }
 }
 
+/// Our copy of fd `fd` of (stopped) task `pid`, the same open file (pidfd_getfd).
+fn fd_copy(pid: i32, fd: i32) -> Result<std::os::fd::OwnedFd, DumpError> {
+    use std::os::fd::AsRawFd;
+    let pidfd = parasite::sys::pidfd_open(pid).map_err(|e| DumpError::proc(pid, "pidfd_open", e))?;
+    parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
+        .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))
+}
+
+/// The entry (and bytes) of what pipe or FIFO `ino` holds, read without taking it through our
+/// fd `ours` on it (fd `fd` of `pid`, for errors); none for an empty pipe of the default size.
+fn pipe_contents(
+    ino: u64,
+    (pid, fd): (i32, i32),
+    ours: std::os::fd::BorrowedFd<'_>,
+) -> Result<Option<(pb::PipeDataEntry, Vec<u8>)>, DumpError> {
+    let (data, cap) = sys::peek_pipe(ours).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: tee"), e))?;
+    if data.is_empty() && cap == DEFAULT_PIPE_CAPACITY {
+        return Ok(None);
+    }
+    let entry = pb::PipeDataEntry {
+        pipe_id: ino as u32,
+        bytes: data.len() as u32,
+        size: Some(cap),
+    };
+    Ok(Some((entry, data)))
+}
+
 /// What a new pipe holds (16 pages).
 const DEFAULT_PIPE_CAPACITY: u32 = 65536;
 
@@ -474,19 +505,14 @@ impl FilesImage {
     }
 
     fn pipe(&mut self, ino: u64, flags: u32) -> u32 {
-        let id = self.next_id();
-        self.entries.push(pb::FileEntry {
-            r#type: FdTypes::Pipe as i32,
-            id,
-            pipe: Some(pb::PipeEntry {
+        self.anon(FdTypes::Pipe, |id, e| {
+            e.pipe = Some(pb::PipeEntry {
                 id,
                 pipe_id: ino as u32,
                 flags,
                 fown: pb::FownEntry::default(),
-            }),
-            ..Default::default()
-        });
-        id
+            })
+        })
     }
 
     fn tty(&mut self, path: &str, rdev: u64, flags: u32) -> u32 {
@@ -521,11 +547,9 @@ impl FilesImage {
     /// A TTY entry for an end of a pty made in the tree, with its settings (read through a
     /// copy of fd `f.first_fd` of `pid`).
     fn pty(&mut self, pid: i32, f: &files::OpenFile, path: &str, rdev: u64, index: u32) -> Result<u32, DumpError> {
-        use std::os::fd::{AsFd, AsRawFd};
+        use std::os::fd::AsFd;
         let fd = f.first_fd;
-        let pidfd = parasite::sys::pidfd_open(pid).map_err(|e| DumpError::proc(pid, "pidfd_open", e))?;
-        let ours = parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
-            .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))?;
+        let ours = fd_copy(pid, fd)?;
         let slave_rdev = libc::makedev(136 + index / 256, index % 256);
         let session = self.ctty.get(&slave_rdev).copied().unwrap_or((0, 0));
         let mut info = fds::tty::collect(ours.as_fd(), index, rdev, session)
@@ -625,11 +649,9 @@ impl FilesImage {
     /// The entry of unix socket `d` (fd `f.first_fd` of `pid`), its queued data, and an entry
     /// for its peer when that is outside the tree.
     fn unix_socket(&mut self, pid: i32, f: &files::OpenFile, d: &sys::UnixDiag) -> Result<u32, DumpError> {
-        use std::os::fd::{AsFd, AsRawFd};
+        use std::os::fd::AsFd;
         let fd = f.first_fd;
-        let pidfd = parasite::sys::pidfd_open(pid).map_err(|e| DumpError::proc(pid, "pidfd_open", e))?;
-        let ours = parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
-            .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))?;
+        let ours = fd_copy(pid, fd)?;
         let ctx = |e: std::io::Error| DumpError::proc(pid, &format!("fd {fd}: unix socket {}", d.ino), e);
         let entry = fds::unix::collect(&self.sockets, d, f.flags, ours.as_fd()).map_err(ctx)?;
         // A listener's queue length counts waiting connections, not data.
@@ -814,16 +836,7 @@ impl FilesImage {
                 .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open(&path)
                 .map_err(|e| DumpError::proc(pid, &path, e))?;
-            let (data, cap) =
-                sys::peek_pipe(ours.as_fd()).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: tee"), e))?;
-            if !data.is_empty() || cap != DEFAULT_PIPE_CAPACITY {
-                let entry = pb::PipeDataEntry {
-                    pipe_id: ino as u32,
-                    bytes: data.len() as u32,
-                    size: Some(cap),
-                };
-                out.push((entry, data));
-            }
+            out.extend(pipe_contents(ino, (pid, fd), ours.as_fd())?);
         }
         Ok(out)
     }
@@ -834,24 +847,8 @@ impl FilesImage {
             let Some((pid, fd)) = reader.filter(|_| writer) else {
                 continue;
             };
-            let pidfd = parasite::sys::pidfd_open(pid).map_err(|e| DumpError::proc(pid, "pidfd_open", e))?;
-            use std::os::fd::{AsFd, AsRawFd};
-            let ours = parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
-                .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))?;
-            let (data, cap) =
-                sys::peek_pipe(ours.as_fd()).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: tee"), e))?;
-            // An empty pipe of the default size needs no entry.
-            if data.is_empty() && cap == DEFAULT_PIPE_CAPACITY {
-                continue;
-            }
-            out.push((
-                pb::PipeDataEntry {
-                    pipe_id: ino as u32,
-                    bytes: data.len() as u32,
-                    size: Some(cap),
-                },
-                data,
-            ));
+            use std::os::fd::AsFd;
+            out.extend(pipe_contents(ino, (pid, fd), fd_copy(pid, fd)?.as_fd())?);
         }
         Ok(out)
     }
@@ -960,12 +957,22 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
     let mem_start = Instant::now();
     let mut tree_objects = TreeObjects::default();
     tree_objects.files.sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
-    for t in tasks.iter().filter(|t| !t.is_zombie()) {
-        tree_objects.files.pty_masters.extend(files::pty_masters(t.pid));
-        let st = procfs::parse_stat(&read_proc(t.pid, "stat")?).ok_or(DumpError::Parse {
+    // What /proc shows of each task, read once now that it is stopped: its stat, and for a
+    // live task its fd table.
+    let mut seen = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let stat = procfs::parse_stat(&read_proc(t.pid, "stat")?).ok_or(DumpError::Parse {
             pid: t.pid,
             file: "stat",
         })?;
+        let fdt = match t.zombie {
+            Some(_) => None,
+            None => Some(files::collect(t.pid, opts.shell_job, &tree_objects.files.sockets)?),
+        };
+        seen.push((stat, fdt));
+    }
+    tree_objects.files.pty_masters = pty_masters(seen.iter().filter_map(|(_, fdt)| fdt.as_ref()));
+    for (t, (st, _)) in tasks.iter().zip(&seen) {
         if st.tty_nr != 0 && st.sid == t.pid as u32 {
             let (nr, minor_hi) = (u64::from(st.tty_nr), u64::from(st.tty_nr >> 12) & 0xfff00);
             let rdev = libc::makedev(((nr >> 8) & 0xfff) as u32, ((nr & 0xff) | minor_hi) as u32);
@@ -976,18 +983,18 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
     let root_ids = ns.ids("self", 1);
     tree_objects.host_uts = root_ids.uts_ns_id;
     let mut pstree = Vec::with_capacity(tasks.len());
-    for (i, task) in tasks.iter().enumerate() {
+    for (i, (task, (stat, fdt))) in tasks.iter().zip(seen).enumerate() {
         let pid = task.pid;
-        let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
         let ppid = if i == 0 { 0 } else { stat.ppid };
-        let threads = match task.zombie {
-            Some(exit_code) => {
+        let threads = match (task.zombie, fdt) {
+            (Some(exit_code), _) => {
                 dump_zombie(dir, pid, exit_code, &stat)?;
                 vec![pid as u32]
             }
-            None => {
+            (None, fdt) => {
                 let ids = ns.ids(&pid.to_string(), i as u32 + 2);
-                dump_task(&task.threads, dir, opts, &ids, i as u32 + 1, &mut tree_objects)?;
+                let proc_view = (&stat, fdt.unwrap_or_default());
+                dump_task(&task.threads, dir, &ids, i as u32 + 1, proc_view, &mut tree_objects)?;
                 task.threads.iter().map(|t| t.pid() as u32).collect()
             }
         };
@@ -1146,9 +1153,9 @@ fn dump_zombie(dir: &ImageDir, pid: i32, exit_code: u32, stat: &procfs::Stat) ->
 fn dump_task(
     threads: &[Tracee],
     dir: &ImageDir,
-    opts: &DumpOpts,
     ids: &pb::TaskKobjIdsEntry,
     pages_id: u32,
+    (stat, fdt): (&procfs::Stat, FdTable),
     objects: &mut TreeObjects,
 ) -> Result<(), DumpError> {
     let TreeObjects {
@@ -1161,7 +1168,6 @@ fn dump_task(
     } = objects;
     let t = &threads[0];
     let pid = t.pid();
-    let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
     let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
     if status.threads as usize != threads.len() {
         return Err(DumpError::Unsupported {
@@ -1176,7 +1182,6 @@ fn dump_task(
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
     let vmas = mm::classify(pid, &maps)?;
     shmem.add(pid, &vmas);
-    let fdt: FdTable = files::collect(pid, opts.shell_job, &files.sockets)?;
     let limits = procfs::parse_limits(&read_proc(pid, "limits")?).ok_or(DumpError::Parse { pid, file: "limits" })?;
     let auxv_path = format!("/proc/{pid}/auxv");
     let auxv = procfs::parse_auxv(&fs::read(&auxv_path).map_err(|e| DumpError::proc(pid, &auxv_path, e))?);

@@ -256,6 +256,19 @@ impl Tree {
             .map(|f| (f.id, f))
             .collect();
         let ttys = Ttys::load(dir, &files)?;
+        let memfd_inodes: Vec<pb::MemfdInodeEntry> = dir.read_all(ImageKind::MemfdInode, 0)?;
+        let memfds: BTreeMap<u64, u64> = memfd_inodes.iter().map(|m| (m.inode_id, m.shmid.into())).collect();
+        let remaps: BTreeMap<u32, pb::RemapFilePathEntry> = dir
+            .read_all::<pb::RemapFilePathEntry>(ImageKind::RemapFpath, 0)?
+            .into_iter()
+            .map(|r| (r.orig_id, r))
+            .collect();
+        let tables = Tables {
+            files: &files,
+            ttys: &ttys,
+            memfds: &memfds,
+            remaps: &remaps,
+        };
         let mut tasks: Vec<TaskNode> = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
             let pid = i32::try_from(e.pid)
@@ -288,7 +301,7 @@ impl Tree {
                     exit_code: core.tc.as_ref().map_or(0, |tc| tc.exit_code),
                     comm: core.tc.as_ref().map(|tc| tc.comm.clone()).unwrap_or_default(),
                 },
-                Some(pb::TASK_ALIVE) => Body::Alive(Box::new(Plan::load_task(dir, e, core, &files, &ttys)?)),
+                Some(pb::TASK_ALIVE) => Body::Alive(Box::new(Plan::load_task(dir, e, core, &tables)?)),
                 Some(other) => {
                     return Err(RestoreError::Unsupported {
                         pid,
@@ -341,7 +354,7 @@ impl Tree {
         }
         let pipes = load_pipe_data(dir, ImageKind::PipesData)?;
         let fifos = load_pipe_data(dir, ImageKind::FifoData)?;
-        let shmem = load_shmem(dir, &tasks)?;
+        let shmem = load_shmem(dir, &tasks, memfd_inodes)?;
         let unix: Vec<pb::UnixSkEntry> = files.values().filter_map(|f| f.usk.clone()).collect();
         let mut unix_queues: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
         if let Some(mut rd) = dir.reader(ImageKind::SkQueues, 0)? {
@@ -523,10 +536,14 @@ fn load_pipe_data(dir: &ImageDir, kind: ImageKind) -> Result<BTreeMap<u32, PipeD
 }
 
 /// The shared memory objects the tasks map, with their pages, checked to lie inside them.
-fn load_shmem(dir: &ImageDir, tasks: &[TaskNode]) -> Result<BTreeMap<u64, SharedObject>, RestoreError> {
+fn load_shmem(
+    dir: &ImageDir,
+    tasks: &[TaskNode],
+    memfd_inodes: Vec<pb::MemfdInodeEntry>,
+) -> Result<BTreeMap<u64, SharedObject>, RestoreError> {
     let mut out: BTreeMap<u64, SharedObject> = BTreeMap::new();
     // memfd inodes (CRIU saves shared anonymous memory as a memfd named /dev/zero).
-    for m in dir.read_all::<pb::MemfdInodeEntry>(ImageKind::MemfdInode, 0)? {
+    for m in memfd_inodes {
         out.insert(
             m.shmid.into(),
             SharedObject {
@@ -567,43 +584,35 @@ fn load_shmem(dir: &ImageDir, tasks: &[TaskNode]) -> Result<BTreeMap<u64, Shared
                 )));
             }
         }
-        let pages_path = dir.image_path(ImageKind::Pages, pages.pages_id.into());
-        let pages_len = std::fs::metadata(&pages_path)
-            .map_err(|e| invalid(format!("{}: {e}", pages_path.display())))?
-            .len();
-        if pages_len < pages.present_bytes() {
-            return Err(invalid(format!(
-                "{}: {pages_len} bytes, but pagemap-shmem-{shmid}.img lists {}",
-                pages_path.display(),
-                pages.present_bytes()
-            )));
-        }
+        check_pages_file(dir, &pages, &format!("pagemap-shmem-{shmid}.img"))?;
         obj.pages = Some(pages);
     }
     Ok(out)
 }
 
-/// The shared memory object behind a memfd mapping: files.img id `file_id` -> memfd inode.
-fn memfd_shmid(
-    dir: &ImageDir,
-    files: &BTreeMap<u32, pb::FileEntry>,
-    file_id: u64,
-    pid: i32,
-) -> Result<u64, RestoreError> {
+/// The shared memory object behind a memfd mapping or fd: files.img id `file_id` -> memfd
+/// inode -> its shmid.
+fn memfd_shmid(tables: &Tables<'_>, file_id: u64, pid: i32) -> Result<u64, RestoreError> {
     let inode_id = u32::try_from(file_id)
         .ok()
-        .and_then(|id| files.get(&id)?.memfd.as_ref())
+        .and_then(|id| tables.files.get(&id)?.memfd.as_ref())
         .map(|m| m.inode_id)
-        .ok_or_else(|| {
-            invalid(format!(
-                "pid {pid}: memfd mapping: file {file_id} is not a memfd in files.img"
-            ))
-        })?;
-    dir.read_all::<pb::MemfdInodeEntry>(ImageKind::MemfdInode, 0)?
-        .into_iter()
-        .find(|m| m.inode_id == u64::from(inode_id))
-        .map(|m| m.shmid.into())
+        .ok_or_else(|| invalid(format!("pid {pid}: memfd: file {file_id} is not a memfd in files.img")))?;
+    tables
+        .memfds
+        .get(&u64::from(inode_id))
+        .copied()
         .ok_or_else(|| invalid(format!("pid {pid}: memfd inode {inode_id} is not in memfd.img")))
+}
+
+/// The tree-wide tables every task's files are read against (each image read once).
+struct Tables<'a> {
+    files: &'a BTreeMap<u32, pb::FileEntry>,
+    ttys: &'a Ttys,
+    /// memfd.img: inode id -> shmid.
+    memfds: &'a BTreeMap<u64, u64>,
+    /// remap-fpath.img, by the files.img id it remaps.
+    remaps: &'a BTreeMap<u32, pb::RemapFilePathEntry>,
 }
 
 /// Queued signals are 128-byte siginfos of signals 1-64.
@@ -620,6 +629,22 @@ fn check_siginfos(pid: i32, queue: Option<&pb::SignalQueueEntry>) -> Result<(), 
     Ok(())
 }
 
+/// The pages file of `pagemap` (named `what` in errors) holds at least the bytes it lists.
+fn check_pages_file(dir: &ImageDir, pagemap: &Pagemap, what: &str) -> Result<(), RestoreError> {
+    let pages_path = dir.image_path(ImageKind::Pages, pagemap.pages_id.into());
+    let pages_len = std::fs::metadata(&pages_path)
+        .map_err(|e| invalid(format!("{}: {e}", pages_path.display())))?
+        .len();
+    if pages_len < pagemap.present_bytes() {
+        return Err(invalid(format!(
+            "{}: {pages_len} bytes, but {what} lists {}",
+            pages_path.display(),
+            pagemap.present_bytes()
+        )));
+    }
+    Ok(())
+}
+
 fn invalid(what: String) -> RestoreError {
     RestoreError::Invalid { what }
 }
@@ -630,9 +655,9 @@ impl Plan {
         dir: &ImageDir,
         task: &pb::PstreeEntry,
         core: pb::CoreEntry,
-        files: &BTreeMap<u32, pb::FileEntry>,
-        ttys: &Ttys,
+        tables: &Tables<'_>,
     ) -> Result<Plan, RestoreError> {
+        let (files, ttys) = (tables.files, tables.ttys);
         let pid = i32::try_from(task.pid).map_err(|_| invalid(format!("pstree.img: pid {} out of range", task.pid)))?;
         if task.threads.first() != Some(&task.pid) {
             return Err(invalid(format!(
@@ -689,22 +714,8 @@ impl Plan {
             .ok_or_else(|| invalid(format!("pid {pid}: mm-{pid}.img is missing")))?;
         let pagemap = Pagemap::read(dir, ImageKind::Pagemap, task.pid.into())?
             .ok_or_else(|| invalid(format!("pid {pid}: pagemap-{pid}.img is missing")))?;
-        let pages_path = dir.image_path(ImageKind::Pages, pagemap.pages_id.into());
-        let pages_len = std::fs::metadata(&pages_path)
-            .map_err(|e| invalid(format!("{}: {e}", pages_path.display())))?
-            .len();
-        if pages_len < pagemap.present_bytes() {
-            return Err(invalid(format!(
-                "{}: {pages_len} bytes, but the pagemap lists {}",
-                pages_path.display(),
-                pagemap.present_bytes()
-            )));
-        }
-        let remaps: BTreeMap<u32, pb::RemapFilePathEntry> = dir
-            .read_all::<pb::RemapFilePathEntry>(ImageKind::RemapFpath, 0)?
-            .into_iter()
-            .map(|r| (r.orig_id, r))
-            .collect();
+        check_pages_file(dir, &pagemap, &format!("pagemap-{pid}.img"))?;
+        let remaps = tables.remaps;
         let reg = |id: u32, what: &str| -> Result<&pb::RegFileEntry, RestoreError> {
             files
                 .get(&id)
@@ -754,7 +765,7 @@ impl Plan {
                 vma_shmem.insert(i, v.shmid);
             }
             if v.status & st::MEMFD != 0 {
-                vma_shmem.insert(i, memfd_shmid(dir, files, v.shmid, pid)?);
+                vma_shmem.insert(i, memfd_shmid(tables, v.shmid, pid)?);
             }
         }
         // Runs may span adjacent mappings (CRIU merges them): split them at mapping boundaries,
@@ -851,7 +862,7 @@ impl Plan {
                 (Ok(FdTypes::Memfd), _, _) if file.memfd.is_some() => {
                     let m = file.memfd.as_ref().map(|m| (m.flags, m.pos)).unwrap_or_default();
                     FdTarget::Memfd {
-                        shmid: memfd_shmid(dir, files, e.id.into(), pid)?,
+                        shmid: memfd_shmid(tables, e.id.into(), pid)?,
                         flags: m.0,
                         pos: m.1,
                     }

@@ -293,6 +293,9 @@ pub fn build(
         [ctl, libc::F_DUPFD as u64, r.helper_base, 0, 0, 0],
     )?;
     r.close(ctl)?;
+    // The thread-state helpers shared with the other threads run through these.
+    let call = |name: &'static str, nr: i64, args: [u64; 6]| r.call(name, nr, args);
+    let put = |off: u64, bytes: &[u8]| r.put(off, bytes);
     let special =
         |m: &procfs::MapsEntry| matches!(m.path.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]");
     // One munmap per gap between what stays (unmapped holes inside a range are fine).
@@ -497,14 +500,7 @@ pub fn build(
         what: "no registers".into(),
     })?;
     let name = thread.comm.as_deref().unwrap_or(&tc.comm);
-    thread_state(
-        &|n, nr, a| r.call(n, nr, a),
-        &|o, b| r.put(o, b),
-        ti,
-        &thread,
-        name,
-        !is_root,
-    )?;
+    thread_state(&call, &put, ti, &thread, name, !is_root)?;
     if tc.child_subreaper == Some(true) {
         r.call(
             "prctl(PR_SET_CHILD_SUBREAPER)",
@@ -571,30 +567,11 @@ pub fn build(
     r.close(r.ctl_pidfd)?;
     // Signals queued for the process and for the main thread (all blocked until it runs).
     let queued = |q: &Option<pb::SignalQueueEntry>| q.iter().flat_map(|q| q.signals.clone()).collect::<Vec<_>>();
-    queue_signals(
-        &|n, nr, a| r.call(n, nr, a),
-        &|o, b| r.put(o, b),
-        pid,
-        None,
-        &queued(&tc.signals_s),
-    )?;
-    queue_signals(
-        &|n, nr, a| r.call(n, nr, a),
-        &|o, b| r.put(o, b),
-        pid,
-        Some(pid),
-        &queued(&thread.signals_p),
-    )?;
+    queue_signals(&call, &put, pid, None, &queued(&tc.signals_s))?;
+    queue_signals(&call, &put, pid, Some(pid), &queued(&thread.signals_p))?;
 
     // Filters and credentials, then dumpable (which a change of credentials resets).
-    seccomp_and_creds(
-        &|n, nr, a| r.call(n, nr, a),
-        &|o, b| r.put(o, b),
-        pid,
-        &thread,
-        filters,
-        prep.own_creds.as_ref(),
-    )?;
+    seccomp_and_creds(&call, &put, pid, &thread, filters, prep.own_creds.as_ref())?;
     if let Some(d) = plan.mm.dumpable.filter(|d| matches!(d, 0 | 1)) {
         r.call(
             "prctl(PR_SET_DUMPABLE)",
@@ -959,10 +936,11 @@ fn make_thread(
     let inj = Injector::at(&t, r.scratch)?;
     let call = |name, nr, args| inj.call(name, nr, args).map_err(RestoreError::from);
     let name = tc.comm.clone().unwrap_or_default();
-    thread_state(&call, &|o, b| r.put(o, b), ti, &tc, &name, pdeath)?;
+    let put = |off: u64, bytes: &[u8]| r.put(off, bytes);
+    thread_state(&call, &put, ti, &tc, &name, pdeath)?;
     let queued: Vec<pb::SiginfoEntry> = tc.signals_p.iter().flat_map(|q| q.signals.clone()).collect();
-    queue_signals(&call, &|o, b| r.put(o, b), pid, Some(tid), &queued)?;
-    seccomp_and_creds(&call, &|o, b| r.put(o, b), tid, &tc, filters, own)?;
+    queue_signals(&call, &put, pid, Some(tid), &queued)?;
+    seccomp_and_creds(&call, &put, tid, &tc, filters, own)?;
     inj.release();
     set_dumped_registers(&t, ti, tc.blk_sigset.unwrap_or(0))?;
     Ok(t)
