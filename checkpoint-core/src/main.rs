@@ -92,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             freeze_cgroup,
         } => {
             let opts = DumpOpts {
+                container: None,
                 pid,
                 images: dir,
                 leave_running,

@@ -83,6 +83,8 @@ pub struct Status {
     /// Signals with a handler / ignored (bit N-1 for signal N).
     pub sig_caught: u64,
     pub sig_ignored: u64,
+    /// The pid in each pid namespace, ours first (the last is the task's own namespace).
+    pub nspid: Vec<i32>,
 }
 
 /// Parses `/proc/PID/status`; `None` if a needed line is malformed.
@@ -122,6 +124,13 @@ pub fn parse_status(text: &str) -> Option<Status> {
             "TracerPid" => s.tracer_pid = value.parse().ok()?,
             "SigCgt" => s.sig_caught = u64::from_str_radix(value, 16).ok()?,
             "SigIgn" => s.sig_ignored = u64::from_str_radix(value, 16).ok()?,
+            "NSpid" => {
+                s.nspid = value
+                    .split_whitespace()
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .ok()?
+            }
             _ => {}
         }
     }

@@ -441,6 +441,83 @@ pub fn peek_pipe(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(Vec<u8>, u32)> 
     Ok((data, cap))
 }
 
+/// A pidfd of this process (for a container's init: its way to our fds).
+pub fn pidfd_self() -> io::Result<std::os::fd::OwnedFd> {
+    parasite::sys::pidfd_open(std::process::id() as i32)
+}
+
+/// Makes `cmd`'s child hold `fd` at fd number 3 (not close-on-exec), as a runtime's
+/// `--preserve-fds 1` passes it on to the container's process.
+pub fn pass_as_fd3(cmd: &mut std::process::Command, fd: std::os::fd::RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2/fcntl,
+    // which are async-signal-safe; `fd` is held open by the caller until the child is spawned.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                // dup2 onto itself keeps close-on-exec: clear it.
+                cvt(libc::fcntl(3, libc::F_SETFD, 0))?;
+            } else {
+                cvt(libc::dup2(fd, 3))?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Counts the SysV shared memory segments, message queues and semaphore sets of the IPC
+/// namespace `ns` (an open /proc/PID/ns/ipc), from a short-lived thread that joins it.
+pub fn sysvipc_counts(ns: &std::fs::File) -> io::Result<Vec<(&'static str, usize)>> {
+    use std::os::fd::AsRawFd;
+    let fd = ns.as_raw_fd();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns takes an fd we hold open for the whole call; an IPC namespace is
+            // per thread, so only this short-lived thread moves.
+            cvt(unsafe { libc::setns(fd, libc::CLONE_NEWIPC) })?;
+            let mut out = Vec::new();
+            for (file, what) in [
+                ("shm", "SysV shared memory segment"),
+                ("msg", "SysV message queue"),
+                ("sem", "SysV semaphore set"),
+            ] {
+                let text = std::fs::read_to_string(format!("/proc/sysvipc/{file}"))?;
+                out.push((what, text.lines().count().saturating_sub(1)));
+            }
+            Ok(out)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the IPC namespace probe panicked")))
+    })
+}
+
+/// Opens `path` as if `root` were `/` (openat2 with RESOLVE_IN_ROOT: `..` and symlinks stay
+/// inside it) — a container's file, from outside the container.
+pub fn open_in_root(root: std::os::fd::BorrowedFd<'_>, path: &str, flags: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    let c_path = std::ffi::CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // struct open_how { u64 flags; u64 mode; u64 resolve; }
+    let how: [u64; 3] = [
+        (flags | libc::O_CLOEXEC) as u64,
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    ];
+    // SAFETY: a NUL-terminated path and a 24-byte open_how that outlive the call.
+    let fd = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c_path.as_ptr(),
+            how.as_ptr(),
+            std::mem::size_of_val(&how),
+        )
+    } as i32)?;
+    // SAFETY: the kernel just returned this new fd to us.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Sets the file status flags (O_NONBLOCK, O_APPEND...) of the open file behind our `fd`.
 pub fn set_status_flags(fd: std::os::fd::BorrowedFd<'_>, flags: i32) -> io::Result<()> {
     use std::os::fd::AsRawFd;

@@ -64,6 +64,8 @@ pub struct Tracee {
     /// Signals the tracee had already taken for delivery when it stopped for us (raw
     /// siginfos): kept from delivery, to be queued again (see [`Tracee::take_deferred`]).
     deferred: std::cell::RefCell<Vec<[u8; 128]>>,
+    /// The pid (in our pid namespace) of the last process or thread it created under us.
+    new_child: std::cell::Cell<Option<i32>>,
 }
 
 impl Tracee {
@@ -87,11 +89,7 @@ impl Tracee {
             }
             return Err(sys_err(pid, "PTRACE_SEIZE")(e));
         }
-        let t = Tracee {
-            pid,
-            attached: true,
-            deferred: Default::default(),
-        };
+        let t = Tracee::attached(pid);
         sys::interrupt(pid).map_err(sys_err(pid, "PTRACE_INTERRUPT"))?;
         Ok(t)
     }
@@ -140,11 +138,7 @@ impl Tracee {
     /// Adopts a child that called PTRACE_TRACEME and stopped itself with SIGSTOP. The child
     /// is killed if we die (PTRACE_O_EXITKILL).
     pub fn adopt_child(pid: i32) -> Result<Tracee, Error> {
-        let t = Tracee {
-            pid,
-            attached: true,
-            deferred: Default::default(),
-        };
+        let t = Tracee::attached(pid);
         let status = sys::waitpid(pid, libc::__WALL).map_err(sys_err(pid, "waitpid"))?;
         if !libc::WIFSTOPPED(status) || libc::WSTOPSIG(status) != libc::SIGSTOP {
             return Err(Error::UnexpectedStop {
@@ -153,16 +147,80 @@ impl Tracee {
                 status,
             });
         }
-        sys::set_options(
-            pid,
-            libc::PTRACE_O_TRACESYSGOOD
-                | libc::PTRACE_O_EXITKILL
-                | libc::PTRACE_O_TRACECLONE
-                | libc::PTRACE_O_TRACEFORK
-                | sys::PTRACE_O_SUSPEND_SECCOMP,
-        )
-        .map_err(sys_err(pid, "PTRACE_SETOPTIONS"))?;
+        sys::set_options(pid, Self::PUPPET_OPTIONS).map_err(sys_err(pid, "PTRACE_SETOPTIONS"))?;
         Ok(t)
+    }
+
+    /// A puppet's options: it dies with us, what it creates is ours, seccomp spares us.
+    const PUPPET_OPTIONS: libc::c_int = libc::PTRACE_O_TRACESYSGOOD
+        | libc::PTRACE_O_EXITKILL
+        | libc::PTRACE_O_TRACECLONE
+        | libc::PTRACE_O_TRACEFORK
+        | sys::PTRACE_O_SUSPEND_SECCOMP;
+
+    fn attached(pid: i32) -> Tracee {
+        Tracee {
+            pid,
+            attached: true,
+            deferred: Default::default(),
+            new_child: Default::default(),
+        }
+    }
+
+    /// Seizes a task that is about to exec (a container's init waiting to be started), to
+    /// take it as a puppet right after its exec: see [`Tracee::wait_exec`]. It is not stopped.
+    pub fn seize_before_exec(pid: i32) -> Result<Tracee, Error> {
+        let options = libc::PTRACE_O_TRACESYSGOOD
+            | libc::PTRACE_O_EXITKILL
+            | libc::PTRACE_O_TRACEEXEC
+            | sys::PTRACE_O_SUSPEND_SECCOMP;
+        sys::seize(pid, options).map_err(sys_err(pid, "PTRACE_SEIZE"))?;
+        Ok(Tracee::attached(pid))
+    }
+
+    /// Whether the task seized by [`Tracee::seize_before_exec`] has exec'd (without waiting),
+    /// passing on the signals it gets until then; once it has, it stays stopped, a puppet
+    /// from here on. Call it until it says so (the exec happens when someone else starts it).
+    pub fn exec_done(&self) -> Result<bool, Error> {
+        loop {
+            let Some(status) = sys::waitpid_nohang(self.pid).map_err(sys_err(self.pid, "waitpid"))? else {
+                return Ok(false);
+            };
+            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                return Err(Error::Exited {
+                    pid: self.pid,
+                    op: "waiting for its exec",
+                    status,
+                });
+            }
+            if status >> 8 == libc::SIGTRAP | (libc::PTRACE_EVENT_EXEC << 8) {
+                // Still inside execve, whose return value would overwrite an injected
+                // syscall's number: on to its syscall-exit stop.
+                sys::cont_syscall(self.pid, 0).map_err(sys_err(self.pid, "PTRACE_SYSCALL"))?;
+                let status = self.wait_stop("leaving its exec")?;
+                if !libc::WIFSTOPPED(status) || libc::WSTOPSIG(status) != libc::SIGTRAP | 0x80 {
+                    return Err(Error::UnexpectedStop {
+                        pid: self.pid,
+                        op: "leaving its exec",
+                        status,
+                    });
+                }
+                sys::set_options(self.pid, Self::PUPPET_OPTIONS).map_err(sys_err(self.pid, "PTRACE_SETOPTIONS"))?;
+                return Ok(true);
+            }
+            let pass = if libc::WIFSTOPPED(status) && status >> 16 == 0 {
+                libc::WSTOPSIG(status)
+            } else {
+                0
+            };
+            sys::cont(self.pid, pass).map_err(sys_err(self.pid, "PTRACE_CONT"))?;
+        }
+    }
+
+    /// The pid, in our pid namespace, of the process or thread it last created (the fork or
+    /// clone event of an injected syscall).
+    pub fn take_new_child(&self) -> Option<i32> {
+        self.new_child.take()
     }
 
     /// Takes a thread the adopted puppet just created with clone (PTRACE_O_TRACECLONE attaches
@@ -170,11 +228,7 @@ impl Tracee {
     /// Takes over a thread or process that a tracee just created (auto-attached by
     /// PTRACE_O_TRACECLONE/TRACEFORK): waits for its first stop.
     pub fn adopt_thread(tid: i32) -> Result<Tracee, Error> {
-        let t = Tracee {
-            pid: tid,
-            attached: true,
-            deferred: Default::default(),
-        };
+        let t = Tracee::attached(tid);
         let status = t.wait_stop("adopting a new thread")?;
         if !libc::WIFSTOPPED(status) {
             return Err(Error::UnexpectedStop {
@@ -387,6 +441,11 @@ impl<'t> Injector<'t> {
         self.t.set_regs(&r)
     }
 
+    /// The tracee it injects into.
+    pub fn tracee(&self) -> &'t Tracee {
+        self.t
+    }
+
     /// Runs syscall `nr` with `args`; returns the raw result (negative errno on failure).
     pub fn raw(&self, nr: i64, args: [u64; 6]) -> Result<i64, Error> {
         self.load(nr, args)?;
@@ -397,6 +456,17 @@ impl<'t> Injector<'t> {
         // before the mask was set stops for delivery (kept, to be queued again): go on to
         // our int3.
         while libc::WIFSTOPPED(status) && (status >> 16 != 0 || self.t.absorb(status)?) {
+            let event = status >> 16;
+            if [
+                libc::PTRACE_EVENT_FORK,
+                libc::PTRACE_EVENT_CLONE,
+                libc::PTRACE_EVENT_VFORK,
+            ]
+            .contains(&event)
+            {
+                let child = sys::event_msg(pid).map_err(sys_err(pid, "PTRACE_GETEVENTMSG"))?;
+                self.t.new_child.set(Some(child as i32));
+            }
             sys::cont(pid, 0).map_err(sys_err(pid, "PTRACE_CONT"))?;
             status = self.t.wait_stop("an injected syscall")?;
         }

@@ -43,6 +43,13 @@ pub fn seize(pid: i32, options: libc::c_int) -> io::Result<()> {
     ptrace(libc::PTRACE_SEIZE, pid, 0, options as usize).map(drop)
 }
 
+/// PTRACE_GETEVENTMSG: the pid of a new child or thread at a fork/clone event stop.
+pub fn event_msg(pid: i32) -> io::Result<u64> {
+    let mut msg: libc::c_ulong = 0;
+    ptrace(libc::PTRACE_GETEVENTMSG, pid, 0, std::ptr::addr_of_mut!(msg) as usize)?;
+    Ok(msg)
+}
+
 /// PTRACE_INTERRUPT.
 pub fn interrupt(pid: i32) -> io::Result<()> {
     ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0).map(drop)
@@ -257,6 +264,18 @@ pub fn waitpid(pid: i32, flags: libc::c_int) -> io::Result<i32> {
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }
+    }
+}
+
+/// waitpid(WNOHANG | __WALL): the status if `pid` changed state, `None` if not yet.
+pub fn waitpid_nohang(pid: i32) -> io::Result<Option<i32>> {
+    let mut status = 0;
+    // SAFETY: status points to a live i32.
+    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+    match ret {
+        0 => Ok(None),
+        r if r > 0 => Ok(Some(status)),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 

@@ -2,8 +2,11 @@
 //! other verb is handed, argv untouched, to the delegate runtime (runc by default), which keeps
 //! owning the containers.
 
+mod checkpoint;
 mod cli;
+mod delegate;
 mod log;
+mod restore;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
@@ -53,11 +56,7 @@ OPTIONS:
 
 /// Hands the whole command line to the delegate runtime (replacing this process).
 fn delegate(global: &cli::Global, args: &[String]) -> ExitCode {
-    let runtime = global
-        .delegate
-        .clone()
-        .or_else(|| std::env::var("STASIS_DELEGATE").ok())
-        .unwrap_or_else(|| "runc".into());
+    let runtime = delegate::program(global);
     // Our own flag is not the delegate's.
     let mut argv = Vec::with_capacity(args.len());
     let mut skip = false;
@@ -120,11 +119,8 @@ fn main() -> ExitCode {
     }
     let id = parsed.id.as_deref().unwrap_or_default();
     let result = match verb {
-        "checkpoint" => checkpoint(&inv.global, id, &parsed),
-        _ => Err(format!(
-            "restore of container {id}: not supported yet: a container's namespaces, mounts and \
-             cgroups are not saved by this version"
-        )),
+        "checkpoint" => checkpoint::run(&inv.global, id, &parsed),
+        _ => restore::run(&inv.global, id, &parsed),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,95 +129,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The delegate's public view of a container: its init pid and status (`state ID`).
-fn container_state(global: &cli::Global, id: &str) -> Result<(i32, String), String> {
-    let runtime = global
-        .delegate
-        .clone()
-        .or_else(|| std::env::var("STASIS_DELEGATE").ok())
-        .unwrap_or_else(|| "runc".into());
-    let mut cmd = Command::new(&runtime);
-    if let Some(root) = &global.root {
-        cmd.args(["--root", root]);
-    }
-    let out = cmd
-        .args(["state", id])
-        .output()
-        .map_err(|e| format!("{runtime} state {id}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{runtime} state {id}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let state: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("{runtime} state {id}: {e}"))?;
-    let pid = state["pid"].as_i64().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-    Ok((pid, state["status"].as_str().unwrap_or("unknown").to_owned()))
-}
-
-/// The cgroup directory through which `pid` is frozen: its v1 freezer cgroup, else its v2 one.
-fn freezer_dir(pid: i32) -> Result<std::path::PathBuf, String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| format!("pid {pid}: {e}"))?;
-    let find = |controller: &str| {
-        text.lines().find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, c, path) = (parts.next()?, parts.next()?, parts.next()?);
-            (c == controller).then(|| path.trim_start_matches('/').to_owned())
-        })
-    };
-    if let Some(path) = find("freezer").filter(|p| !p.is_empty()) {
-        return Ok(std::path::Path::new("/sys/fs/cgroup/freezer").join(path));
-    }
-    let v2 = find("").ok_or_else(|| format!("pid {pid}: no freezer cgroup"))?;
-    let base = if std::path::Path::new("/sys/fs/cgroup/unified").exists() {
-        "/sys/fs/cgroup/unified"
-    } else {
-        "/sys/fs/cgroup"
-    };
-    Ok(std::path::Path::new(base).join(v2))
-}
-
-/// `checkpoint ID`: the container's tree, frozen through its cgroup, dumped by Stasis.
-fn checkpoint(global: &cli::Global, id: &str, args: &cli::VerbArgs) -> Result<(), String> {
-    let (pid, status) = container_state(global, id)?;
-    if pid <= 0 || !matches!(status.as_str(), "running" | "paused") {
-        return Err(format!(
-            "container {id} is {status}: only a running or paused one can be checkpointed"
-        ));
-    }
-    let flag = |name: &str| args.flags.get(name).is_some_and(|v| v != "false");
-    for unsupported in [
-        "pre-dump",
-        "lazy-pages",
-        "page-server",
-        "parent-path",
-        "auto-dedup",
-        "status-fd",
-    ] {
-        if args.flags.contains_key(unsupported) {
-            return Err(format!(
-                "checkpoint of container {id}: --{unsupported} is not supported"
-            ));
-        }
-    }
-    let images = args
-        .flags
-        .get("image-path")
-        .cloned()
-        .unwrap_or_else(|| "checkpoint".into());
-    let opts = checkpoint_core::dump::DumpOpts {
-        pid,
-        images: images.into(),
-        leave_running: flag("leave-running"),
-        shell_job: flag("shell-job"),
-        ext_unix_sk: flag("ext-unix-sk"),
-        file_locks: flag("file-locks"),
-        freeze_cgroup: Some(freezer_dir(pid)?),
-    };
-    checkpoint_core::dump::dump(&opts)
-        .map(drop)
-        .map_err(|e| format!("checkpoint of container {id}: {e}; the container is left as it was"))
 }

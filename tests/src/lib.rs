@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests: where the fixtures are, and `crit` as the oracle.
 
+pub mod container;
 pub mod workload;
 
 use std::path::{Path, PathBuf};

@@ -41,6 +41,9 @@ pub struct DumpOpts {
     /// Freeze the tree through this cgroup (v1 freezer or v2) while seizing it; a cgroup frozen
     /// before is frozen again when the tasks are let go.
     pub freeze_cgroup: Option<PathBuf>,
+    /// The tree is a container's: its pid, mount, network, IPC, UTS and cgroup namespaces are
+    /// accepted (its runtime makes them again on restore) and checked against this.
+    pub container: Option<crate::ns::ContainerSpec>,
 }
 
 /// What a dump did.
@@ -112,30 +115,105 @@ impl Drop for Refreeze {
     }
 }
 
-/// Namespaces are not saved yet: a task in namespaces other than ours (a container's) would
-/// come back in ours, so it is refused, naming the namespace.
-fn refuse_own_namespaces(pid: i32) -> Result<(), DumpError> {
-    use std::os::unix::fs::MetadataExt;
-    // A UTS namespace is saved (its names); the others not yet.
-    for kind in NsIds::KINDS.into_iter().filter(|&k| k != "uts") {
-        let ours = fs::metadata(format!("/proc/self/ns/{kind}")).map(|m| m.ino());
-        let theirs = fs::metadata(format!("/proc/{pid}/ns/{kind}")).map(|m| m.ino());
-        if let (Ok(a), Ok(b)) = (ours, theirs) {
-            if a != b {
-                return Err(DumpError::Unsupported {
-                    pid,
-                    what: format!(
-                        "runs in its own {kind} namespace: namespaces are not saved yet (containers come next)"
-                    ),
-                });
-            }
+/// A task in namespaces other than ours would come back in ours: only a UTS namespace (whose
+/// names are saved) and a container's namespaces (made again by its runtime, checked by
+/// [`check_container`]) are accepted; each task of a container shares its root's.
+fn check_namespaces(pid: i32, root: i32, opts: &DumpOpts) -> Result<(), DumpError> {
+    for kind in crate::ns::own_kinds(pid).into_iter().filter(|&k| k != "uts") {
+        let refuse = |what: String| Err(DumpError::Unsupported { pid, what });
+        if opts.container.is_none() {
+            return refuse(format!(
+                "runs in its own {kind} namespace: only a container's namespaces are saved (checkpoint it with stasis-runc)"
+            ));
+        }
+        if matches!(kind, "user" | "time") {
+            return refuse(format!("runs in its own {kind} namespace, which is not saved yet"));
+        }
+        if crate::ns::inode(&pid.to_string(), kind) != crate::ns::inode(&root.to_string(), kind) {
+            return refuse(format!(
+                "runs in a {kind} namespace of its own inside the container: nested namespaces are not saved"
+            ));
         }
     }
     Ok(())
 }
 
+/// A container's namespaces, checked at its root (its init) before anything is frozen: it is
+/// the init of its pid namespace, its network namespace has only a loopback device, its IPC
+/// namespace is empty, and its mounts are those its runtime makes. Returns the ids of the
+/// container's mounts, if it has its own mount namespace.
+fn check_container(
+    root: i32,
+    spec: &crate::ns::ContainerSpec,
+) -> Result<Option<std::collections::BTreeSet<i32>>, DumpError> {
+    use crate::ns;
+    let own = ns::own_kinds(root);
+    let refuse = |what: String| DumpError::Unsupported { pid: root, what };
+    if own.contains(&"pid") {
+        let levels = ns::pid::levels(root).unwrap_or_default();
+        if levels.len() != 2 || levels[1] != 1 {
+            return Err(refuse(format!(
+                "is not the init of a pid namespace just below ours (pids {levels:?}): only a whole container is dumped"
+            )));
+        }
+    }
+    if own.contains(&"net") {
+        let devices = ns::net::devices(root).map_err(|e| DumpError::proc(root, "net/dev", e))?;
+        if let Some(dev) = devices.iter().find(|d| *d != "lo") {
+            return Err(refuse(format!(
+                "its network namespace has the device {dev}: only a loopback device is made again"
+            )));
+        }
+    }
+    if own.contains(&"ipc") {
+        let objects = ns::ipc::objects(root).map_err(|e| DumpError::proc(root, "ns/ipc", e))?;
+        if let Some((what, n)) = objects.first() {
+            return Err(refuse(format!(
+                "its IPC namespace holds {n} {what}(s): their contents are not saved yet"
+            )));
+        }
+    }
+    if own.contains(&"mnt") {
+        return ns::mnt::check(root, &spec.declared_mounts).map(Some).map_err(refuse);
+    }
+    Ok(None)
+}
+
+/// Files a restore inside a container cannot make again yet, or that live outside the
+/// container (on a mount it does not have: only its stdio, which the runtime passes again).
+fn check_container_files(pid: i32, fdt: &FdTable, mounts: &std::collections::BTreeSet<i32>) -> Result<(), DumpError> {
+    for fd in &fdt.fds {
+        let f = &fdt.files[fd.file];
+        let kind = match &f.kind {
+            FileKind::Reg { path, .. } if !mounts.contains(&f.mnt_id) && fd.fd > 2 => {
+                format!("{path}, which is outside the container (on a mount it does not have)")
+            }
+            FileKind::Fifo { path, .. } => format!("the FIFO {path}"),
+            FileKind::Ghost { path, .. } => format!("the unlinked file {path}"),
+            FileKind::Tty { path, .. } | FileKind::PtySlave { path, .. } => format!("the terminal {path}"),
+            FileKind::PtyMaster { index } => format!("the master of pty {index}"),
+            FileKind::Inotify(_) => "an inotify instance".into(),
+            FileKind::Fanotify(_) => "a fanotify group".into(),
+            FileKind::Unix(d) if d.name.as_ref().is_some_and(|n| !n.is_empty()) => {
+                "a unix socket bound to a name".into()
+            }
+            _ => continue,
+        };
+        return Err(DumpError::Unsupported {
+            pid,
+            what: format!("fd {}: {kind}: not restored inside a container yet", fd.fd),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses what this version cannot dump in task `pid`, before anything is stopped.
-fn precheck(pid: i32, opts: &DumpOpts, sockets: &fds::unix::Table) -> Result<Option<FdTable>, DumpError> {
+fn precheck(
+    pid: i32,
+    opts: &DumpOpts,
+    sockets: &fds::unix::Table,
+    container_mounts: Option<&std::collections::BTreeSet<i32>>,
+) -> Result<Option<FdTable>, DumpError> {
     let (shell_job, file_locks) = (opts.shell_job, opts.file_locks);
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
     if stat.state == 'Z' {
@@ -148,8 +226,11 @@ fn precheck(pid: i32, opts: &DumpOpts, sockets: &fds::unix::Table) -> Result<Opt
             tracer: status.tracer_pid,
         }));
     }
-    refuse_own_namespaces(pid)?;
+    check_namespaces(pid, opts.pid, opts)?;
     let fdt = files::collect(pid, shell_job, sockets)?;
+    if let Some(mounts) = container_mounts {
+        check_container_files(pid, &fdt, mounts)?;
+    }
     if let Some(f) = fdt.files.iter().find(|f| !f.locks.is_empty()).filter(|_| !file_locks) {
         return Err(DumpError::Unsupported {
             pid,
@@ -252,10 +333,18 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
         return Err(DumpError::Remote(parasite::Error::NoSuchProcess { pid: opts.pid }));
     }
     let sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
+    let container_mounts = match &opts.container {
+        Some(spec) => check_container(opts.pid, spec)?,
+        None => None,
+    };
     let mut tables = Vec::new();
     for pid in tree::walk(opts.pid) {
-        if let Some(t) = precheck(pid, opts, &sockets)? {
-            tables.push((pid, t));
+        match precheck(pid, opts, &sockets, container_mounts.as_ref()) {
+            Ok(Some(t)) => tables.push((pid, t)),
+            Ok(None) => {}
+            // A task that ended while we looked (a short-lived child) is simply not there.
+            Err(_) if pid != opts.pid && !Path::new(&format!("/proc/{pid}")).exists() => {}
+            Err(e) => return Err(e),
         }
     }
     check_unix_peers(&tables, &sockets, opts.ext_unix_sk)?;
@@ -979,6 +1068,16 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
             tree_objects.files.ctty.insert(rdev, (st.sid, st.tpgid.max(0) as u32));
         }
     }
+    // A container's tasks are saved with the pids they see.
+    let mut pids = crate::ns::pid::PidMap::default();
+    if opts.container.is_some() && crate::ns::own_kinds(opts.pid).contains(&"pid") {
+        for t in tasks {
+            let ids = std::iter::once(t.pid).chain(t.threads.iter().map(Tracee::pid));
+            for id in ids {
+                pids.add(id).map_err(|what| DumpError::Unsupported { pid: id, what })?;
+            }
+        }
+    }
     let mut ns = NsIds::new(tasks.len() as u32 + 2);
     let root_ids = ns.ids("self", 1);
     tree_objects.host_uts = root_ids.uts_ns_id;
@@ -988,21 +1087,30 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
         let ppid = if i == 0 { 0 } else { stat.ppid };
         let threads = match (task.zombie, fdt) {
             (Some(exit_code), _) => {
-                dump_zombie(dir, pid, exit_code, &stat)?;
-                vec![pid as u32]
+                dump_zombie(dir, pids.inside(pid), exit_code, &stat)?;
+                vec![pids.inside(pid) as u32]
             }
             (None, fdt) => {
                 let ids = ns.ids(&pid.to_string(), i as u32 + 2);
                 let proc_view = (&stat, fdt.unwrap_or_default());
-                dump_task(&task.threads, dir, &ids, i as u32 + 1, proc_view, &mut tree_objects)?;
-                task.threads.iter().map(|t| t.pid() as u32).collect()
+                dump_task(
+                    &task.threads,
+                    dir,
+                    &ids,
+                    i as u32 + 1,
+                    proc_view,
+                    &pids,
+                    &mut tree_objects,
+                )?;
+                task.threads.iter().map(|t| pids.inside(t.pid()) as u32).collect()
             }
         };
+        let inside = |p: u32| pids.inside(p as i32) as u32;
         pstree.push(pb::PstreeEntry {
-            pid: pid as u32,
-            ppid,
-            pgid: stat.pgid,
-            sid: stat.sid,
+            pid: inside(pid as u32),
+            ppid: if ppid == 0 { 0 } else { inside(ppid) },
+            pgid: inside(stat.pgid),
+            sid: inside(stat.sid),
             threads,
         });
     }
@@ -1156,6 +1264,7 @@ fn dump_task(
     ids: &pb::TaskKobjIdsEntry,
     pages_id: u32,
     (stat, fdt): (&procfs::Stat, FdTable),
+    pids: &crate::ns::pid::PidMap,
     objects: &mut TreeObjects,
 ) -> Result<(), DumpError> {
     let TreeObjects {
@@ -1252,7 +1361,12 @@ fn dump_task(
 
     // Pages first: the longest part.
     let mem_start = Instant::now();
-    let mut pages = PageImageWriter::create(dir, ImageKind::Pagemap, pid.try_into().unwrap_or(0), pages_id)?;
+    let mut pages = PageImageWriter::create(
+        dir,
+        ImageKind::Pagemap,
+        pids.inside(pid).try_into().unwrap_or(0),
+        pages_id,
+    )?;
     let page_stats = mm::dump_pages(pid, &vmas, &mut pages)?;
     pages.finish()?;
     totals.memdump_us = totals
@@ -1304,10 +1418,14 @@ fn dump_task(
         vmas: vma_entries,
         ..Default::default()
     };
-    let id = pid as u64;
+    let id = pids.inside(pid) as u64;
     dir.write_all(ImageKind::Core, id, &[main_core])?;
     for (th, (core, _)) in threads.iter().zip(&cores).skip(1) {
-        dir.write_all(ImageKind::Core, th.pid() as u64, std::slice::from_ref(core))?;
+        dir.write_all(
+            ImageKind::Core,
+            pids.inside(th.pid()) as u64,
+            std::slice::from_ref(core),
+        )?;
     }
     dir.write_all(ImageKind::Ids, id, std::slice::from_ref(ids))?;
     dir.write_all(ImageKind::Mm, id, &[mm])?;

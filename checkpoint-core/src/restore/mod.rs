@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use parasite::Tracee;
+pub use parasite::Tracee;
 
 use crate::image::{ImageDir, ImageError, ImageKind};
 use crate::sys::{self, PuppetSetup};
@@ -87,16 +87,40 @@ pub struct Prepared {
     pub pages: File,
     pub exe: File,
     pub cwd: File,
-    /// Our own credentials and limits, which the puppets inherit: what equals them is not set
-    /// again.
-    pub own_creds: Option<crate::image::pb::CredsEntry>,
-    pub own_limits: Vec<(u64, u64)>,
+    /// What the puppets start with: what equals it is not set again.
+    pub inherited: Rc<Inherited>,
 }
 
-/// The credentials of this process, in the image's form.
-fn own_creds() -> Option<crate::image::pb::CredsEntry> {
-    let status = crate::procfs::parse_status(&std::fs::read_to_string("/proc/self/status").ok()?)?;
-    Some(crate::dump::task::creds_entry(&status, sys::securebits().ok()?))
+/// What every puppet starts with (the controller's state, or a container init's), which the
+/// restore sets again only where the image differs.
+#[derive(Clone, Debug, Default)]
+pub struct Inherited {
+    pub creds: Option<crate::image::pb::CredsEntry>,
+    pub limits: Vec<(u64, u64)>,
+    /// Signals whose disposition is not the default one (ignored or caught).
+    pub non_default_signals: u64,
+    /// Seccomp filters already installed (a container's profile), oldest first.
+    pub filters: Vec<Vec<u8>>,
+    /// Where the puppets hold a pidfd of the controller (a container init got it from the
+    /// runtime); otherwise each puppet opens one itself.
+    pub ctl_fd: Option<i32>,
+}
+
+impl Inherited {
+    /// The state of task `who` ("self", or a pid) as its puppets will inherit it.
+    fn of(who: &str, securebits: u32) -> Inherited {
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/{who}/{f}")).ok();
+        let status = read("status").and_then(|s| crate::procfs::parse_status(&s));
+        Inherited {
+            creds: status.as_ref().map(|s| crate::dump::task::creds_entry(s, securebits)),
+            limits: read("limits")
+                .and_then(|t| crate::procfs::parse_limits(&t))
+                .unwrap_or_default(),
+            non_default_signals: status.map_or(u64::MAX, |s| s.sig_ignored | s.sig_caught),
+            filters: Vec::new(),
+            ctl_fd: None,
+        }
+    }
 }
 
 fn object(pid: i32, what: impl Into<String>) -> impl FnOnce(io::Error) -> RestoreError {
@@ -104,7 +128,8 @@ fn object(pid: i32, what: impl Into<String>) -> impl FnOnce(io::Error) -> Restor
     move |source| RestoreError::Object { pid, object, source }
 }
 
-fn open_reg(pid: i32, path: &str, flags: u32) -> Result<File, RestoreError> {
+/// Opens the file a task had open at `path` again (inside `root`, a container's, if given).
+fn open_reg(root: Option<&OwnedFd>, pid: i32, path: &str, flags: u32) -> Result<File, RestoreError> {
     let keep = libc::O_ACCMODE
         | libc::O_APPEND
         | libc::O_NONBLOCK
@@ -113,6 +138,13 @@ fn open_reg(pid: i32, path: &str, flags: u32) -> Result<File, RestoreError> {
         | libc::O_DIRECTORY
         | libc::O_PATH;
     let access = flags as i32 & libc::O_ACCMODE;
+    if let Some(root) = root {
+        use std::os::fd::AsFd;
+        let custom = flags as i32 & keep;
+        return sys::open_in_root(root.as_fd(), path, custom)
+            .map(File::from)
+            .map_err(object(pid, format!("reopening {path} in the container")));
+    }
     OpenOptions::new()
         .read(access == libc::O_RDONLY || access == libc::O_RDWR)
         .write(access == libc::O_WRONLY || access == libc::O_RDWR)
@@ -135,6 +167,8 @@ pub struct SharedFiles {
     fifos: BTreeMap<u32, File>,
     /// Pty masters made again, by index.
     ptys: BTreeMap<u32, OwnedFd>,
+    /// The root of a container's mount namespace: paths are resolved inside it.
+    root: Option<OwnedFd>,
 }
 
 impl SharedFiles {
@@ -179,7 +213,7 @@ impl SharedFiles {
             }
             slot.insert(holder);
         }
-        let end = open_reg(pid, path, flags | libc::O_NONBLOCK as u32)?;
+        let end = open_reg(self.root.as_ref(), pid, path, flags | libc::O_NONBLOCK as u32)?;
         sys::set_status_flags(end.as_fd(), flags as i32 & (libc::O_NONBLOCK | libc::O_APPEND))
             .map_err(object(pid, format!("the FIFO {path}")))?;
         Ok(end.into())
@@ -248,7 +282,7 @@ impl SharedFiles {
             slot.insert(file);
         }
         let ours = &self.ghosts[&ghost_id];
-        open_reg(pid, &format!("/proc/self/fd/{}", ours.as_raw_fd()), flags)
+        open_reg(None, pid, &format!("/proc/self/fd/{}", ours.as_raw_fd()), flags)
     }
 
     /// The shared memory object `shmid`, created and filled with its saved pages the first
@@ -328,7 +362,7 @@ impl SharedFiles {
             _ => {
                 use std::os::fd::AsRawFd;
                 let path = format!("/proc/self/fd/{}", r.as_raw_fd());
-                open_reg(pid, &path, access as u32)?.into()
+                open_reg(None, pid, &path, access as u32)?.into()
             }
         };
         let status = flags as i32 & (libc::O_NONBLOCK | libc::O_DIRECT);
@@ -343,6 +377,7 @@ fn prepare(
     plan: &Plan,
     opts: &RestoreOpts,
     shared: &mut SharedFiles,
+    inherited: &Rc<Inherited>,
 ) -> Result<Prepared, RestoreError> {
     use std::io::Seek;
     let pid = plan.pid;
@@ -368,7 +403,7 @@ fn prepare(
                 let owned: OwnedFd = match (&p.target, inherited) {
                     (_, Some(n)) => dup_ours(n).map_err(object(pid, format!("--inherit-fd fd[{n}]")))?,
                     (FdTarget::Reg { path, flags, pos, size }, None) => {
-                        let mut f = open_reg(pid, path, *flags)?;
+                        let mut f = open_reg(shared.root.as_ref(), pid, path, *flags)?;
                         let now = f.metadata().map_err(object(pid, path.clone()))?;
                         if now.is_file() && now.len() < *pos {
                             return Err(RestoreError::Invalid {
@@ -419,12 +454,12 @@ fn prepare(
                     }
                     (FdTarget::PtySlave { index, flags }, None) => {
                         shared.pty_master(tree, pid, *index)?;
-                        open_reg(pid, &format!("/dev/pts/{index}"), flags | libc::O_NOCTTY as u32)?.into()
+                        open_reg(None, pid, &format!("/dev/pts/{index}"), flags | libc::O_NOCTTY as u32)?.into()
                     }
                     (FdTarget::Memfd { shmid, flags, pos }, None) => {
                         use std::os::fd::AsRawFd;
                         let obj = shared.shmem_object(dir, tree, pid, *shmid)?;
-                        let mut f = open_reg(pid, &format!("/proc/self/fd/{}", obj.as_raw_fd()), *flags)?;
+                        let mut f = open_reg(None, pid, &format!("/proc/self/fd/{}", obj.as_raw_fd()), *flags)?;
                         f.seek(io::SeekFrom::Start(*pos))
                             .map_err(object(pid, format!("seeking memfd {shmid}")))?;
                         f.into()
@@ -468,7 +503,7 @@ fn prepare(
             Some(f) if !shared_write => f.clone(),
             _ => {
                 let flags = if shared_write { libc::O_RDWR } else { libc::O_RDONLY } as u32;
-                let f = Rc::new(open_reg(pid, path, flags)?);
+                let f = Rc::new(open_reg(shared.root.as_ref(), pid, path, flags)?);
                 if !shared_write {
                     by_path.insert(path, f.clone());
                 }
@@ -499,12 +534,13 @@ fn prepare(
     }
     let pages_path = dir.image_path(ImageKind::Pages, plan.pagemap.pages_id.into());
     let pages = File::open(&pages_path).map_err(object(pid, pages_path.display().to_string()))?;
-    let exe = open_reg(pid, &plan.exe, libc::O_RDONLY as u32)?;
-    let cwd = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(&plan.cwd)
-        .map_err(object(pid, format!("cwd {}", plan.cwd)))?;
+    let exe = open_reg(shared.root.as_ref(), pid, &plan.exe, libc::O_RDONLY as u32)?;
+    let cwd = open_reg(
+        shared.root.as_ref(),
+        pid,
+        &plan.cwd,
+        (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
+    )?;
     for (epfd, targets) in &epoll {
         if let Some(t) = targets.iter().find(|t| !plan.fds.iter().any(|f| f.fd as u32 == t.tfd)) {
             return Err(RestoreError::Unsupported {
@@ -513,13 +549,8 @@ fn prepare(
             });
         }
     }
-    let own_limits = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|t| crate::procfs::parse_limits(&t))
-        .unwrap_or_default();
     Ok(Prepared {
-        own_creds: own_creds(),
-        own_limits,
+        inherited: inherited.clone(),
         fds,
         epoll,
         mapped,
@@ -607,15 +638,111 @@ fn check_pids_free(tree: &Tree) -> Result<(), RestoreError> {
     Ok(())
 }
 
+/// A container's init, made by the container's runtime (every namespace, mount and cgroup of
+/// the container set up) and taken over right after its exec: the root of the restored tree.
+pub struct ContainerInit {
+    pub init: Tracee,
+    /// The fd at which the init holds a pidfd of this process (passed by the runtime).
+    pub ctl_fd: i32,
+}
+
+/// The program the root task of the images in `images` runs (its path as it saw it).
+pub fn root_program(images: &std::path::Path) -> Result<String, RestoreError> {
+    let dir = ImageDir::open(images)?;
+    let tree = Tree::load(&dir)?;
+    let (_, root) = tree.alive().next().ok_or_else(|| RestoreError::Invalid {
+        what: "the images hold no live task".into(),
+    })?;
+    Ok(root.exe.clone())
+}
+
 /// Restores the process tree in `opts.images`.
 pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
+    restore_tree(opts, None)
+}
+
+/// Restores the process tree in `opts.images` into a container: `c.init` becomes its root
+/// (it must be the dumped root's pid in its pid namespace), the others are created inside.
+/// Returns at once (the container's runtime waits for it). On failure the init is killed.
+pub fn restore_into(opts: &RestoreOpts, c: ContainerInit) -> Result<RestoreReport, RestoreError> {
+    let host = c.init.pid();
+    let result = restore_tree(opts, Some((c.init, c.ctl_fd)));
+    if result.is_err() {
+        // Let go (detached on drop) or killed with the other puppets already: make sure.
+        let _ = parasite::sys::kill(host, libc::SIGKILL);
+    }
+    result
+}
+
+/// The state a container's init starts the restore with, checked against the image.
+fn container_start(tree: &Tree, host: i32, init: &Tracee, ctl_fd: i32) -> Result<(OwnedFd, Inherited), RestoreError> {
+    let pid = tree.tasks[0].pid;
+    let status = crate::procfs::parse_status(
+        &std::fs::read_to_string(format!("/proc/{host}/status")).map_err(object(host, "status"))?,
+    )
+    .ok_or_else(|| RestoreError::Invalid {
+        what: format!("pid {host}: unreadable status"),
+    })?;
+    if status.nspid.last() != Some(&pid) {
+        return Err(RestoreError::Invalid {
+            what: format!(
+                "pid {host}: the container's init is pid {:?} in its namespace, the dumped root was {pid}",
+                status.nspid.last()
+            ),
+        });
+    }
+    let stat = crate::procfs::parse_stat(
+        &std::fs::read_to_string(format!("/proc/{host}/stat")).map_err(object(host, "stat"))?,
+    )
+    .ok_or_else(|| RestoreError::Invalid {
+        what: format!("pid {host}: unreadable stat"),
+    })?;
+    let root = &tree.tasks[0];
+    if root.sid != root.pid || stat.sid != host as u32 {
+        return Err(RestoreError::Unsupported {
+            pid,
+            what: "the container's init must lead its session, dumped and now".into(),
+        });
+    }
+    let what = |kind: &str| format!("{kind} (not restored inside a container yet)");
+    if tree.unix.iter().any(|u| !u.name.is_empty()) {
+        return Err(RestoreError::Unsupported {
+            pid,
+            what: what("a unix socket bound to a name"),
+        });
+    }
+    if !tree.ghosts.is_empty() || !tree.fifos.is_empty() || !tree.ptys.is_empty() {
+        return Err(RestoreError::Unsupported {
+            pid,
+            what: what("an unlinked file, a FIFO or a terminal"),
+        });
+    }
+    let root_dir = std::fs::File::open(format!("/proc/{host}/root")).map_err(object(host, "the container's root"))?;
+    let mut inherited = Inherited::of(&host.to_string(), 0);
+    inherited.filters = init.seccomp_filters()?;
+    inherited.ctl_fd = Some(ctl_fd);
+    Ok((root_dir.into(), inherited))
+}
+
+fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<RestoreReport, RestoreError> {
     let start = Instant::now();
     let dir = ImageDir::open(&opts.images)?;
     let tree = Tree::load(&dir)?;
     let (setup, steps) = session::plan(&tree, opts.shell_job)?;
     let pid0 = tree.tasks[0].pid;
-    check_pids_free(&tree)?;
     let mut shared = SharedFiles::default();
+    let (mut init, inherited) = match container {
+        Some((init, ctl_fd)) => {
+            let (root, inherited) = container_start(&tree, init.pid(), &init, ctl_fd)?;
+            shared.root = Some(root);
+            (Some(init), inherited)
+        }
+        None => {
+            check_pids_free(&tree)?;
+            (None, Inherited::of("self", sys::securebits().unwrap_or(0)))
+        }
+    };
+    let inherited = Rc::new(inherited);
     // The socket files made here go again if the restore fails.
     let mut bound = crate::fds::unix::Bound::default();
     if !tree.unix.is_empty() {
@@ -629,11 +756,57 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
     let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(tree.tasks.len());
     for t in &tree.tasks {
         prepared.push(match &t.body {
-            Body::Alive(plan) => Some(prepare(&dir, &tree, plan, opts, &mut shared)?),
+            Body::Alive(plan) => Some(prepare(&dir, &tree, plan, opts, &mut shared, &inherited)?),
             Body::Zombie { .. } => None,
         });
     }
-    check_pids_free(&tree)?;
+    let contained = init.is_some();
+    let root = match init.take() {
+        Some(t) => t,
+        None => fork_root(&tree, setup)?,
+    };
+    let pid = root.pid();
+    let mut puppets = Puppets {
+        leaders: (0..tree.tasks.len()).map(|_| None).collect(),
+        threads: Vec::new(),
+    };
+    puppets.leaders[0] = Some(root);
+    let uts_here = tree.uts.as_ref().filter(|_| contained);
+    if let Err(e) = build_tree(&tree, &steps, &prepared, &mut puppets, uts_here) {
+        puppets.kill_all();
+        return Err(e);
+    }
+    bound.keep();
+    // Let everything go: the other threads first, then each process.
+    for t in puppets.threads {
+        t.detach()?;
+    }
+    for t in puppets.leaders.into_iter().flatten() {
+        t.detach()?;
+    }
+    drop(prepared);
+    drop(shared);
+    if let Some(path) = &opts.pid_file {
+        std::fs::write(path, format!("{pid}\n")).map_err(object(pid, format!("pid file {}", path.display())))?;
+    }
+    let elapsed = start.elapsed();
+    let exit_status = if opts.detach || contained {
+        None
+    } else {
+        Some(sys::wait_exit(pid).map_err(object(pid, "waiting for the restored process"))?)
+    };
+    Ok(RestoreReport {
+        pid,
+        tasks: tree.tasks.len(),
+        elapsed,
+        exit_status,
+    })
+}
+
+/// Forks the root puppet at the dumped root's pid, in the session, group and UTS namespace
+/// the plan gives it.
+fn fork_root(tree: &Tree, setup: session::RootSetup) -> Result<Tracee, RestoreError> {
+    check_pids_free(tree)?;
     let pid = tree.tasks[0].pid;
     let child = sys::fork_puppet(
         pid,
@@ -670,54 +843,27 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
             });
         }
     }
-    let mut puppets = Puppets {
-        leaders: (0..tree.tasks.len()).map(|_| None).collect(),
-        threads: Vec::new(),
-    };
-    puppets.leaders[0] = Some(root);
-    if let Err(e) = build_tree(&tree, &steps, &prepared, &mut puppets) {
-        puppets.kill_all();
-        return Err(e);
-    }
-    bound.keep();
-    // Let everything go: the other threads first, then each process.
-    for t in puppets.threads {
-        t.detach()?;
-    }
-    for t in puppets.leaders.into_iter().flatten() {
-        t.detach()?;
-    }
-    drop(prepared);
-    drop(shared);
-    if let Some(path) = &opts.pid_file {
-        std::fs::write(path, format!("{pid}\n")).map_err(object(pid, format!("pid file {}", path.display())))?;
-    }
-    let elapsed = start.elapsed();
-    let exit_status = if opts.detach {
-        None
-    } else {
-        Some(sys::wait_exit(pid).map_err(object(pid, "waiting for the restored process"))?)
-    };
-    Ok(RestoreReport {
-        pid,
-        tasks: tree.tasks.len(),
-        elapsed,
-        exit_status,
-    })
+    Ok(root)
 }
 
 /// Creates every process of the tree (in the order of `steps`), ends the zombies, and builds
-/// every live process; all stay stopped in `puppets`.
+/// every live process; all stay stopped in `puppets`. With `uts_here`, the root sets these
+/// names in the UTS namespace it is in.
 fn build_tree(
     tree: &Tree,
     steps: &[session::Step],
     prepared: &[Option<Prepared>],
     puppets: &mut Puppets,
+    uts_here: Option<&crate::image::pb::UtsnsEntry>,
 ) -> Result<(), RestoreError> {
     let root = puppets.get(0)?;
     let targets: Vec<&crate::image::pb::MmEntry> = tree.alive().map(|(_, p)| &p.mm).collect();
     let scratch = puppet::choose_scratch(root.pid(), &puppet::own_maps(root.pid())?, &targets)?;
     puppet::make_scratch(root, scratch)?;
+    if let Some(uts) = uts_here {
+        // A container's init is in the container's UTS namespace already: its names.
+        puppet::set_uts_names(root, scratch, &uts.nodename, &uts.domainname)?;
+    }
 
     for step in steps {
         match *step {

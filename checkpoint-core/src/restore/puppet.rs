@@ -6,7 +6,7 @@ use parasite::mem::RemoteMem;
 use parasite::{Injector, Pinned, Tracee, GADGET};
 
 use super::plan::Plan;
-use super::{Prepared, RestoreError};
+use super::{Inherited, Prepared, RestoreError};
 use crate::image::pages::{PageRun, PAGE_SIZE};
 use crate::image::pb::{self as pb, vma_status as st};
 use crate::procfs;
@@ -174,7 +174,24 @@ pub fn fork_child(parent: &Tracee, scratch: u64, pid: i32) -> Result<Tracee, Res
             what: format!("pid {}: child created as {got}, not {pid}", parent.pid()),
         });
     }
-    Ok(Tracee::adopt_thread(pid)?)
+    // Inside a container `pid` is the child's pid there; ptrace knows it by ours.
+    let host = parent.take_new_child().ok_or_else(|| RestoreError::Invalid {
+        what: format!("pid {}: forked {pid}, but no fork event came", parent.pid()),
+    })?;
+    Ok(Tracee::adopt_thread(host)?)
+}
+
+/// Has the puppet set the host and domain names of its UTS namespace.
+pub fn set_uts_names(t: &Tracee, scratch: u64, host: &str, domain: &str) -> Result<(), RestoreError> {
+    let mem = RemoteMem::open(t.pid())?;
+    for (name, nr, what) in [
+        (host, libc::SYS_sethostname, "sethostname"),
+        (domain, libc::SYS_setdomainname, "setdomainname"),
+    ] {
+        mem.write(scratch + DATA, name.as_bytes())?;
+        call(t, scratch, what, nr, [scratch + DATA, name.len() as u64, 0, 0, 0, 0])?;
+    }
+    Ok(())
 }
 
 /// Turns a puppet into the zombie it was: it ends with wait status `exit_code`, left for its
@@ -240,9 +257,11 @@ pub fn build(
     is_root: bool,
     filters: &[pb::SeccompFilter],
 ) -> Result<Vec<Tracee>, RestoreError> {
-    let pid = t.pid();
-    let _pinned = Pinned::new(pid);
-    let own_maps = own_maps(pid)?;
+    // Ptrace and /proc know the puppet by our pid for it; its own syscalls by its pid in its
+    // namespace (the dumped one: they differ inside a container).
+    let (host, pid) = (t.pid(), plan.pid);
+    let _pinned = Pinned::new(host);
+    let own_maps = own_maps(host)?;
     let target: Vec<(u64, u64)> = plan.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
     let mut taken: Vec<(u64, u64)> = own_maps
         .iter()
@@ -251,7 +270,7 @@ pub fn build(
         .collect();
     taken.sort_unstable();
     let inj = Injector::at(t, scratch)?;
-    let mem = RemoteMem::open(pid)?;
+    let mem = RemoteMem::open(host)?;
     let max_fd = plan.fds.iter().map(|f| f.fd).max().unwrap_or(2);
     let mut r = Remote {
         pid,
@@ -277,16 +296,33 @@ pub fn build(
             ],
         )?;
     }
-    r.call(
-        "close_range",
-        libc::SYS_close_range,
-        [0, u64::from(u32::MAX), 0, 0, 0, 0],
-    )?;
-    let ctl = r.call(
-        "pidfd_open",
-        libc::SYS_pidfd_open,
-        [std::process::id().into(), 0, 0, 0, 0, 0],
-    )?;
+    // Every fd goes but the pidfd of the controller a container's init was given (our pid
+    // means nothing in its pid namespace); elsewhere the puppet opens one.
+    let ctl = match prep.inherited.ctl_fd.map(|fd| fd as u64) {
+        Some(ctl) => {
+            if ctl > 0 {
+                r.call("close_range", libc::SYS_close_range, [0, ctl - 1, 0, 0, 0, 0])?;
+            }
+            r.call(
+                "close_range",
+                libc::SYS_close_range,
+                [ctl + 1, u64::from(u32::MAX), 0, 0, 0, 0],
+            )?;
+            ctl
+        }
+        None => {
+            r.call(
+                "close_range",
+                libc::SYS_close_range,
+                [0, u64::from(u32::MAX), 0, 0, 0, 0],
+            )?;
+            r.call(
+                "pidfd_open",
+                libc::SYS_pidfd_open,
+                [std::process::id().into(), 0, 0, 0, 0, 0],
+            )?
+        }
+    };
     r.ctl_pidfd = r.call(
         "fcntl(F_DUPFD)",
         libc::SYS_fcntl,
@@ -321,7 +357,7 @@ pub fn build(
     }
 
     // 3. vdso and vvar to the dumped addresses (same kernel: same sizes).
-    move_vdso(&r, pid, plan, &own_maps, &taken)?;
+    move_vdso(&r, host, plan, &own_maps, &taken)?;
 
     // 4. Every other mapping, writable while its pages are filled.
     let filled: Vec<bool> = plan
@@ -465,8 +501,9 @@ pub fn build(
         if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
             sig += 1;
         }
-        // The puppet was born with every signal at SIG_DFL.
-        if (sa.sigaction, sa.flags, sa.mask) == (0, 0, 0) {
+        // Most signals of a puppet are at SIG_DFL already.
+        let inherited_default = prep.inherited.non_default_signals & (1u64 << (sig - 1)) == 0;
+        if (sa.sigaction, sa.flags, sa.mask) == (0, 0, 0) && inherited_default {
             continue;
         }
         let act = r.put(0, &words(&[sa.sigaction, sa.flags, sa.restorer, sa.mask]))?;
@@ -475,7 +512,7 @@ pub fn build(
     let thread = plan.core.thread_core.clone().unwrap_or_default();
     if let Some(limits) = &tc.rlimits {
         for (res, l) in limits.rlimits.iter().enumerate() {
-            if prep.own_limits.get(res) == Some(&(l.cur, l.max)) {
+            if prep.inherited.limits.get(res) == Some(&(l.cur, l.max)) {
                 continue; // inherited already
             }
             let new = r.put(0, &words(&[l.cur, l.max]))?;
@@ -510,7 +547,19 @@ pub fn build(
     }
 
     // 8. mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP.
-    let exe = r.pull(prep.exe.as_raw_fd())?;
+    // A container's init runs the dumped program already (and maps it again below, which
+    // forbids replacing it): its exe is kept (-1).
+    let same_exe = {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::fs::metadata(format!("/proc/{host}/exe")).map(|m| (m.dev(), m.ino()));
+        let want = prep.exe.metadata().map(|m| (m.dev(), m.ino()));
+        matches!((now, want), (Ok(a), Ok(b)) if a == b)
+    };
+    let exe = if same_exe {
+        u64::from(u32::MAX)
+    } else {
+        r.pull(prep.exe.as_raw_fd())?
+    };
     let mm = &plan.mm;
     let auxv = r.put(256, &words(&mm.mm_saved_auxv))?;
     let mut map = words(&[
@@ -535,7 +584,9 @@ pub fn build(
         libc::SYS_prctl,
         [PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0, 0],
     )?;
-    r.close(exe)?;
+    if !same_exe {
+        r.close(exe)?;
+    }
     if tc.personality != 0 {
         r.call(
             "personality",
@@ -546,15 +597,7 @@ pub fn build(
     // 9. The other threads: cloned into the puppet at their tids, then set up one by one.
     let mut thread_tracees = Vec::with_capacity(plan.threads.len());
     for (tid, core) in &plan.threads {
-        thread_tracees.push(make_thread(
-            &r,
-            pid,
-            *tid,
-            core,
-            !is_root,
-            filters,
-            prep.own_creds.as_ref(),
-        )?);
+        thread_tracees.push(make_thread(&r, pid, *tid, core, !is_root, filters, &prep.inherited)?);
     }
 
     // POSIX timers once every thread they may notify exists.
@@ -571,7 +614,7 @@ pub fn build(
     queue_signals(&call, &put, pid, Some(pid), &queued(&thread.signals_p))?;
 
     // Filters and credentials, then dumpable (which a change of credentials resets).
-    seccomp_and_creds(&call, &put, pid, &thread, filters, prep.own_creds.as_ref())?;
+    seccomp_and_creds(&call, &put, pid, &thread, filters, &prep.inherited)?;
     if let Some(d) = plan.mm.dumpable.filter(|d| matches!(d, 0 | 1)) {
         r.call(
             "prctl(PR_SET_DUMPABLE)",
@@ -628,10 +671,12 @@ fn seccomp_and_creds(
     tid: i32,
     tc: &pb::ThreadCoreEntry,
     filters: &[pb::SeccompFilter],
-    own: Option<&pb::CredsEntry>,
+    inherited: &Inherited,
 ) -> Result<(), RestoreError> {
     const SECCOMP_SET_MODE_FILTER: u64 = 1;
     const SECBIT_KEEP_CAPS: u64 = 0x10;
+    let own = inherited.creds.as_ref();
+    let mut chain: Vec<&[u8]> = Vec::new();
     match tc.seccomp_mode.and_then(|m| pb::SeccompMode::try_from(m).ok()) {
         Some(pb::SeccompMode::Strict) => {
             call(
@@ -641,13 +686,30 @@ fn seccomp_and_creds(
             )?;
         }
         Some(pb::SeccompMode::Filter) => {
-            let chain = tc
+            chain = tc
                 .seccomp_filter
                 .and_then(|n| super::plan::seccomp_chain(filters, n))
                 .ok_or_else(|| RestoreError::Invalid {
                     what: format!("tid {tid}: its seccomp filter is not in seccomp.img"),
                 })?;
-            for prog in chain {
+        }
+        _ => {}
+    }
+    // A container's profile is installed already (by its runtime): the dumped chain starts
+    // with it, and only the task's own filters are added.
+    let installed = inherited.filters.len();
+    if installed > 0 {
+        let same = chain.len() >= installed && chain.iter().zip(&inherited.filters).all(|(a, b)| *a == b.as_slice());
+        if !same {
+            return Err(RestoreError::Unsupported {
+                pid: tid,
+                what: "the new container's seccomp profile is not the one the dumped task ran under".into(),
+            });
+        }
+    }
+    if !chain.is_empty() {
+        {
+            for prog in chain.into_iter().skip(installed) {
                 let insns = put(64, prog)?;
                 let mut fprog = ((prog.len() / 8) as u64).to_le_bytes().to_vec(); // u16 len, padding
                 fprog.extend_from_slice(&insns.to_le_bytes());
@@ -659,7 +721,6 @@ fn seccomp_and_creds(
                 )?;
             }
         }
-        _ => {}
     }
     let Some(c) = tc.creds.as_ref().filter(|c| Some(*c) != own) else {
         return Ok(()); // none saved, or the ones the puppet inherited from us
@@ -910,7 +971,7 @@ fn make_thread(
     core: &pb::CoreEntry,
     pdeath: bool,
     filters: &[pb::SeccompFilter],
-    own: Option<&pb::CredsEntry>,
+    inherited: &Inherited,
 ) -> Result<Tracee, RestoreError> {
     let flags = (libc::CLONE_VM
         | libc::CLONE_FS
@@ -928,7 +989,10 @@ fn make_thread(
             what: format!("pid {pid}: thread created as {got}, not {tid}"),
         });
     }
-    let t = Tracee::adopt_thread(tid)?;
+    let host = r.inj.tracee().take_new_child().ok_or_else(|| RestoreError::Invalid {
+        what: format!("pid {pid}: created thread {tid}, but no clone event came"),
+    })?;
+    let t = Tracee::adopt_thread(host)?;
     let ti = core.thread_info.as_ref().ok_or_else(|| RestoreError::Invalid {
         what: format!("tid {tid}: no registers"),
     })?;
@@ -940,7 +1004,7 @@ fn make_thread(
     thread_state(&call, &put, ti, &tc, &name, pdeath)?;
     let queued: Vec<pb::SiginfoEntry> = tc.signals_p.iter().flat_map(|q| q.signals.clone()).collect();
     queue_signals(&call, &put, pid, Some(tid), &queued)?;
-    seccomp_and_creds(&call, &put, tid, &tc, filters, own)?;
+    seccomp_and_creds(&call, &put, tid, &tc, filters, inherited)?;
     inj.release();
     set_dumped_registers(&t, ti, tc.blk_sigset.unwrap_or(0))?;
     Ok(t)

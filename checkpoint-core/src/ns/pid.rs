@@ -1,0 +1,37 @@
+//! PID namespaces: a container's tree is dumped with the pids it sees (the last NSpid level),
+//! and its root must be that namespace's init.
+
+use std::collections::BTreeMap;
+
+/// Maps our pids of a container's tasks to theirs.
+#[derive(Clone, Debug, Default)]
+pub struct PidMap {
+    inner: BTreeMap<i32, i32>,
+}
+
+impl PidMap {
+    /// Adds task `host` (a pid or tid) with the pid it has in its own namespace.
+    pub fn add(&mut self, host: i32) -> Result<(), String> {
+        let path = format!("/proc/{host}/status");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        let status = crate::procfs::parse_status(&text).ok_or_else(|| format!("{path}: unreadable"))?;
+        let own = *status.nspid.last().ok_or_else(|| format!("{path}: no NSpid"))?;
+        self.inner.insert(host, own);
+        Ok(())
+    }
+
+    /// The pid `host` has inside; pids outside the tree (a parent, a session leader out of
+    /// the container) are 0 there, as the kernel shows them.
+    pub fn inside(&self, host: i32) -> i32 {
+        if self.inner.is_empty() {
+            return host;
+        }
+        self.inner.get(&host).copied().unwrap_or(0)
+    }
+}
+
+/// The pids of `host` in each pid namespace, ours first.
+pub fn levels(host: i32) -> Option<Vec<i32>> {
+    let text = std::fs::read_to_string(format!("/proc/{host}/status")).ok()?;
+    Some(crate::procfs::parse_status(&text)?.nspid)
+}

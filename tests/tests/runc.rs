@@ -1,0 +1,264 @@
+//! Containers through runc: `stasis-runc checkpoint` and `restore` of a busybox container that
+//! counts in its shell's memory (`i`) and writes each value to a file of its rootfs. A restored
+//! container must go on from the value it had, at its own pids inside, owned by runc as ever.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ctests::container::{count, ok, wait_count_above, Container};
+use ctests::workload::{status_field, test_dirs};
+
+/// The values the counter writes during `ms` milliseconds.
+fn sample(rootfs: &Path, ms: u64) -> Vec<u64> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < Duration::from_millis(ms) {
+        seen.push(count(rootfs));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    seen
+}
+
+/// The freezer state of `pid`'s v1 freezer cgroup.
+fn freezer_state(pid: i32) -> String {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroup
+        .lines()
+        .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_owned()))
+        .unwrap();
+    std::fs::read_to_string(format!("/sys/fs/cgroup/freezer{path}/freezer.state"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn restore(c: &Container, images: &Path, work: &Path, pid_file: &Path) -> std::process::ExitStatus {
+    let bin = ctests::workspace_bin("stasis-runc");
+    let cmd = c.cmd(
+        bin.to_str().unwrap(),
+        &[
+            "restore",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--work-path",
+            work.to_str().unwrap(),
+            "--bundle",
+            c.bundle.to_str().unwrap(),
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "{}",
+        ],
+    );
+    c.run_detached(cmd, work)
+}
+
+fn pid_in(file: &Path) -> i32 {
+    std::fs::read_to_string(file).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn a_checkpointed_container_is_restored_and_counts_on() {
+    let (scratch, work, images) = test_dirs("runc-cr");
+    let c = Container::counting(&scratch.0, "stasis-cr");
+    let rootfs = c.rootfs();
+    c.start(&work);
+    let before = wait_count_above(&rootfs, 20);
+    let ckpt_work = scratch.join("ckpt-work");
+    let img = images.to_str().unwrap();
+    ok(
+        "checkpoint",
+        c.stasis_runc(&[
+            "checkpoint",
+            "--image-path",
+            img,
+            "--work-path",
+            ckpt_work.to_str().unwrap(),
+            "{}",
+        ]),
+    );
+    // Without --leave-running the container is gone: stopped for runc, its counter still.
+    c.wait_status("stopped");
+    let dumped = count(&rootfs);
+    assert!(dumped >= before);
+    // runc's files: the init's stdio beside the images, the log and statistics in the work path.
+    let descriptors: Vec<String> =
+        serde_json::from_slice(&std::fs::read(images.join("descriptors.json")).unwrap()).unwrap();
+    assert_eq!(descriptors.len(), 3);
+    assert_eq!(descriptors[1], work.join("out").to_str().unwrap(), "{descriptors:?}");
+    let log = std::fs::read_to_string(ckpt_work.join("dump.log")).unwrap();
+    assert!(
+        log.contains("checkpoint of container") && log.contains("2 processes"),
+        "{log}"
+    );
+    assert!(ckpt_work.join("stats-dump").exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&images).unwrap().permissions().mode() & 0o777, 0o700);
+    // The tree is saved with the pids it saw: its init is pid 1 (crit, the format oracle).
+    let pstree = ctests::crit_decode(&images.join("pstree.img"));
+    assert_eq!(pstree["entries"][0]["pid"], 1, "{pstree}");
+    assert_eq!(pstree["entries"][1]["ppid"], 1, "{pstree}");
+    ok("runc delete", c.runc(&["delete", "{}"]));
+    assert!(
+        sample(&rootfs, 150).iter().all(|&v| v == dumped),
+        "something still counts"
+    );
+
+    let pid_file = scratch.join("restored.pid");
+    let restored = restore(&c, &images, &work, &pid_file);
+    assert!(
+        restored.success(),
+        "restore: {}",
+        std::fs::read_to_string(work.join("err")).unwrap_or_default()
+    );
+    let pid = pid_in(&pid_file);
+    let state = c.state();
+    assert_eq!(state["status"], "running", "{state}");
+    assert_eq!(state["pid"], pid, "runc's init is the pid we wrote");
+    let nspid = status_field(pid, "NSpid").unwrap();
+    assert!(
+        nspid.ends_with("\t1") || nspid.ends_with(" 1"),
+        "the init is pid 1 inside: {nspid}"
+    );
+    // It goes on from the value in its memory: never below it (a new shell would start at 1).
+    let seen = sample(&rootfs, 300);
+    assert!(seen.iter().all(|&v| v >= dumped), "{dumped} then {seen:?}");
+    wait_count_above(&rootfs, dumped + 3);
+    let ps: Vec<i64> = serde_json::from_slice(&ok("runc ps", c.runc(&["ps", "--format", "json", "{}"]))).unwrap();
+    assert!(ps.contains(&i64::from(pid)), "{ps:?}");
+
+    // The restored container checkpoints again (leaving it running) and goes on.
+    let again = scratch.join("again");
+    ok(
+        "second checkpoint",
+        c.stasis_runc(&[
+            "checkpoint",
+            "--image-path",
+            again.to_str().unwrap(),
+            "--leave-running",
+            "{}",
+        ]),
+    );
+    assert_eq!(c.state()["status"], "running");
+    let now = count(&rootfs);
+    wait_count_above(&rootfs, now + 3);
+    // runc still owns it: kill and delete as usual.
+    c.kill_and_delete();
+    assert!(!c.exists());
+}
+
+#[test]
+fn a_leave_running_checkpoint_restores_the_moment_it_was_taken() {
+    let (scratch, work, images) = test_dirs("runc-leave");
+    let c = Container::counting(&scratch.0, "stasis-leave");
+    let rootfs = c.rootfs();
+    let init = c.start(&work);
+    let before = wait_count_above(&rootfs, 10);
+    ok(
+        "checkpoint --leave-running",
+        c.stasis_runc(&[
+            "checkpoint",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--leave-running",
+            "{}",
+        ]),
+    );
+    // Left running, thawed and untraced; it counts on.
+    assert_eq!(c.state()["status"], "running");
+    assert_eq!(freezer_state(init), "THAWED");
+    assert_eq!(status_field(init, "TracerPid").as_deref(), Some("0"));
+    let after = count(&rootfs);
+    let last = wait_count_above(&rootfs, after + 20);
+    c.kill_and_delete();
+    let last = count(&rootfs).max(last);
+
+    let pid_file = scratch.join("restored.pid");
+    assert!(
+        restore(&c, &images, &work, &pid_file).success(),
+        "restore: {}",
+        std::fs::read_to_string(work.join("err")).unwrap_or_default()
+    );
+    // Its first value is the checkpoint's next one: well below where the original got to.
+    let first = wait_next(&rootfs, last);
+    assert!(
+        first > before && first < last,
+        "checkpoint at {before}..{after}, original reached {last}, restored wrote {first}"
+    );
+    assert_eq!(c.state()["pid"], pid_in(&pid_file));
+    c.kill_and_delete();
+}
+
+/// The first value written that differs from `v`.
+fn wait_next(rootfs: &Path, v: u64) -> u64 {
+    let start = Instant::now();
+    loop {
+        let c = count(rootfs);
+        if c != v {
+            return c;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the counter stays at {v}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_refused_checkpoint_and_a_failed_restore_leave_things_as_they_were() {
+    let (scratch, work, images) = test_dirs("runc-fail");
+    let c = Container::counting(&scratch.0, "stasis-fail");
+    let rootfs = c.rootfs();
+    let init = c.start(&work);
+    wait_count_above(&rootfs, 3);
+    // A file in the container's /dev/shm (a tmpfs whose contents are not saved yet).
+    ok(
+        "runc exec",
+        c.runc(&["exec", "{}", "/bin/sh", "-c", "echo kept > /dev/shm/note"]),
+    );
+    let out = c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]);
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains(&format!("pid {init}")) && why.contains("/dev/shm"),
+        "{why}"
+    );
+    assert!(!images.join("inventory.img").exists());
+    assert_eq!(c.state()["status"], "running");
+    assert_eq!(freezer_state(init), "THAWED");
+    assert_eq!(status_field(init, "TracerPid").as_deref(), Some("0"));
+    let now = count(&rootfs);
+    wait_count_above(&rootfs, now + 2);
+
+    ok(
+        "runc exec",
+        c.runc(&["exec", "{}", "/bin/busybox", "rm", "/dev/shm/note"]),
+    );
+    ok(
+        "checkpoint",
+        c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
+    );
+    c.wait_status("stopped");
+    ok("runc delete", c.runc(&["delete", "{}"]));
+    let dumped = count(&rootfs);
+    // The container's stdout was a file of the host: without its descriptor the restore
+    // cannot find it inside the container, fails after runc created the container, and
+    // deletes it again.
+    let descriptors = images.join("descriptors.json");
+    let saved = std::fs::read(&descriptors).unwrap();
+    std::fs::write(&descriptors, b"[\"\", \"\", \"\"]").unwrap();
+    let pid_file = scratch.join("restored.pid");
+    assert!(!restore(&c, &images, &work, &pid_file).success());
+    let err = std::fs::read_to_string(work.join("err")).unwrap();
+    assert!(err.contains("reopening") && err.contains("deleted again"), "{err}");
+    assert!(!c.exists(), "the failed restore left the container behind");
+    assert!(
+        !c.bundle.join(format!(".stasis-restore-{}", c.id)).exists(),
+        "the shadow bundle stayed"
+    );
+    assert!(!pid_file.exists());
+    assert!(sample(&rootfs, 150).iter().all(|&v| v == dumped), "something counts");
+    // The images are untouched: with the descriptors back, the restore works.
+    std::fs::write(&descriptors, saved).unwrap();
+    assert!(restore(&c, &images, &work, &pid_file).success());
+    wait_count_above(&rootfs, dumped + 2);
+    c.kill_and_delete();
+}
