@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: where the fixtures are, and `crit` as the oracle.
 
 pub mod container;
+pub mod containerd;
 pub mod workload;
 
 use std::path::{Path, PathBuf};

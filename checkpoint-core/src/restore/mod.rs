@@ -787,7 +787,7 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
     drop(prepared);
     drop(shared);
     if let Some(path) = &opts.pid_file {
-        std::fs::write(path, format!("{pid}\n")).map_err(object(pid, format!("pid file {}", path.display())))?;
+        std::fs::write(path, pid.to_string()).map_err(object(pid, format!("pid file {}", path.display())))?;
     }
     let elapsed = start.elapsed();
     let exit_status = if opts.detach || contained {
