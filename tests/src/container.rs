@@ -83,6 +83,22 @@ pub fn wait_count_above(rootfs: &Path, n: u64) -> u64 {
     }
 }
 
+/// Asserts that a restored counter at `rootfs` goes on from at least `from` (the value it had
+/// at the checkpoint, or earlier): nothing below it is written (a new shell would start at 1;
+/// 0 is no file yet), and it passes `from + 3`.
+pub fn assert_counts_on_from(rootfs: &Path, from: u64) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) {
+        let now = count(rootfs);
+        assert!(
+            now == 0 || now >= from,
+            "the restored counter wrote {now}, below {from}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_count_above(rootfs, from + 3);
+}
+
 /// A container of the test's own runc root; deleted (forced) on drop.
 pub struct Container {
     pub root: String,

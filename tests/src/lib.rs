@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod containerd;
+pub mod podman;
 pub mod workload;
 
 use std::path::{Path, PathBuf};

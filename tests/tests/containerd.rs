@@ -5,9 +5,9 @@
 //! container shell's memory.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ctests::container::{count, wait_count_above};
+use ctests::container::{assert_counts_on_from, count, wait_count_above};
 use ctests::containerd::Containerd;
 use ctests::workload::test_dirs;
 
@@ -56,13 +56,7 @@ fn checkpoint_images(ctd: &Containerd, name: &str, dir: &Path) {
 fn assert_counts_on(rootfs: &Path) {
     let from = count(rootfs);
     assert!(from > 5, "the restored rootfs holds {from}");
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(300) {
-        let now = count(rootfs);
-        assert!(now >= from, "the restored counter went from {from} to {now}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    wait_count_above(rootfs, from + 3);
+    assert_counts_on_from(rootfs, from);
 }
 
 #[test]

@@ -695,15 +695,23 @@ fn seccomp_and_creds(
         }
         _ => {}
     }
-    // A container's profile is installed already (by its runtime): the dumped chain starts
-    // with it, and only the task's own filters are added.
+    // A container's profile is installed already (by its runtime, from the same config): it
+    // stands for the start of the dumped chain, and only the task's own filters are added.
+    // Compiled again, a profile may order its rules differently (runc does), so the programs
+    // are matched by length, not byte for byte.
     let installed = inherited.filters.len();
     if installed > 0 {
-        let same = chain.len() >= installed && chain.iter().zip(&inherited.filters).all(|(a, b)| *a == b.as_slice());
+        let same = chain.len() >= installed && chain.iter().zip(&inherited.filters).all(|(a, b)| a.len() == b.len());
         if !same {
+            let sizes =
+                |v: &mut dyn Iterator<Item = usize>| v.map(|n| (n / 8).to_string()).collect::<Vec<_>>().join("+");
             return Err(RestoreError::Unsupported {
                 pid: tid,
-                what: "the new container's seccomp profile is not the one the dumped task ran under".into(),
+                what: format!(
+                    "the new container's seccomp profile ({} instructions) is not the one the dumped task ran under ({})",
+                    sizes(&mut inherited.filters.iter().map(Vec::len)),
+                    sizes(&mut chain.iter().map(|p| p.len())),
+                ),
             });
         }
     }
