@@ -44,6 +44,12 @@ impl Freezer {
         }
     }
 
+    /// The processes of the cgroup (`cgroup.procs`).
+    pub fn procs(&self) -> io::Result<Vec<i32>> {
+        let text = std::fs::read_to_string(self.path().join("cgroup.procs"))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
     /// Whether the cgroup is frozen now.
     pub fn is_frozen(&self) -> io::Result<bool> {
         match self {

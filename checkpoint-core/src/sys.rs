@@ -135,6 +135,11 @@ pub fn wait_exit(pid: i32) -> io::Result<i32> {
     parasite::sys::waitpid(pid, 0)
 }
 
+/// Reaps `pid` (or any child, with -1) if it has ended, without waiting: its raw status.
+pub fn reap_if_ended(pid: i32) -> io::Result<Option<i32>> {
+    parasite::sys::waitpid_nohang(pid)
+}
+
 /// Whether fd `a` of `pid_a` and fd `b` of `pid_b` are the same open file (kcmp KCMP_FILE).
 pub fn same_file(pid_a: i32, a: i32, pid_b: i32, b: i32) -> io::Result<bool> {
     const KCMP_FILE: libc::c_int = 0;

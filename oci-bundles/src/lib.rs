@@ -104,6 +104,20 @@ impl Bundle {
         out
     }
 
+    /// The namespace kinds (as /proc/PID/ns names them) the config has the container join at
+    /// a path instead of making them.
+    pub fn joined_namespaces(&self) -> Vec<String> {
+        self.config["linux"]["namespaces"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|n| n["path"].as_str().is_some_and(|p| !p.is_empty()))
+                    .filter_map(|n| n["type"].as_str().map(ns_kind))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The container's root directory, absolute.
     pub fn rootfs(&self) -> PathBuf {
         let root = self.config["root"]["path"].as_str().unwrap_or("rootfs");
@@ -155,6 +169,16 @@ impl Bundle {
             .map_err(io_err(dir))?;
         write_json(&dir.join("config.json"), &self.shadow_config(exe, caps))
     }
+}
+
+/// The /proc/PID/ns name of an OCI namespace type ("network" is "net", "mount" is "mnt").
+pub fn ns_kind(oci: &str) -> String {
+    match oci {
+        "network" => "net",
+        "mount" => "mnt",
+        other => other,
+    }
+    .to_owned()
 }
 
 /// The capability named by number `n` (as runc's config names them).
@@ -248,6 +272,7 @@ mod tests {
                             "env": ["A=1"], "capabilities": {"bounding": ["CAP_KILL"]}},
                 "mounts": [{"destination": "/proc"}, {"destination": "/dev"}],
                 "linux": {"maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
+                          "namespaces": [{"type": "pid"}, {"type": "network", "path": "/run/netns/x"}],
                           "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}
             }),
         }
@@ -259,6 +284,11 @@ mod tests {
             bundle().declared_mounts(),
             ["/proc", "/dev", "/proc/kcore", "/proc/sys"]
         );
+    }
+
+    #[test]
+    fn namespaces_joined_at_a_path() {
+        assert_eq!(bundle().joined_namespaces(), ["net"]);
     }
 
     #[test]

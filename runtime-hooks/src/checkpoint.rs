@@ -126,6 +126,11 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         freeze_cgroup: Some(freezer_dir(pid)?),
         container: Some(checkpoint_core::ns::ContainerSpec {
             declared_mounts: bundle.declared_mounts(),
+            external: bundle
+                .joined_namespaces()
+                .into_iter()
+                .chain(args.flags.get("empty-ns").map(|k| oci_bundles::ns_kind(k)))
+                .collect(),
         }),
     };
     let report = checkpoint_core::dump::dump(&opts)

@@ -186,10 +186,13 @@ impl Container {
         serde_json::from_slice(&ok("runc state", self.runc(&["state", "{}"]))).unwrap()
     }
 
-    /// Waits until runc calls the container `status`.
+    /// Waits until runc calls the container `status`. Meanwhile the processes of the
+    /// container that ended re-parented to us (the subreaper) are reaped: a pid namespace's
+    /// init ends only once every other process of it is reaped.
     pub fn wait_status(&self, status: &str) {
         let start = Instant::now();
         loop {
+            crate::workload::reap_ended_children();
             let s = self.state();
             if s["status"] == status {
                 return;

@@ -196,6 +196,11 @@ pub fn reap_all_children() {
     while checkpoint_core::sys::wait_exit(-1).is_ok() {}
 }
 
+/// Reaps the children of ours that have ended, without waiting for the others.
+pub fn reap_ended_children() {
+    while let Ok(Some(_)) = checkpoint_core::sys::reap_if_ended(-1) {}
+}
+
 /// The processes of a tree we started: on drop, the ones still there are killed by pid and
 /// everything is reaped.
 pub struct TreeGuard(pub Vec<i32>);

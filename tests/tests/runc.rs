@@ -98,6 +98,27 @@ fn a_checkpointed_container_is_restored_and_counts_on() {
     let pstree = ctests::crit_decode(&images.join("pstree.img"));
     assert_eq!(pstree["entries"][0]["pid"], 1, "{pstree}");
     assert_eq!(pstree["entries"][1]["ppid"], 1, "{pstree}");
+    // Its mounts, each one its runtime makes again (external, keyed by its mount point).
+    let mnts = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("mountpoints-"))
+        .expect("no mountpoints image");
+    let mnts = ctests::crit_decode(&mnts.path());
+    let points: Vec<&str> = mnts["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountpoint"].as_str().unwrap())
+        .collect();
+    for p in ["/", "/proc", "/dev", "/dev/shm", "/sys"] {
+        assert!(points.contains(&p), "{p} not in {points:?}");
+    }
+    assert!(mnts["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["ext_mount"] == true));
     ok("runc delete", c.runc(&["delete", "{}"]));
     assert!(
         sample(&rootfs, 150).iter().all(|&v| v == dumped),
@@ -203,34 +224,36 @@ fn wait_next(rootfs: &Path, v: u64) -> u64 {
 }
 
 #[test]
-fn a_refused_checkpoint_and_a_failed_restore_leave_things_as_they_were() {
+fn refused_and_failed_checkpoints_and_restores_leave_things_as_they_were() {
     let (scratch, work, images) = test_dirs("runc-fail");
     let c = Container::counting(&scratch.0, "stasis-fail");
     let rootfs = c.rootfs();
     let init = c.start(&work);
     wait_count_above(&rootfs, 3);
-    // A file in the container's /dev/shm (a tmpfs whose contents are not saved yet).
+    // A FIFO in the container's /dev/shm: its tmpfs is saved while the tree is frozen, and a
+    // FIFO cannot be. The dump fails there, and lets the container go, thawed and untraced.
     ok(
         "runc exec",
-        c.runc(&["exec", "{}", "/bin/sh", "-c", "echo kept > /dev/shm/note"]),
+        c.runc(&["exec", "{}", "/bin/busybox", "mkfifo", "/dev/shm/fifo"]),
     );
     let out = c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]);
     assert!(!out.status.success());
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(
-        why.contains(&format!("pid {init}")) && why.contains("/dev/shm"),
+        why.contains(&format!("pid {init}")) && why.contains("/dev/shm") && why.contains("fifo"),
         "{why}"
     );
     assert!(!images.join("inventory.img").exists());
-    assert_eq!(c.state()["status"], "running");
-    assert_eq!(freezer_state(init), "THAWED");
-    assert_eq!(status_field(init, "TracerPid").as_deref(), Some("0"));
-    let now = count(&rootfs);
-    wait_count_above(&rootfs, now + 2);
-
+    assert_still_running(&c, init);
     ok(
         "runc exec",
-        c.runc(&["exec", "{}", "/bin/busybox", "rm", "/dev/shm/note"]),
+        c.runc(&["exec", "{}", "/bin/busybox", "rm", "/dev/shm/fifo"]),
+    );
+
+    // A file there is saved and comes back.
+    ok(
+        "runc exec",
+        c.runc(&["exec", "{}", "/bin/sh", "-c", "echo kept > /dev/shm/note"]),
     );
     ok(
         "checkpoint",
@@ -260,5 +283,38 @@ fn a_refused_checkpoint_and_a_failed_restore_leave_things_as_they_were() {
     std::fs::write(&descriptors, saved).unwrap();
     assert!(restore(&c, &images, &work, &pid_file).success());
     wait_count_above(&rootfs, dumped + 2);
+    let note = ok(
+        "runc exec",
+        c.runc(&["exec", "{}", "/bin/busybox", "cat", "/dev/shm/note"]),
+    );
+    assert_eq!(note, b"kept\n");
+
+    // A process in the container but not below its init (`runc exec -d` leaves it to us, the
+    // subreaper): the dump would lose it, so it is refused before anything is frozen.
+    let init = pid_in(&pid_file);
+    let nc = c.cmd("runc", &["exec", "-d", "{}", "/bin/busybox", "nc", "-l", "-p", "5555"]);
+    assert!(c.run_detached(nc, &work).success());
+    let refused = c.stasis_runc(&[
+        "checkpoint",
+        "--image-path",
+        scratch.join("img3").to_str().unwrap(),
+        "{}",
+    ]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("(busybox)") && why.contains("not a descendant") && why.contains("left as it was"),
+        "{why}"
+    );
+    assert_still_running(&c, init);
     c.kill_and_delete();
+}
+
+/// The container is running, its cgroup thawed, its init untraced, and it counts on.
+fn assert_still_running(c: &Container, init: i32) {
+    assert_eq!(c.state()["status"], "running");
+    assert_eq!(freezer_state(init), "THAWED");
+    assert_eq!(status_field(init, "TracerPid").as_deref(), Some("0"));
+    let now = count(&c.rootfs());
+    wait_count_above(&c.rootfs(), now + 2);
 }

@@ -140,12 +140,9 @@ fn check_namespaces(pid: i32, root: i32, opts: &DumpOpts) -> Result<(), DumpErro
 
 /// A container's namespaces, checked at its root (its init) before anything is frozen: it is
 /// the init of its pid namespace, its network namespace has only a loopback device, its IPC
-/// namespace is empty, and its mounts are those its runtime makes. Returns the ids of the
-/// container's mounts, if it has its own mount namespace.
-fn check_container(
-    root: i32,
-    spec: &crate::ns::ContainerSpec,
-) -> Result<Option<std::collections::BTreeSet<i32>>, DumpError> {
+/// namespace is empty, and its mounts are those its runtime makes. Returns the container's
+/// mounts, if it has its own mount namespace.
+fn check_container(root: i32, spec: &crate::ns::ContainerSpec) -> Result<Option<crate::ns::mnt::View>, DumpError> {
     use crate::ns;
     let own = ns::own_kinds(root);
     let refuse = |what: String| DumpError::Unsupported { pid: root, what };
@@ -157,7 +154,7 @@ fn check_container(
             )));
         }
     }
-    if own.contains(&"net") {
+    if own.contains(&"net") && !spec.external.iter().any(|k| k == "net") {
         let devices = ns::net::devices(root).map_err(|e| DumpError::proc(root, "net/dev", e))?;
         if let Some(dev) = devices.iter().find(|d| *d != "lo") {
             return Err(refuse(format!(
@@ -165,7 +162,7 @@ fn check_container(
             )));
         }
     }
-    if own.contains(&"ipc") {
+    if own.contains(&"ipc") && !spec.external.iter().any(|k| k == "ipc") {
         let objects = ns::ipc::objects(root).map_err(|e| DumpError::proc(root, "ns/ipc", e))?;
         if let Some((what, n)) = objects.first() {
             return Err(refuse(format!(
@@ -339,7 +336,7 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     };
     let mut tables = Vec::new();
     for pid in tree::walk(opts.pid) {
-        match precheck(pid, opts, &sockets, container_mounts.as_ref()) {
+        match precheck(pid, opts, &sockets, container_mounts.as_ref().map(|v| &v.ids)) {
             Ok(Some(t)) => tables.push((pid, t)),
             Ok(None) => {}
             // A task that ended while we looked (a short-lived child) is simply not there.
@@ -355,6 +352,9 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
         }
         None => None,
     };
+    if let Some(f) = &freezer {
+        tree::check_cgroup_members(opts.pid, f)?;
+    }
     let dir = ImageDir::create(&opts.images)?;
     let (tasks, refreeze) = match &freezer {
         Some(f) => tree::freeze_in_cgroup(opts.pid, f)?,
@@ -363,7 +363,8 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     // Whatever happens next, a cgroup its owner had frozen is frozen again when we let go.
     let _refreeze = Refreeze(freezer.filter(|_| refreeze));
     let frozen_at = Instant::now();
-    let mut report = dump_frozen(&tasks, &dir, opts)?; // on error every thread detaches on drop
+    // On error every thread detaches on drop.
+    let mut report = dump_frozen(&tasks, &dir, opts, container_mounts.as_ref())?;
     if opts.leave_running {
         for t in tasks.into_iter().flat_map(|t| t.threads) {
             t.detach()?;
@@ -1042,7 +1043,12 @@ struct Totals {
     memdump_us: u32,
 }
 
-fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<DumpReport, DumpError> {
+fn dump_frozen(
+    tasks: &[tree::Task],
+    dir: &ImageDir,
+    opts: &DumpOpts,
+    mounts: Option<&crate::ns::mnt::View>,
+) -> Result<DumpReport, DumpError> {
     let mem_start = Instant::now();
     let mut tree_objects = TreeObjects::default();
     tree_objects.files.sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
@@ -1124,6 +1130,14 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
         mut totals,
     } = tree_objects;
     files.add_external_peers();
+    if let Some(view) = mounts {
+        dump_mounts(
+            dir,
+            opts.pid,
+            ns.ids(&opts.pid.to_string(), 2).mnt_ns_id.unwrap_or(0),
+            view,
+        )?;
+    }
     for (id, names) in &utsns {
         dir.write_all(ImageKind::Utsns, (*id).into(), std::slice::from_ref(names))?;
     }
@@ -1238,6 +1252,25 @@ fn dump_frozen(tasks: &[tree::Task], dir: &ImageDir, opts: &DumpOpts) -> Result<
         frozen: Duration::ZERO,
         elapsed: Duration::ZERO,
     })
+}
+
+/// A container's mount namespace: its mounts (all made again by its runtime) and the contents
+/// of its tmpfs mounts, read while the tree is frozen.
+fn dump_mounts(dir: &ImageDir, root: i32, mnt_ns_id: u32, view: &crate::ns::mnt::View) -> Result<(), DumpError> {
+    use crate::ns::tmpfs;
+    dir.write_all(ImageKind::Mnts, mnt_ns_id.into(), &crate::ns::mnt::entries(view))?;
+    for (mnt_id, mount_point) in &view.tmpfs {
+        let path = Path::new(&format!("/proc/{root}/root")).join(mount_point.trim_start_matches('/'));
+        if tmpfs::is_empty(&path) {
+            continue;
+        }
+        let (file, _) = dir.create_raw(ImageKind::TmpfsDev, *mnt_id as u64)?;
+        tmpfs::archive(&path, file).map_err(|e| DumpError::Unsupported {
+            pid: root,
+            what: format!("the tmpfs at {mount_point}: {e}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// A zombie: its core image holds only its state, name and exit status.

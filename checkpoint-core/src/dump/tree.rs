@@ -146,10 +146,21 @@ pub fn freeze_in_cgroup(root: i32, freezer: &crate::freeze::Freezer) -> Result<(
     if !was_frozen {
         freezer.freeze().map_err(cg)?;
     }
-    let seized = seize_frozen(root);
+    // Every process of the cgroup must be in the tree (it would be lost otherwise): checked
+    // again now that none can fork or exit.
+    let seized = check_cgroup_members(root, freezer).and_then(|()| seize_frozen(root));
     // Thawed in every case: seized tasks then stop for us, the others run on.
     let thawed = freezer.thaw().map_err(cg);
-    let mut tasks = seized?;
+    let mut tasks = match seized {
+        Ok(t) => t,
+        Err(e) => {
+            if was_frozen {
+                // Its owner had paused it: paused it stays.
+                let _ = freezer.freeze();
+            }
+            return Err(e);
+        }
+    };
     thawed?;
     for t in &mut tasks {
         for th in &t.threads {
@@ -157,6 +168,28 @@ pub fn freeze_in_cgroup(root: i32, freezer: &crate::freeze::Freezer) -> Result<(
         }
     }
     Ok((tasks, was_frozen))
+}
+
+/// Refuses a cgroup holding a process outside the tree rooted at `root` (a container's
+/// process whose parent left it, an exec'd process re-parented outside): freezing and
+/// dumping the tree would leave it behind, or lose it.
+pub fn check_cgroup_members(root: i32, freezer: &crate::freeze::Freezer) -> Result<(), DumpError> {
+    let procs = freezer
+        .procs()
+        .map_err(|e| DumpError::proc(root, &freezer.path().display().to_string(), e))?;
+    let tree: std::collections::BTreeSet<i32> = walk(root).into_iter().collect();
+    if let Some(&pid) = procs.iter().find(|p| !tree.contains(p)) {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        return Err(DumpError::Unsupported {
+            pid,
+            what: format!(
+                "({}) is in the cgroup {} but not a descendant of pid {root}: it would be left behind",
+                comm.trim(),
+                freezer.path().display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Seizes (without waiting) every thread of the frozen tree rooted at `root`.

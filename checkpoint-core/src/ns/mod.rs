@@ -7,6 +7,7 @@ pub mod ipc;
 pub mod mnt;
 pub mod net;
 pub mod pid;
+pub mod tmpfs;
 
 use std::os::unix::fs::MetadataExt;
 
@@ -19,6 +20,9 @@ pub struct ContainerSpec {
     /// Mount points the runtime mounts again (mounts, masked and read-only paths): the
     /// container's mounts must all be among them.
     pub declared_mounts: Vec<String>,
+    /// Namespace kinds (as /proc/PID/ns names them) whose contents are not the container's
+    /// to save: joined at a path its config names, or set up by the caller (`--empty-ns`).
+    pub external: Vec<String>,
 }
 
 /// The inode of `pid`'s namespace of `kind` (`pid` may be "self").

@@ -724,6 +724,43 @@ fn container_start(tree: &Tree, host: i32, init: &Tracee, ctl_fd: i32) -> Result
     Ok((root_dir.into(), inherited))
 }
 
+/// Unpacks each saved tmpfs (`tmpfs-dev-<mnt_id>.tar.gz.img`) into the container's mount
+/// at the same place (`mountpoints-N.img`), as the runtime made it again, empty.
+fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), RestoreError> {
+    use std::os::fd::AsFd;
+    let listed = dir.list()?;
+    let mut points = BTreeMap::new();
+    for (kind, id) in listed.iter().filter_map(|l| l.kind) {
+        if kind == ImageKind::Mnts {
+            for m in dir.read_all::<crate::image::pb::MntEntry>(kind, id)? {
+                points.insert(u64::from(m.mnt_id), m.mountpoint);
+            }
+        }
+    }
+    for (kind, id) in listed.iter().filter_map(|l| l.kind) {
+        if kind != ImageKind::TmpfsDev {
+            continue;
+        }
+        let point = points.get(&id).ok_or_else(|| RestoreError::Invalid {
+            what: format!("tmpfs-dev-{id}.tar.gz.img: mount {id} is not in the mount images"),
+        })?;
+        let what = || format!("the tmpfs at {point}");
+        let mount = File::from(
+            sys::open_in_root(root.as_fd(), point, libc::O_RDONLY | libc::O_DIRECTORY).map_err(object(pid, what()))?,
+        );
+        if !sys::is_tmpfs(&mount) {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!("{} is not a tmpfs in the new container", what()),
+            });
+        }
+        let path = dir.image_path(kind, id);
+        let archive = File::open(&path).map_err(object(pid, path.display().to_string()))?;
+        crate::ns::tmpfs::extract(mount.as_fd(), archive).map_err(object(pid, what()))?;
+    }
+    Ok(())
+}
+
 fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<RestoreReport, RestoreError> {
     let start = Instant::now();
     let dir = ImageDir::open(&opts.images)?;
@@ -734,6 +771,8 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
     let (mut init, inherited) = match container {
         Some((init, ctl_fd)) => {
             let (root, inherited) = container_start(&tree, init.pid(), &init, ctl_fd)?;
+            // Before any file is opened: what the container's tmpfs mounts held.
+            restore_tmpfs(&dir, &root, pid0)?;
             shared.root = Some(root);
             (Some(init), inherited)
         }
