@@ -11,6 +11,10 @@
 //! Then a tree: P processes of T threads each (STASIS_BENCH_TREE, default "50x10"), images on
 //! tmpfs: dump and restore medians, per process, and CRIU's wall-clock times on the same tree.
 //!
+//! Then a container: a busybox container counting in its shell's memory (as the tests run it),
+//! checkpointed and restored by `stasis-runc` and by runc with CRIU (`runc --criu`), wall
+//! clock of the whole runtime commands (restore includes runc creating the container).
+//!
 //! Environment: STASIS_BENCH_SIZES (MiB, default "64,512,2048"), STASIS_BENCH_RUNS (default 5),
 //! STASIS_BENCH_EXT4 (default /var/tmp), STASIS_BENCH_TMPFS (default /dev/shm).
 
@@ -229,8 +233,93 @@ fn tree_bench(runs: usize, tmpfs: &Path, criu: Option<&Path>) {
     }
 }
 
+/// Checkpoint and restore of a counting busybox container by `runtime` (global args before
+/// the verb); wall-clock seconds of each run, and how many went on counting afterwards.
+fn container_runs(name: &str, global: &[&str], runs: usize) -> (Vec<f64>, Vec<f64>, usize) {
+    use ctests::container::{count, Container};
+    let (mut dumps, mut restores, mut ok) = (Vec::new(), Vec::new(), 0);
+    for run in 0..runs {
+        let dir = std::env::temp_dir().join(format!("stasis-bench-ct-{name}-{}-{run}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Container::counting(&dir, &format!("bench-{name}-{run}"));
+        let bin = if name == "stasis" {
+            workspace_bin("stasis-runc").to_str().unwrap().to_owned()
+        } else {
+            "runc".to_owned()
+        };
+        let quiet = |mut cmd: Command| {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.status().unwrap().success()
+        };
+        let bundle = c.bundle.to_str().unwrap().to_owned();
+        assert!(quiet(c.cmd("runc", &["run", "-d", "--bundle", &bundle, "{}"])));
+        let start = Instant::now();
+        while count(&c.rootfs()) < 5 && start.elapsed().as_secs() < 20 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let images = dir.join("images");
+        let img = images.to_str().unwrap().to_owned();
+        let mut checkpoint: Vec<&str> = global.to_vec();
+        checkpoint.extend(["checkpoint", "--image-path", &img, "{}"]);
+        let mut restore: Vec<&str> = global.to_vec();
+        restore.extend(["restore", "-d", "--image-path", &img, "--bundle", &bundle, "{}"]);
+        let t = Instant::now();
+        if !quiet(c.cmd(&bin, &checkpoint)) {
+            continue;
+        }
+        dumps.push(t.elapsed().as_secs_f64());
+        let _ = quiet(c.cmd("runc", &["delete", "{}"]));
+        let dumped = count(&c.rootfs());
+        let t = Instant::now();
+        if !quiet(c.cmd(&bin, &restore)) {
+            continue;
+        }
+        restores.push(t.elapsed().as_secs_f64());
+        let start = Instant::now();
+        while count(&c.rootfs()) <= dumped + 2 && start.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if count(&c.rootfs()) > dumped + 2 {
+            ok += 1;
+        }
+        c.kill_and_delete();
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    (dumps, restores, ok)
+}
+
+fn container_bench(runs: usize, criu: Option<&Path>) {
+    println!();
+    println!("container: busybox counting, checkpoint (killing it) and restore (runc creating it again), {runs} runs; medians, wall clock.");
+    println!("{:>12} | {:>10} | {:>10} | {:>5}", "runtime", "checkpoint", "restore", "ok");
+    let criu_arg = criu.map(|c| c.to_str().unwrap().to_owned());
+    let mut runtimes: Vec<(&str, Vec<&str>)> = vec![("stasis", vec![])];
+    if let Some(c) = &criu_arg {
+        runtimes.push(("runc+criu", vec!["--criu", c.as_str()]));
+    }
+    for (name, global) in runtimes {
+        let (mut d, mut r, ok) = container_runs(name, &global, runs);
+        if d.is_empty() || r.is_empty() {
+            println!("{name:>12} | failed");
+            continue;
+        }
+        println!(
+            "{name:>12} | {:>10.3} | {:>10.3} | {ok}/{runs}",
+            median(&mut d),
+            median(&mut r)
+        );
+    }
+}
+
 fn main() {
     become_subreaper();
+    if std::env::var("STASIS_BENCH_ONLY").as_deref() == Ok("container") {
+        let runs = std::env::var("STASIS_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        container_bench(runs, criu_path().as_deref());
+        return;
+    }
     let sizes: Vec<u64> = std::env::var("STASIS_BENCH_SIZES")
         .unwrap_or_else(|_| "64,512,2048".into())
         .split(',')
@@ -328,4 +417,5 @@ fn main() {
         }
     }
     tree_bench(runs, &targets[1].1, criu.as_deref());
+    container_bench(runs, criu.as_deref());
 }
