@@ -470,30 +470,147 @@ pub fn pass_as_fd3(cmd: &mut std::process::Command, fd: std::os::fd::RawFd) {
     }
 }
 
-/// Counts the SysV shared memory segments, message queues and semaphore sets of the IPC
-/// namespace `ns` (an open /proc/PID/ns/ipc), from a short-lived thread that joins it.
-pub fn sysvipc_counts(ns: &std::fs::File) -> io::Result<Vec<(&'static str, usize)>> {
+/// Runs `f` in a short-lived thread that joins the IPC namespace `ns` (an open
+/// /proc/PID/ns/ipc): an IPC namespace is per thread, so nothing else of ours moves. SysV
+/// calls, /proc/sysvipc and /proc/sys/kernel/*_next_id there all see that namespace.
+pub fn in_ipc_ns<T: Send>(ns: &std::fs::File, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     use std::os::fd::AsRawFd;
     let fd = ns.as_raw_fd();
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: setns takes an fd we hold open for the whole call; an IPC namespace is
-            // per thread, so only this short-lived thread moves.
+            // SAFETY: setns takes an fd we hold open for the whole call; it moves only this
+            // thread.
             cvt(unsafe { libc::setns(fd, libc::CLONE_NEWIPC) })?;
-            let mut out = Vec::new();
-            for (file, what) in [
-                ("shm", "SysV shared memory segment"),
-                ("msg", "SysV message queue"),
-                ("sem", "SysV semaphore set"),
-            ] {
-                let text = std::fs::read_to_string(format!("/proc/sysvipc/{file}"))?;
-                out.push((what, text.lines().count().saturating_sub(1)));
-            }
-            Ok(out)
+            f()
         })
         .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the IPC namespace probe panicked")))
+        .unwrap_or_else(|_| Err(io::Error::other("a thread in an IPC namespace panicked")))
     })
+}
+
+/// Owner, group and mode of a SysV object, as IPC_SET sets them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpcPerm {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+/// The contents of SysV shared memory segment `id` (`size` bytes), read through a
+/// read-only attachment in our address space.
+pub fn shm_read(id: i32, size: usize) -> io::Result<Vec<u8>> {
+    // SAFETY: the kernel picks the address; the attachment is read as `size` bytes (the
+    // segment's size, which the kernel rounds up to pages) and detached before returning.
+    unsafe {
+        let p = libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY);
+        if p as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let data = std::slice::from_raw_parts(p as *const u8, size).to_vec();
+        libc::shmdt(p);
+        Ok(data)
+    }
+}
+
+/// Creates SysV shared memory segment `key` of `data.len()` bytes (IPC_EXCL) and fills it;
+/// returns its id.
+pub fn shm_create(key: i32, data: &[u8], perm: IpcPerm) -> io::Result<i32> {
+    // SAFETY: plain integer arguments.
+    let id = cvt(unsafe { libc::shmget(key, data.len(), libc::IPC_CREAT | libc::IPC_EXCL | 0o600) })?;
+    // SAFETY: a fresh attachment of the new segment, `data.len()` bytes long, written and
+    // detached before returning; shmid_ds is plain data read back from the kernel.
+    unsafe {
+        let p = libc::shmat(id, std::ptr::null(), 0);
+        if p as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>(), data.len());
+        libc::shmdt(p);
+        let mut ds: libc::shmid_ds = std::mem::zeroed();
+        cvt(libc::shmctl(id, libc::IPC_STAT, &mut ds))?;
+        ds.shm_perm.uid = perm.uid;
+        ds.shm_perm.gid = perm.gid;
+        ds.shm_perm.mode = perm.mode as _;
+        cvt(libc::shmctl(id, libc::IPC_SET, &mut ds))?;
+    }
+    Ok(id)
+}
+
+/// The values of the `nsems` semaphores of set `id`.
+pub fn sem_values(id: i32, nsems: usize) -> io::Result<Vec<u16>> {
+    let mut vals = vec![0u16; nsems];
+    // SAFETY: GETALL writes `nsems` unsigned shorts into the array passed as semun.array.
+    cvt(unsafe { libc::semctl(id, 0, libc::GETALL, vals.as_mut_ptr()) })?;
+    Ok(vals)
+}
+
+/// Creates semaphore set `key` with `vals` (IPC_EXCL); returns its id.
+pub fn sem_create(key: i32, vals: &[u16], perm: IpcPerm) -> io::Result<i32> {
+    let n = i32::try_from(vals.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain integer arguments.
+    let id = cvt(unsafe { libc::semget(key, n, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) })?;
+    // SAFETY: SETALL reads `n` unsigned shorts from semun.array; semid_ds is plain data read
+    // back from the kernel and passed again as semun.buf.
+    unsafe {
+        cvt(libc::semctl(id, 0, libc::SETALL, vals.as_ptr()))?;
+        let mut ds: libc::semid_ds = std::mem::zeroed();
+        cvt(libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds))?;
+        ds.sem_perm.uid = perm.uid;
+        ds.sem_perm.gid = perm.gid;
+        ds.sem_perm.mode = perm.mode as _;
+        cvt(libc::semctl(id, 0, libc::IPC_SET, &mut ds as *mut libc::semid_ds))?;
+    }
+    Ok(id)
+}
+
+/// A SysV message: its type and its text.
+pub type SysvMessage = (i64, Vec<u8>);
+
+/// The queued messages of queue `id` (oldest first, left queued: MSG_COPY) and its byte
+/// limit.
+pub fn msg_queue(id: i32, count: usize) -> io::Result<(Vec<SysvMessage>, u64)> {
+    const MSG_COPY: i32 = 0o40000;
+    // SAFETY: msqid_ds is plain data written by the kernel.
+    let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT fills the local struct.
+    cvt(unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) })?;
+    let max = ds.msg_qbytes as usize;
+    let mut buf = vec![0u8; 8 + max];
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        // SAFETY: `buf` has room for the type (8 bytes) and `max` bytes of text, as told.
+        let n = unsafe { libc::msgrcv(id, buf.as_mut_ptr().cast(), max, i as i64, libc::IPC_NOWAIT | MSG_COPY) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mtype = i64::from_ne_bytes(buf[..8].try_into().unwrap_or_default());
+        out.push((mtype, buf[8..8 + n as usize].to_vec()));
+    }
+    Ok((out, ds.msg_qbytes as u64))
+}
+
+/// Creates message queue `key` (IPC_EXCL) holding `messages`, with byte limit `qbytes`;
+/// returns its id.
+pub fn msg_create(key: i32, messages: &[SysvMessage], qbytes: u64, perm: IpcPerm) -> io::Result<i32> {
+    // SAFETY: plain integer arguments.
+    let id = cvt(unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) })?;
+    // SAFETY: msqid_ds is plain data read back from the kernel; each message is a local
+    // buffer of its type then its text, whose text length is passed.
+    unsafe {
+        let mut ds: libc::msqid_ds = std::mem::zeroed();
+        cvt(libc::msgctl(id, libc::IPC_STAT, &mut ds))?;
+        ds.msg_qbytes = qbytes as _;
+        ds.msg_perm.uid = perm.uid;
+        ds.msg_perm.gid = perm.gid;
+        ds.msg_perm.mode = perm.mode as _;
+        cvt(libc::msgctl(id, libc::IPC_SET, &mut ds))?;
+        for (mtype, text) in messages {
+            let mut buf = mtype.to_ne_bytes().to_vec();
+            buf.extend_from_slice(text);
+            cvt(libc::msgsnd(id, buf.as_ptr().cast(), text.len(), libc::IPC_NOWAIT))?;
+        }
+    }
+    Ok(id)
 }
 
 /// Opens `path` as if `root` were `/` (openat2 with RESOLVE_IN_ROOT: `..` and symlinks stay

@@ -118,6 +118,21 @@ impl Container {
         }
     }
 
+    /// A container `id` whose process is `program` (copied to /bin in the busybox rootfs) with
+    /// `args`, not created yet.
+    pub fn running(scratch: &Path, id: &str, program: &Path, args: &[&str]) -> Container {
+        let c = Container::counting(scratch, id);
+        let name = program.file_name().unwrap().to_str().unwrap();
+        std::fs::copy(program, c.rootfs().join("bin").join(name)).unwrap();
+        let path = c.bundle.join("config.json");
+        let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut argv = vec![format!("/bin/{name}")];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        config["process"]["args"] = serde_json::json!(argv);
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        c
+    }
+
     pub fn rootfs(&self) -> PathBuf {
         self.bundle.join("rootfs")
     }

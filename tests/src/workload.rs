@@ -7,20 +7,32 @@ use std::time::{Duration, Instant};
 
 use crate::workspace_bin;
 
-/// Path of the compiled workload, building it with gcc if needed. The name carries a hash of
-/// the source, and a built binary is never replaced (a running workload may be using it).
+/// Path of the compiled workload, building it with gcc if needed.
 pub fn workload_bin() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/workload.c");
+    c_bin("workload", &[])
+}
+
+/// `tests/workloads/sysv.c`, built static (it runs in a busybox container).
+pub fn sysv_bin() -> PathBuf {
+    c_bin("sysv", &["-static"])
+}
+
+/// `tests/workloads/NAME.c` compiled with gcc if needed. The name carries a hash of the
+/// source, and a built binary is never replaced (a running workload may be using it).
+fn c_bin(name: &str, extra: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("workloads/{name}.c"));
     let text = std::fs::read(&src).unwrap();
     let hash = text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    let out = workspace_bin("stasis").with_file_name(format!("stasis-test-workload-{hash:016x}"));
+    let out = workspace_bin("stasis").with_file_name(format!("stasis-test-{name}-{hash:016x}"));
     if !out.exists() {
         // Test processes may race here: build privately, then link into place unless already there.
         let tmp = out.with_extension(format!("tmp{}", std::process::id()));
         let st = Command::new("gcc")
-            .args(["-O1", "-Wall", "-Wno-format-truncation", "-Wno-unused-result", "-o"])
+            .args(["-O1", "-Wall", "-Wno-format-truncation", "-Wno-unused-result"])
+            .args(extra)
+            .arg("-o")
             .arg(&tmp)
             .arg(&src)
             .status()

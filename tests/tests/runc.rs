@@ -318,3 +318,50 @@ fn assert_still_running(c: &Container, init: i32) {
     let now = count(&c.rootfs());
     wait_count_above(&c.rootfs(), now + 2);
 }
+
+#[test]
+fn sysv_objects_of_the_containers_ipc_namespace_come_back_at_their_ids() {
+    let (scratch, work, images) = test_dirs("runc-sysv");
+    let sysv = ctests::workload::sysv_bin();
+    let c = Container::running(&scratch.0, "stasis-sysv", &sysv, &["run"]);
+    let name = format!("/bin/{}", sysv.file_name().unwrap().to_str().unwrap());
+    let rootfs = c.rootfs();
+    c.start(&work);
+    wait_count_above(&rootfs, 5);
+    ok(
+        "checkpoint",
+        c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
+    );
+    c.wait_status("stopped");
+    // The segment, the semaphore set and the queue with its two messages, as crit reads them.
+    let image = |prefix: &str| {
+        let e = std::fs::read_dir(&images)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} image"));
+        ctests::crit_decode(&e.path())
+    };
+    let shm = image("ipcns-shm-");
+    assert_eq!(shm["entries"][0]["desc"]["key"], 0x5354);
+    assert_eq!(shm["entries"][0]["size"], 65536);
+    assert_eq!(image("ipcns-sem-")["entries"][0]["nsems"], 3);
+    let msg = image("ipcns-msg-");
+    assert_eq!(msg["entries"][0]["qnum"], 2, "{msg}");
+    ok("runc delete", c.runc(&["delete", "{}"]));
+    let dumped = count(&rootfs);
+
+    let pid_file = scratch.join("restored.pid");
+    assert!(
+        restore(&c, &images, &work, &pid_file).success(),
+        "restore: {}",
+        std::fs::read_to_string(work.join("err")).unwrap_or_default()
+    );
+    ctests::container::assert_counts_on_from(&rootfs, dumped);
+    // Inside the new container: same ids for the same keys, the pattern and the count in the
+    // segment the restored process still holds, the semaphores, both messages in order.
+    let check = c.runc(&["exec", "{}", &name, "check"]);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && said.starts_with("OK"), "{said}");
+    c.kill_and_delete();
+}

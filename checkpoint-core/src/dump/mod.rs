@@ -163,10 +163,10 @@ fn check_container(root: i32, spec: &crate::ns::ContainerSpec) -> Result<Option<
         }
     }
     if own.contains(&"ipc") && !spec.external.iter().any(|k| k == "ipc") {
-        let objects = ns::ipc::objects(root).map_err(|e| DumpError::proc(root, "ns/ipc", e))?;
-        if let Some((what, n)) = objects.first() {
+        let n = ns::ipc::posix_queues(root);
+        if n > 0 {
             return Err(refuse(format!(
-                "its IPC namespace holds {n} {what}(s): their contents are not saved yet"
+                "its IPC namespace holds {n} POSIX message queue(s): they are not saved yet"
             )));
         }
     }
@@ -1137,6 +1137,13 @@ fn dump_frozen(
             ns.ids(&opts.pid.to_string(), 2).mnt_ns_id.unwrap_or(0),
             view,
         )?;
+    }
+    // A container's own IPC namespace: its SysV objects (made again at their ids).
+    if let Some(spec) = &opts.container {
+        if crate::ns::own_kinds(opts.pid).contains(&"ipc") && !spec.external.iter().any(|k| k == "ipc") {
+            let id = ns.ids(&opts.pid.to_string(), 2).ipc_ns_id.unwrap_or(0);
+            crate::ns::ipc::dump(opts.pid, dir, id).map_err(|what| DumpError::Unsupported { pid: opts.pid, what })?;
+        }
     }
     for (id, names) in &utsns {
         dir.write_all(ImageKind::Utsns, (*id).into(), std::slice::from_ref(names))?;

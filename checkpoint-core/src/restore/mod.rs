@@ -515,8 +515,9 @@ fn prepare(
     for (&i, &shmid) in &plan.vma_shmem {
         mapped.push((i, shared.shmem_object(dir, tree, pid, shmid)?));
     }
-    for (&i, &shmid) in &plan.vma_sysv {
+    for (&i, &shmid) in plan.vma_sysv.iter().filter(|_| shared.root.is_none()) {
         // A SysV segment of the host's IPC namespace is not saved: it must still be there.
+        // (A container's are, and were made again in its namespace.)
         let v = &plan.mm.vmas[i];
         let size = sys::shm_size(shmid as i32).map_err(|e| RestoreError::Unsupported {
             pid,
@@ -761,6 +762,23 @@ fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), Restore
     Ok(())
 }
 
+/// Makes the container's SysV objects again in its new IPC namespace.
+fn restore_ipc(dir: &ImageDir, host: i32, pid: i32) -> Result<(), RestoreError> {
+    let mut ids: Vec<u64> = dir
+        .list()?
+        .iter()
+        .filter_map(|l| l.kind)
+        .filter(|(k, _)| matches!(k, ImageKind::IpcnsShm | ImageKind::IpcnsSem | ImageKind::IpcnsMsg))
+        .map(|(_, id)| id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        crate::ns::ipc::restore(host, dir, id as u32).map_err(|what| RestoreError::Unsupported { pid, what })?;
+    }
+    Ok(())
+}
+
 fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<RestoreReport, RestoreError> {
     let start = Instant::now();
     let dir = ImageDir::open(&opts.images)?;
@@ -771,8 +789,10 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
     let (mut init, inherited) = match container {
         Some((init, ctl_fd)) => {
             let (root, inherited) = container_start(&tree, init.pid(), &init, ctl_fd)?;
-            // Before any file is opened: what the container's tmpfs mounts held.
+            // Before any file is opened or segment attached: what the container's tmpfs
+            // mounts and IPC namespace held.
             restore_tmpfs(&dir, &root, pid0)?;
+            restore_ipc(&dir, init.pid(), pid0)?;
             shared.root = Some(root);
             (Some(init), inherited)
         }

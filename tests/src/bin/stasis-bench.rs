@@ -293,7 +293,10 @@ fn container_runs(name: &str, global: &[&str], runs: usize) -> (Vec<f64>, Vec<f6
 fn container_bench(runs: usize, criu: Option<&Path>) {
     println!();
     println!("container: busybox counting, checkpoint (killing it) and restore (runc creating it again), {runs} runs; medians, wall clock.");
-    println!("{:>12} | {:>10} | {:>10} | {:>5}", "runtime", "checkpoint", "restore", "ok");
+    println!(
+        "{:>12} | {:>10} | {:>10} | {:>5}",
+        "runtime", "checkpoint", "restore", "ok"
+    );
     let criu_arg = criu.map(|c| c.to_str().unwrap().to_owned());
     let mut runtimes: Vec<(&str, Vec<&str>)> = vec![("stasis", vec![])];
     if let Some(c) = &criu_arg {
@@ -316,7 +319,10 @@ fn container_bench(runs: usize, criu: Option<&Path>) {
 fn main() {
     become_subreaper();
     if std::env::var("STASIS_BENCH_ONLY").as_deref() == Ok("container") {
-        let runs = std::env::var("STASIS_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        let runs = std::env::var("STASIS_BENCH_RUNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5);
         container_bench(runs, criu_path().as_deref());
         return;
     }

@@ -1,0 +1,106 @@
+/* sysv: a container's process holding SysV IPC objects of its own IPC namespace.
+ *
+ *   sysv run    creates a shared memory segment (key 0x5354, 64 KiB, a byte pattern), a set of
+ *               three semaphores (key 0x5355; values 7, 8, 9) and a message queue (key 0x5356,
+ *               two messages), writes their ids to /tmp/ids, keeps the segment attached and
+ *               counts: every 50 ms the count goes into the segment's first 8 bytes and into
+ *               /tmp/count.
+ *   sysv check  (in the same container, after a restore) finds the objects by key and checks
+ *               their ids, the pattern, the count in the segment, the semaphores and the two
+ *               messages in order; prints OK, or FAIL and why (exit status 1).
+ *
+ * Built static: it runs in a busybox rootfs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+
+#define SHM_KEY 0x5354
+#define SEM_KEY 0x5355
+#define MSG_KEY 0x5356
+#define SHM_SIZE (64 * 1024)
+
+struct msgbuf_ { long mtype; char text[64]; };
+
+static int fail(const char *why) {
+    printf("FAIL: %s\n", why);
+    return 1;
+}
+
+static int run(void) {
+    int shm = shmget(SHM_KEY, SHM_SIZE, IPC_CREAT | IPC_EXCL | 0640);
+    int sem = semget(SEM_KEY, 3, IPC_CREAT | IPC_EXCL | 0600);
+    int msg = msgget(MSG_KEY, IPC_CREAT | IPC_EXCL | 0620);
+    if (shm < 0 || sem < 0 || msg < 0)
+        return fail("creating the objects");
+    unsigned char *p = shmat(shm, NULL, 0);
+    if (p == (void *)-1)
+        return fail("shmat");
+    for (int i = 8; i < SHM_SIZE; i++)
+        p[i] = (unsigned char)(i * 7 + 3);
+    unsigned short vals[3] = {7, 8, 9};
+    if (semctl(sem, 0, SETALL, vals) < 0)
+        return fail("SETALL");
+    struct msgbuf_ m1 = {1, "first"}, m2 = {2, "second message"};
+    if (msgsnd(msg, &m1, strlen(m1.text) + 1, 0) < 0 || msgsnd(msg, &m2, strlen(m2.text) + 1, 0) < 0)
+        return fail("msgsnd");
+    FILE *f = fopen("/tmp/ids", "w");
+    fprintf(f, "%d %d %d\n", shm, sem, msg);
+    fclose(f);
+    for (unsigned long long i = 1;; i++) {
+        memcpy(p, &i, 8);
+        f = fopen("/tmp/count.new", "w");
+        fprintf(f, "%llu\n", i);
+        fclose(f);
+        rename("/tmp/count.new", "/tmp/count");
+        usleep(50000);
+    }
+}
+
+static int check(void) {
+    int ids[3];
+    FILE *f = fopen("/tmp/ids", "r");
+    if (!f || fscanf(f, "%d %d %d", &ids[0], &ids[1], &ids[2]) != 3)
+        return fail("no /tmp/ids");
+    int shm = shmget(SHM_KEY, 0, 0), sem = semget(SEM_KEY, 0, 0), msg = msgget(MSG_KEY, 0);
+    if (shm != ids[0] || sem != ids[1] || msg != ids[2])
+        return fail("an object has another id, or is gone");
+    struct shmid_ds ds;
+    if (shmctl(shm, IPC_STAT, &ds) < 0 || ds.shm_segsz != SHM_SIZE || (ds.shm_perm.mode & 0777) != 0640)
+        return fail("the segment's size or mode");
+    if (ds.shm_nattch != 1)
+        return fail("the counting process does not hold the segment");
+    unsigned char *p = shmat(shm, NULL, SHM_RDONLY);
+    if (p == (void *)-1)
+        return fail("shmat");
+    for (int i = 8; i < SHM_SIZE; i++)
+        if (p[i] != (unsigned char)(i * 7 + 3))
+            return fail("the segment's contents");
+    unsigned long long count;
+    memcpy(&count, p, 8);
+    if (count < 5)
+        return fail("the count in the segment");
+    unsigned short vals[3];
+    if (semctl(sem, 0, GETALL, vals) < 0 || vals[0] != 7 || vals[1] != 8 || vals[2] != 9)
+        return fail("the semaphores");
+    struct msgbuf_ m;
+    if (msgrcv(msg, &m, sizeof m.text, 0, IPC_NOWAIT) < 0 || m.mtype != 1 || strcmp(m.text, "first"))
+        return fail("the first message");
+    if (msgrcv(msg, &m, sizeof m.text, 0, IPC_NOWAIT) < 0 || m.mtype != 2 || strcmp(m.text, "second message"))
+        return fail("the second message");
+    printf("OK %llu\n", count);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "run"))
+        return run();
+    if (argc > 1 && !strcmp(argv[1], "check"))
+        return check();
+    fprintf(stderr, "usage: sysv run|check\n");
+    return 2;
+}
