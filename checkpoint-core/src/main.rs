@@ -126,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pid_file,
                 shell_job,
                 inherit_fds: inherit_fd,
+                cgroup_settings: false,
             };
             let r = restore::restore(&opts)?;
             eprintln!(

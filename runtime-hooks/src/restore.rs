@@ -87,6 +87,17 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
         .write_shadow(&shadow.0, &exe, own_caps())
         .map_err(|e| fail(e.to_string()))?;
     let detach = flag("detach") || flag("d");
+    // As with CRIU: the saved cgroup settings are written back in full and strict modes; in
+    // soft (the default) and ignore, the container's cgroups stay as its config makes them.
+    let cgroup_settings = match args.flags.get("manage-cgroups-mode").map(String::as_str) {
+        None | Some("soft" | "ignore") => false,
+        Some("full" | "strict") => true,
+        Some(other) => {
+            return Err(fail(format!(
+                "--manage-cgroups-mode {other}: not soft, full, strict or ignore"
+            )))
+        }
+    };
     if !detach && !flag("no-subreaper") {
         // The init comes to us when the delegate's create exits: we wait for it.
         checkpoint_core::sys::set_child_subreaper().map_err(|e| fail(format!("subreaper: {e}")))?;
@@ -163,6 +174,7 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
             detach: true,
             pid_file: args.flags.get("pid-file").map(PathBuf::from),
             shell_job: flag("shell-job"),
+            cgroup_settings,
             inherit_fds: descriptors
                 .iter()
                 .enumerate()

@@ -33,24 +33,89 @@ fn freezer_state(pid: i32) -> String {
 }
 
 fn restore(c: &Container, images: &Path, work: &Path, pid_file: &Path) -> std::process::ExitStatus {
+    restore_with(c, images, work, pid_file, &[])
+}
+
+fn restore_with(
+    c: &Container,
+    images: &Path,
+    work: &Path,
+    pid_file: &Path,
+    extra: &[&str],
+) -> std::process::ExitStatus {
     let bin = ctests::workspace_bin("stasis-runc");
+    let mut args = vec!["restore"];
+    args.extend(extra);
     let cmd = c.cmd(
         bin.to_str().unwrap(),
         &[
-            "restore",
-            "--image-path",
-            images.to_str().unwrap(),
-            "--work-path",
-            work.to_str().unwrap(),
-            "--bundle",
-            c.bundle.to_str().unwrap(),
-            "--detach",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            "{}",
-        ],
+            args.as_slice(),
+            &[
+                "--image-path",
+                images.to_str().unwrap(),
+                "--work-path",
+                work.to_str().unwrap(),
+                "--bundle",
+                c.bundle.to_str().unwrap(),
+                "--detach",
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "{}",
+            ],
+        ]
+        .concat(),
     );
     c.run_detached(cmd, work)
+}
+
+/// The value of `file` in `pid`'s cgroup of `controller` (v1).
+fn cgroup_value(pid: i32, controller: &str, file: &str) -> String {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cgroup
+        .lines()
+        .find_map(|l| l.split_once(&format!(":{controller}:")).map(|(_, p)| p.to_owned()))
+        .unwrap();
+    std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}{path}/{file}"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn cgroup_settings_changed_while_running_come_back_with_manage_cgroups_mode_full() {
+    let (scratch, work, images) = test_dirs("runc-cgroup");
+    let c = Container::counting(&scratch.0, "stasis-cgroup");
+    let init = c.start(&work);
+    wait_count_above(&c.rootfs(), 3);
+    ok(
+        "runc update",
+        c.runc(&["update", "--pids-limit", "77", "--memory", "67108864", "{}"]),
+    );
+    assert_eq!(cgroup_value(init, "pids", "pids.max"), "77");
+    ok(
+        "checkpoint",
+        c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
+    );
+    c.wait_status("stopped");
+    let settings = ctests::crit_decode(&images.join("cgroup.img")).to_string();
+    assert!(
+        settings.contains("\"pids.max\"") && settings.contains("\"77\""),
+        "{settings}"
+    );
+    ok("runc delete", c.runc(&["delete", "{}"]));
+    // soft (the default): the cgroups are as the config makes them.
+    let pid_file = scratch.join("restored.pid");
+    assert!(restore(&c, &images, &work, &pid_file).success());
+    assert_eq!(cgroup_value(pid_in(&pid_file), "pids", "pids.max"), "max");
+    c.kill_and_delete();
+    // full: the settings it had when it was checkpointed.
+    assert!(restore_with(&c, &images, &work, &pid_file, &["--manage-cgroups-mode", "full"]).success());
+    let pid = pid_in(&pid_file);
+    assert_eq!(cgroup_value(pid, "pids", "pids.max"), "77");
+    assert_eq!(cgroup_value(pid, "memory", "memory.limit_in_bytes"), "67108864");
+    let now = count(&c.rootfs());
+    wait_count_above(&c.rootfs(), now + 2);
+    c.kill_and_delete();
 }
 
 fn pid_in(file: &Path) -> i32 {

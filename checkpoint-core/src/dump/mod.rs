@@ -1138,8 +1138,11 @@ fn dump_frozen(
             view,
         )?;
     }
-    // A container's own IPC namespace: its SysV objects (made again at their ids).
+    // A container's own IPC namespace: its SysV objects (made again at their ids); its
+    // cgroups' settings.
     if let Some(spec) = &opts.container {
+        let cgroups = crate::ns::cgroup::dump(opts.pid).map_err(|e| DumpError::proc(opts.pid, "cgroup", e))?;
+        dir.write_all(ImageKind::Cgroup, 0, &[cgroups])?;
         if crate::ns::own_kinds(opts.pid).contains(&"ipc") && !spec.external.iter().any(|k| k == "ipc") {
             let id = ns.ids(&opts.pid.to_string(), 2).ipc_ns_id.unwrap_or(0);
             crate::ns::ipc::dump(opts.pid, dir, id).map_err(|what| DumpError::Unsupported { pid: opts.pid, what })?;

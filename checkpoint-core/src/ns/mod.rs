@@ -3,6 +3,7 @@
 //! pid, mount, network, IPC, UTS and cgroup namespaces, which the container's runtime makes
 //! again on restore: here they are checked to hold nothing that would be lost.
 
+pub mod cgroup;
 pub mod ipc;
 pub mod mnt;
 pub mod net;

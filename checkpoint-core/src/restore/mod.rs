@@ -40,6 +40,9 @@ pub struct RestoreOpts {
     pub shell_job: bool,
     /// `fd[N]:KEY`: use our fd N for the dumped file named KEY (a path).
     pub inherit_fds: Vec<(i32, String)>,
+    /// Inside a container: write the saved cgroup settings (cgroup.img) into the cgroups its
+    /// runtime made (`--manage-cgroups-mode full/strict`).
+    pub cgroup_settings: bool,
 }
 
 /// What a restore did.
@@ -793,6 +796,12 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
             // mounts and IPC namespace held.
             restore_tmpfs(&dir, &root, pid0)?;
             restore_ipc(&dir, init.pid(), pid0)?;
+            if opts.cgroup_settings {
+                if let Some(saved) = dir.read_one::<crate::image::pb::CgroupEntry>(ImageKind::Cgroup, 0)? {
+                    crate::ns::cgroup::apply(init.pid(), &saved)
+                        .map_err(|what| RestoreError::Unsupported { pid: pid0, what })?;
+                }
+            }
             shared.root = Some(root);
             (Some(init), inherited)
         }
