@@ -84,7 +84,7 @@ impl Bundle {
     }
 
     /// The mount points the runtime makes in the container: its mounts, masked and read-only
-    /// paths.
+    /// paths, and /dev/console (the console bound there) when its process has a terminal.
     pub fn declared_mounts(&self) -> Vec<String> {
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
@@ -101,6 +101,9 @@ impl Bundle {
             .unwrap_or_default();
         out.extend(strings(&self.config["linux"]["maskedPaths"]));
         out.extend(strings(&self.config["linux"]["readonlyPaths"]));
+        if self.terminal() {
+            out.push("/dev/console".into());
+        }
         out
     }
 
@@ -144,7 +147,6 @@ impl Bundle {
             .collect();
         let process = &mut config["process"];
         process["args"] = json!([exe]);
-        process["terminal"] = json!(false);
         process["cwd"] = json!("/");
         process["user"] = json!({"uid": 0, "gid": 0});
         process["noNewPrivileges"] = json!(false);
@@ -153,9 +155,6 @@ impl Bundle {
             "effective": caps,
             "permitted": caps,
         });
-        if let Some(obj) = process.as_object_mut() {
-            obj.remove("consoleSize");
-        }
         config
     }
 
@@ -282,7 +281,7 @@ mod tests {
     fn declared_mounts_include_masked_and_readonly_paths() {
         assert_eq!(
             bundle().declared_mounts(),
-            ["/proc", "/dev", "/proc/kcore", "/proc/sys"]
+            ["/proc", "/dev", "/proc/kcore", "/proc/sys", "/dev/console"]
         );
     }
 
@@ -298,7 +297,7 @@ mod tests {
         assert_eq!(s["root"]["path"], "/b/rootfs");
         assert_eq!(s["process"]["args"], json!(["/bin/busybox"]));
         assert_eq!(s["process"]["user"]["uid"], 0);
-        assert_eq!(s["process"]["terminal"], false);
+        assert_eq!(s["process"]["terminal"], true, "the runtime makes the new console");
         assert_eq!(s["process"]["env"], json!(["A=1"]));
         let bounding = s["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert_eq!(bounding.len(), 40);

@@ -120,7 +120,8 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         pid,
         images: images.to_owned(),
         leave_running: flag("leave-running"),
-        shell_job: flag("shell-job"),
+        // A container's console: its runtime makes a new one on restore.
+        shell_job: flag("shell-job") || bundle.terminal(),
         ext_unix_sk: flag("ext-unix-sk"),
         file_locks: flag("file-locks"),
         freeze_cgroup: Some(freezer_dir(pid)?),

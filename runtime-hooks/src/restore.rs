@@ -57,13 +57,7 @@ fn own_caps() -> u64 {
 
 fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<String, String> {
     let flag = |name: &str| args.flags.get(name).is_some_and(|v| v != "false");
-    for unsupported in [
-        "lazy-pages",
-        "auto-dedup",
-        "lsm-profile",
-        "lsm-mount-context",
-        "console-socket",
-    ] {
+    for unsupported in ["lazy-pages", "auto-dedup", "lsm-profile", "lsm-mount-context"] {
         if args.flags.contains_key(unsupported) {
             return Err(format!("restore of container {id}: --{unsupported} is not supported"));
         }
@@ -74,9 +68,15 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
         .or_else(|| args.flags.get("b"))
         .map_or_else(|| PathBuf::from("."), PathBuf::from);
     let bundle = oci_bundles::Bundle::load(&bundle_dir).map_err(|e| format!("restore of container {id}: {e}"))?;
-    if bundle.terminal() {
+    let console_socket = args.flags.get("console-socket");
+    if bundle.terminal() != console_socket.is_some() {
         return Err(format!(
-            "restore of container {id}: a container with a terminal is not restored yet"
+            "restore of container {id}: {}",
+            if bundle.terminal() {
+                "its process has a terminal: --console-socket is needed for the new one"
+            } else {
+                "--console-socket given, but its process has no terminal"
+            }
         ));
     }
     let fail = |e: String| format!("restore of container {id}: {e}");
@@ -117,6 +117,9 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
     create.args(["--preserve-fds", "1"]);
     if flag("no-pivot") {
         create.arg("--no-pivot");
+    }
+    if let Some(socket) = console_socket {
+        create.arg("--console-socket").arg(socket);
     }
     create.arg(id);
     checkpoint_core::sys::pass_as_fd3(&mut create, ctl.as_raw_fd());
@@ -173,12 +176,17 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
             images: images.to_owned(),
             detach: true,
             pid_file: args.flags.get("pid-file").map(PathBuf::from),
-            shell_job: flag("shell-job"),
+            // A container's terminal fds get its new console.
+            shell_job: flag("shell-job") || bundle.terminal(),
             cgroup_settings,
             inherit_fds: descriptors
                 .iter()
                 .enumerate()
-                .filter(|(_, d)| !d.is_empty())
+                // The old console is replaced by the new one, not by our stdio.
+                .filter(|(_, d)| {
+                    let old_console = bundle.terminal() && d.starts_with("/dev/pts/");
+                    !d.is_empty() && !old_console
+                })
                 .map(|(fd, d)| (fd as i32, d.clone()))
                 .collect(),
         };

@@ -97,9 +97,14 @@ impl Podman {
 
     /// Runs a counting container `name` (no network).
     pub fn run_counting(&self, name: &str) {
-        self.ok(&[
-            "run",
-            "-d",
+        self.run_counting_with(name, &[]);
+    }
+
+    /// Runs a counting container `name` (no network) with more `podman run` flags.
+    pub fn run_counting_with(&self, name: &str, flags: &[&str]) {
+        let mut args = vec!["run", "-d"];
+        args.extend(flags);
+        args.extend([
             "--network",
             "none",
             "--name",
@@ -109,6 +114,7 @@ impl Podman {
             "-c",
             crate::container::COUNTER,
         ]);
+        self.ok(&args);
     }
 
     /// The container's rootfs as mounted on the host (`podman mount`).

@@ -79,3 +79,46 @@ fn podman_checkpoints_and_restores_through_stasis_runc() {
     assert_counts_on_from(&podman.rootfs("p2"), exported);
     assert_eq!(podman.status("p1"), "running", "the second restore disturbed the first");
 }
+
+#[test]
+fn a_container_with_a_terminal_writes_to_its_new_console_after_a_restore() {
+    let (scratch, _, _) = test_dirs("podman-tty");
+    let podman = Podman::new(&scratch.join("podman"));
+    podman.import_busybox();
+    let script = ctests::container::COUNTER.replace("echo $i > /tmp/count;", "echo $i > /tmp/count; echo tick $i;");
+    podman.ok(&[
+        "run",
+        "-dt",
+        "--network",
+        "none",
+        "--name",
+        "t1",
+        "localhost/bb:latest",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let rootfs = podman.rootfs("t1");
+    wait_count_above(&rootfs, 5);
+    podman.ok(&["container", "checkpoint", "t1"]);
+    let dumped = count(&rootfs);
+    podman.ok(&["container", "restore", "t1"]);
+    assert_counts_on_from(&rootfs, dumped);
+    // The shell writes on the console runc made for the restored container: podman's log of
+    // it goes on past the checkpoint.
+    let log = podman.ok(&["logs", "t1"]);
+    let last: u64 = log
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        last > dumped,
+        "the console shows nothing after {dumped}: {}",
+        &log[log.len().saturating_sub(200)..]
+    );
+    for fd in ["0", "1", "2"] {
+        let link = podman.ok(&["exec", "t1", "/bin/busybox", "readlink", &format!("/proc/1/fd/{fd}")]);
+        assert_eq!(link, "/dev/pts/0", "the restored init's fd {fd} is not the console");
+    }
+}

@@ -178,10 +178,18 @@ fn check_container(root: i32, spec: &crate::ns::ContainerSpec) -> Result<Option<
 
 /// Files a restore inside a container cannot make again yet, or that live outside the
 /// container (on a mount it does not have: only its stdio, which the runtime passes again).
-fn check_container_files(pid: i32, fdt: &FdTable, mounts: &std::collections::BTreeSet<i32>) -> Result<(), DumpError> {
+/// With `console`, a terminal whose master is outside is the container's console (its
+/// runtime makes a new one on restore).
+fn check_container_files(
+    pid: i32,
+    fdt: &FdTable,
+    mounts: &std::collections::BTreeSet<i32>,
+    console: bool,
+) -> Result<(), DumpError> {
     for fd in &fdt.fds {
         let f = &fdt.files[fd.file];
         let kind = match &f.kind {
+            FileKind::Tty { .. } | FileKind::PtySlave { .. } if console => continue,
             FileKind::Reg { path, .. } if !mounts.contains(&f.mnt_id) && fd.fd > 2 => {
                 format!("{path}, which is outside the container (on a mount it does not have)")
             }
@@ -226,7 +234,7 @@ fn precheck(
     check_namespaces(pid, opts.pid, opts)?;
     let fdt = files::collect(pid, shell_job, sockets)?;
     if let Some(mounts) = container_mounts {
-        check_container_files(pid, &fdt, mounts)?;
+        check_container_files(pid, &fdt, mounts, opts.shell_job)?;
     }
     if let Some(f) = fdt.files.iter().find(|f| !f.locks.is_empty()).filter(|_| !file_locks) {
         return Err(DumpError::Unsupported {

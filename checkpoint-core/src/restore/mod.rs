@@ -15,7 +15,7 @@ pub mod session;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -172,6 +172,9 @@ pub struct SharedFiles {
     ptys: BTreeMap<u32, OwnedFd>,
     /// The root of a container's mount namespace: paths are resolved inside it.
     root: Option<OwnedFd>,
+    /// A container's new console (its runtime made it; the init holds it as fd 0): the
+    /// terminal the tree's terminal fds get.
+    console: Option<OwnedFd>,
 }
 
 impl SharedFiles {
@@ -429,6 +432,10 @@ fn prepare(
                                 .map_err(object(pid, format!("seeking {path}")))?;
                         }
                         f.into()
+                    }
+                    (FdTarget::Tty { .. }, None) if opts.shell_job && shared.console.is_some() => {
+                        let console = shared.console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
+                        dup_ours(console).map_err(object(pid, "the container's console"))?
                     }
                     (FdTarget::Tty { path }, None) if opts.shell_job => {
                         let ours = (0..3).find(|&n| sys::isatty(n)).ok_or_else(|| RestoreError::Invalid {
@@ -795,6 +802,18 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
             // Before any file is opened or segment attached: what the container's tmpfs
             // mounts and IPC namespace held.
             restore_tmpfs(&dir, &root, pid0)?;
+            if opts.shell_job {
+                // A container with a terminal: the console its runtime just gave the init.
+                let pidfd = parasite::sys::pidfd_open(init.pid()).map_err(object(init.pid(), "pidfd_open"))?;
+                let console = parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), 0)
+                    .map_err(object(init.pid(), "its console (fd 0)"))?;
+                if !sys::isatty(console.as_raw_fd()) {
+                    return Err(RestoreError::Invalid {
+                        what: format!("pid {}: fd 0 of the container's init is not a terminal", init.pid()),
+                    });
+                }
+                shared.console = Some(console);
+            }
             restore_ipc(&dir, init.pid(), pid0)?;
             if opts.cgroup_settings {
                 if let Some(saved) = dir.read_one::<crate::image::pb::CgroupEntry>(ImageKind::Cgroup, 0)? {
