@@ -133,6 +133,19 @@ impl Container {
         c
     }
 
+    /// Gives the container's process capability `cap` too (bounding, effective, permitted).
+    pub fn add_cap(&self, cap: &str) {
+        let path = self.bundle.join("config.json");
+        let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for set in ["bounding", "effective", "permitted"] {
+            config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(cap.into());
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+
     pub fn rootfs(&self) -> PathBuf {
         self.bundle.join("rootfs")
     }

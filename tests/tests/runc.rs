@@ -430,3 +430,54 @@ fn sysv_objects_of_the_containers_ipc_namespace_come_back_at_their_ids() {
     assert!(check.status.success() && said.starts_with("OK"), "{said}");
     c.kill_and_delete();
 }
+
+#[test]
+fn a_tmpfs_the_container_mounted_itself_is_mounted_again_with_its_files() {
+    let (scratch, work, images) = test_dirs("runc-mount");
+    let c = Container::counting(&scratch.0, "stasis-mount");
+    c.add_cap("CAP_SYS_ADMIN");
+    for d in ["mnt/x", "mnt/b"] {
+        std::fs::create_dir_all(c.rootfs().join(d)).unwrap();
+    }
+    let init = c.start(&work);
+    wait_count_above(&c.rootfs(), 3);
+    let sh = |script: &str| {
+        ok(
+            script,
+            c.runc(&["exec", "--cap", "CAP_SYS_ADMIN", "{}", "/bin/sh", "-c", script]),
+        )
+    };
+    // A bind mount made inside cannot be made again: refused, before anything is frozen.
+    sh("/bin/busybox mount --bind /bin /mnt/b");
+    let out = c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && why.contains("/mnt/b") && why.contains("only tmpfs"),
+        "{why}"
+    );
+    assert_eq!(freezer_state(init), "THAWED");
+    sh("/bin/busybox umount /mnt/b");
+    // A tmpfs made inside is: with its options and its files.
+    sh("/bin/busybox mount -t tmpfs -o size=1m,mode=750 tmpfs /mnt/x && echo kept > /mnt/x/f");
+    ok(
+        "checkpoint",
+        c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
+    );
+    c.wait_status("stopped");
+    ok("runc delete", c.runc(&["delete", "{}"]));
+    let dumped = count(&c.rootfs());
+    let pid_file = scratch.join("restored.pid");
+    assert!(
+        restore(&c, &images, &work, &pid_file).success(),
+        "restore: {}",
+        std::fs::read_to_string(work.join("err")).unwrap_or_default()
+    );
+    ctests::container::assert_counts_on_from(&c.rootfs(), dumped);
+    let mounts = String::from_utf8(sh("/bin/busybox grep ' /mnt/x ' /proc/mounts")).unwrap();
+    assert!(
+        mounts.starts_with("tmpfs /mnt/x tmpfs") && mounts.contains("size=1024k") && mounts.contains("mode=750"),
+        "{mounts}"
+    );
+    assert_eq!(sh("/bin/busybox cat /mnt/x/f"), b"kept\n");
+    c.kill_and_delete();
+}

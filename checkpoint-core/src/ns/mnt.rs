@@ -71,6 +71,8 @@ pub struct View {
     /// The tmpfs mounts whose contents are saved (all but /dev, which the runtime fills, and
     /// the mount points below /sys/fs/cgroup).
     pub tmpfs: Vec<(i32, String)>,
+    /// Mounts the container made itself (tmpfs only): mounted again on restore.
+    pub made_inside: BTreeSet<i32>,
 }
 
 /// The container's mounts (those of `pid`'s mount namespace), checked against what its
@@ -81,6 +83,7 @@ pub fn check(pid: i32, declared: &[String]) -> Result<View, String> {
     let mounts = parse_mountinfo(&text).ok_or_else(|| format!("{path}: unreadable"))?;
     let declared: BTreeSet<&str> = declared.iter().map(|d| d.trim_end_matches('/')).collect();
     let by_id = |id: i32| mounts.iter().find(|m| m.id == id);
+    let mut made_inside = BTreeSet::new();
     for (i, m) in mounts.iter().enumerate() {
         let mp = m.mount_point.as_str();
         // The root, declared mounts, and what the runtime mounts below a declared cgroup
@@ -88,12 +91,17 @@ pub fn check(pid: i32, declared: &[String]) -> Result<View, String> {
         let under_cgroup =
             by_id(m.parent).is_some_and(|p| p.mount_point == "/sys/fs/cgroup" && declared.contains("/sys/fs/cgroup"));
         let known = (i == 0 && mp == "/") || declared.contains(mp) || under_cgroup;
-        if !known {
+        if known {
+            continue;
+        }
+        // A tmpfs the container mounted itself is mounted again (its contents saved too).
+        if m.fstype != "tmpfs" {
             return Err(format!(
-                "{} mount at {mp} was made inside the container: it cannot be restored",
+                "{} mount at {mp} was made inside the container: only tmpfs mounts are made again",
                 m.fstype
             ));
         }
+        made_inside.insert(m.id);
     }
     // tmpfs contents are saved (read once the tree is frozen): not /dev, whose devices the
     // runtime makes, nor /sys/fs/cgroup, which holds only mount points.
@@ -105,6 +113,7 @@ pub fn check(pid: i32, declared: &[String]) -> Result<View, String> {
     Ok(View {
         ids: mounts.iter().map(|m| m.id).collect(),
         tmpfs,
+        made_inside,
         mounts,
     })
 }
@@ -129,12 +138,13 @@ fn flags(options: &str) -> u32 {
 }
 
 /// `mountpoints-N.img` entries for the container's mounts: each declared one is external (its
-/// runtime mounts it again, keyed by its mount point).
+/// runtime mounts it again, keyed by its mount point); the container's own are not.
 pub fn entries(view: &View) -> Vec<crate::image::pb::MntEntry> {
     use crate::image::pb::Fstype;
     view.mounts
         .iter()
         .map(|m| {
+            let external = !view.made_inside.contains(&m.id);
             let fstype = match m.fstype.as_str() {
                 "proc" => Fstype::Proc,
                 "sysfs" => Fstype::Sysfs,
@@ -159,8 +169,8 @@ pub fn entries(view: &View) -> Vec<crate::image::pb::MntEntry> {
                 source: m.source.clone(),
                 options: m.fs_options.clone(),
                 fsname: (fstype == Fstype::Auto).then(|| m.fstype.clone()),
-                ext_mount: Some(true),
-                ext_key: Some(m.mount_point.clone()),
+                ext_mount: Some(external),
+                ext_key: external.then(|| m.mount_point.clone()),
                 sb_flags: Some(flags(&m.fs_options)),
                 ..Default::default()
             }

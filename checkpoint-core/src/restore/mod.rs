@@ -772,6 +772,45 @@ fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), Restore
     Ok(())
 }
 
+/// Mounts again, through the container's init, the tmpfs mounts the container had made
+/// itself (the runtime made the declared ones), parents first, as they were listed.
+fn replay_mounts(dir: &ImageDir, init: &Tracee, pid: i32) -> Result<(), RestoreError> {
+    use crate::image::pb::{Fstype, MntEntry};
+    for (kind, id) in dir.list()?.iter().filter_map(|l| l.kind) {
+        if kind != ImageKind::Mnts {
+            continue;
+        }
+        for m in dir.read_all::<MntEntry>(kind, id)? {
+            if m.ext_mount == Some(true) {
+                continue;
+            }
+            if m.fstype != Fstype::Tmpfs as u32 || !m.mountpoint.starts_with('/') {
+                return Err(RestoreError::Unsupported {
+                    pid,
+                    what: format!(
+                        "the container's own mount at {:?}: only tmpfs mounts are made again",
+                        m.mountpoint
+                    ),
+                });
+            }
+            // Superblock options but the read-only state, which the flags carry.
+            let data: Vec<&str> = m
+                .options
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro" | "seclabel" | "") && !o.contains('\0'))
+                .collect();
+            let ro = if m.options.split(',').any(|o| o == "ro") {
+                libc::MS_RDONLY
+            } else {
+                0
+            };
+            let flags = u64::from(m.flags | ro as u32) & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_MOVE);
+            puppet::mount_tmpfs(init, &m.mountpoint, flags, &data.join(","))?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes the container's SysV objects again in its new IPC namespace.
 fn restore_ipc(dir: &ImageDir, host: i32, pid: i32) -> Result<(), RestoreError> {
     let mut ids: Vec<u64> = dir
@@ -801,6 +840,7 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
             let (root, inherited) = container_start(&tree, init.pid(), &init, ctl_fd)?;
             // Before any file is opened or segment attached: what the container's tmpfs
             // mounts and IPC namespace held.
+            replay_mounts(&dir, &init, pid0)?;
             restore_tmpfs(&dir, &root, pid0)?;
             if opts.shell_job {
                 // A container with a terminal: the console its runtime just gave the init.

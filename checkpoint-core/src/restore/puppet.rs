@@ -181,6 +181,37 @@ pub fn fork_child(parent: &Tracee, scratch: u64, pid: i32) -> Result<Tracee, Res
     Ok(Tracee::adopt_thread(host)?)
 }
 
+/// Has the puppet (a container's init, in the container's mount namespace, before anything
+/// else) mount a tmpfs at `target` with `flags` and `data` (its options). The strings go
+/// below its stack pointer; its code and registers are put back after.
+pub fn mount_tmpfs(t: &Tracee, target: &str, flags: u64, data: &str) -> Result<(), RestoreError> {
+    let mem = RemoteMem::open(t.pid())?;
+    let base = (t.regs()?.rsp - 16384) & !0xf;
+    let mut at = base;
+    let mut put = |s: &str| -> Result<u64, RestoreError> {
+        let addr = at;
+        let mut bytes = s.as_bytes().to_vec();
+        bytes.push(0);
+        mem.write(addr, &bytes)?;
+        at += bytes.len() as u64;
+        Ok(addr)
+    };
+    let (source, target_at, fstype, data_at) = (put("tmpfs")?, put(target)?, put("tmpfs")?, put(data)?);
+    if at - base > 8192 {
+        return Err(RestoreError::Invalid {
+            what: format!("the mount at {target}: options too long"),
+        });
+    }
+    let inj = Injector::at_ip(t)?;
+    inj.call(
+        "mount(tmpfs)",
+        libc::SYS_mount,
+        [source, target_at, fstype, flags, data_at, 0],
+    )?;
+    inj.finish()?;
+    Ok(())
+}
+
 /// Has the puppet set the host and domain names of its UTS namespace.
 pub fn set_uts_names(t: &Tracee, scratch: u64, host: &str, domain: &str) -> Result<(), RestoreError> {
     let mem = RemoteMem::open(t.pid())?;
