@@ -474,18 +474,116 @@ pub fn pass_as_fd3(cmd: &mut std::process::Command, fd: std::os::fd::RawFd) {
 /// /proc/PID/ns/ipc): an IPC namespace is per thread, so nothing else of ours moves. SysV
 /// calls, /proc/sysvipc and /proc/sys/kernel/*_next_id there all see that namespace.
 pub fn in_ipc_ns<T: Send>(ns: &std::fs::File, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    in_ns(ns, libc::CLONE_NEWIPC, f)
+}
+
+/// Runs `f` in a short-lived thread that joins the network namespace `ns` (an open
+/// /proc/PID/ns/net): the sockets and netlink queries it makes are that namespace's.
+pub fn in_net_ns<T: Send>(ns: &std::fs::File, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    in_ns(ns, libc::CLONE_NEWNET, f)
+}
+
+fn in_ns<T: Send>(ns: &std::fs::File, kind: libc::c_int, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     use std::os::fd::AsRawFd;
     let fd = ns.as_raw_fd();
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: setns takes an fd we hold open for the whole call; it moves only this
-            // thread.
-            cvt(unsafe { libc::setns(fd, libc::CLONE_NEWIPC) })?;
+            // SAFETY: setns takes an fd we hold open for the whole call; an IPC or network
+            // namespace is per thread, so only this thread moves.
+            cvt(unsafe { libc::setns(fd, kind) })?;
             f()
         })
         .join()
-        .unwrap_or_else(|_| Err(io::Error::other("a thread in an IPC namespace panicked")))
+        .unwrap_or_else(|_| Err(io::Error::other("a thread in another namespace panicked")))
     })
+}
+
+/// A network interface's flags (IFF_*) and MTU, by name, in the calling thread's namespace.
+pub fn if_flags_mtu(name: &str) -> io::Result<(u32, u32)> {
+    use std::os::fd::AsRawFd;
+    let sock = inet_dgram()?;
+    let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFFLAGS/SIOCGIFMTU fill the union of a zeroed ifreq naming the device.
+    unsafe {
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        let flags = req.ifr_ifru.ifru_flags as u16 as u32;
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req))?;
+        Ok((flags, req.ifr_ifru.ifru_mtu as u32))
+    }
+}
+
+/// Sets a network interface's flags (IFF_UP...) and MTU, in the calling thread's namespace.
+pub fn set_if_flags_mtu(name: &str, flags: u32, mtu: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = inet_dgram()?;
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_mtu = mtu as libc::c_int;
+    // SAFETY: SIOCSIFMTU/SIOCSIFFLAGS read the union of an ifreq naming the device.
+    unsafe {
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &req))?;
+        req.ifr_ifru.ifru_flags = flags as u16 as libc::c_short;
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+    }
+    Ok(())
+}
+
+fn inet_dgram() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain integer arguments; the new fd is owned here.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: the kernel just returned this new fd to us.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: ifreq is plain old data; all zeros is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// The IP addresses of the calling thread's network namespace: interface, address, prefix.
+pub fn if_addrs() -> io::Result<Vec<(String, std::net::IpAddr, u32)>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we free below.
+    cvt(unsafe { libc::getifaddrs(&mut head) })?;
+    let mut out = Vec::new();
+    let mut cur = head;
+    // SAFETY: we walk the list getifaddrs made, reading each sockaddr by its family (an
+    // AF_INET one is a sockaddr_in, an AF_INET6 one a sockaddr_in6), then free it.
+    unsafe {
+        while !cur.is_null() {
+            let a = &*cur;
+            cur = a.ifa_next;
+            if a.ifa_addr.is_null() || a.ifa_netmask.is_null() {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(a.ifa_name).to_string_lossy().into_owned();
+            match i32::from((*a.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let addr = &*(a.ifa_addr as *const libc::sockaddr_in);
+                    let mask = &*(a.ifa_netmask as *const libc::sockaddr_in);
+                    let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+                    out.push((name, ip.into(), u32::from_be(mask.sin_addr.s_addr).count_ones()));
+                }
+                libc::AF_INET6 => {
+                    let addr = &*(a.ifa_addr as *const libc::sockaddr_in6);
+                    let mask = &*(a.ifa_netmask as *const libc::sockaddr_in6);
+                    let ip = std::net::Ipv6Addr::from(addr.sin6_addr.s6_addr);
+                    let prefix = mask.sin6_addr.s6_addr.iter().map(|b| b.count_ones()).sum();
+                    out.push((name, ip.into(), prefix));
+                }
+                _ => {}
+            }
+        }
+        libc::freeifaddrs(head);
+    }
+    Ok(out)
 }
 
 /// Owner, group and mode of a SysV object, as IPC_SET sets them.

@@ -481,3 +481,37 @@ fn a_tmpfs_the_container_mounted_itself_is_mounted_again_with_its_files() {
     assert_eq!(sh("/bin/busybox cat /mnt/x/f"), b"kept\n");
     c.kill_and_delete();
 }
+
+#[test]
+fn the_loopback_comes_back_as_the_container_left_it() {
+    let (scratch, work, images) = test_dirs("runc-net");
+    let c = Container::counting(&scratch.0, "stasis-net");
+    c.add_cap("CAP_NET_ADMIN");
+    let init = c.start(&work);
+    wait_count_above(&c.rootfs(), 3);
+    let ip = |args: &[&str]| {
+        let mut argv = vec!["exec", "--cap", "CAP_NET_ADMIN", "{}", "/bin/busybox", "ip"];
+        argv.extend(args);
+        String::from_utf8(ok(&format!("ip {args:?}"), c.runc(&argv))).unwrap()
+    };
+    // An address of its own on the loopback is not saved: refused before freezing.
+    ip(&["addr", "add", "10.9.9.9/32", "dev", "lo"]);
+    let out = c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && why.contains("10.9.9.9/32"), "{why}");
+    assert_eq!(freezer_state(init), "THAWED");
+    ip(&["addr", "del", "10.9.9.9/32", "dev", "lo"]);
+    // Down, with another MTU: so it is after the restore (runc makes it up, MTU 65536).
+    ip(&["link", "set", "lo", "down", "mtu", "1500"]);
+    ok(
+        "checkpoint",
+        c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
+    );
+    c.wait_status("stopped");
+    ok("runc delete", c.runc(&["delete", "{}"]));
+    let pid_file = scratch.join("restored.pid");
+    assert!(restore(&c, &images, &work, &pid_file).success());
+    let lo = ip(&["link", "show", "lo"]);
+    assert!(lo.contains("<LOOPBACK>") && lo.contains("mtu 1500"), "{lo}");
+    c.kill_and_delete();
+}

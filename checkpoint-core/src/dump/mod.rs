@@ -161,6 +161,7 @@ fn check_container(root: i32, spec: &crate::ns::ContainerSpec) -> Result<Option<
                 "its network namespace has the device {dev}: only a loopback device is made again"
             )));
         }
+        ns::net::check(root).map_err(refuse)?;
     }
     if own.contains(&"ipc") && !spec.external.iter().any(|k| k == "ipc") {
         let n = ns::ipc::posix_queues(root);
@@ -1146,9 +1147,13 @@ fn dump_frozen(
             view,
         )?;
     }
-    // A container's own IPC namespace: its SysV objects (made again at their ids); its
-    // cgroups' settings.
+    // A container's own IPC namespace: its SysV objects (made again at their ids); its own
+    // network namespace's loopback; its cgroups' settings.
     if let Some(spec) = &opts.container {
+        if crate::ns::own_kinds(opts.pid).contains(&"net") && !spec.external.iter().any(|k| k == "net") {
+            let id = ns.ids(&opts.pid.to_string(), 2).net_ns_id.unwrap_or(0);
+            crate::ns::net::dump(opts.pid, dir, id).map_err(|what| DumpError::Unsupported { pid: opts.pid, what })?;
+        }
         let cgroups = crate::ns::cgroup::dump(opts.pid).map_err(|e| DumpError::proc(opts.pid, "cgroup", e))?;
         dir.write_all(ImageKind::Cgroup, 0, &[cgroups])?;
         if crate::ns::own_kinds(opts.pid).contains(&"ipc") && !spec.external.iter().any(|k| k == "ipc") {

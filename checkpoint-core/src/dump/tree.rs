@@ -178,7 +178,9 @@ pub fn check_cgroup_members(root: i32, freezer: &crate::freeze::Freezer) -> Resu
         .procs()
         .map_err(|e| DumpError::proc(root, &freezer.path().display().to_string(), e))?;
     let tree: std::collections::BTreeSet<i32> = walk(root).into_iter().collect();
-    if let Some(&pid) = procs.iter().find(|p| !tree.contains(p)) {
+    // One that is ending (a zombie, or gone already) leaves nothing behind.
+    let alive = |pid: i32| stat(pid).is_ok_and(|st| st.state != 'Z');
+    if let Some(&pid) = procs.iter().find(|&&p| !tree.contains(&p) && alive(p)) {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         return Err(DumpError::Unsupported {
             pid,

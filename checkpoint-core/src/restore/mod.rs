@@ -855,6 +855,7 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
                 shared.console = Some(console);
             }
             restore_ipc(&dir, init.pid(), pid0)?;
+            crate::ns::net::restore(init.pid(), &dir).map_err(|what| RestoreError::Unsupported { pid: pid0, what })?;
             if opts.cgroup_settings {
                 if let Some(saved) = dir.read_one::<crate::image::pb::CgroupEntry>(ImageKind::Cgroup, 0)? {
                     crate::ns::cgroup::apply(init.pid(), &saved)
