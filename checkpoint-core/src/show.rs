@@ -513,10 +513,19 @@ fn namespaces(
             "uts" => dir
                 .read_one::<pb::UtsnsEntry>(ImageKind::Utsns, id.into())?
                 .map(|u| format!("dumped: nodename {:?}, domainname {:?}", u.nodename, u.domainname)),
-            "ipc" => dir
-                .image_path(ImageKind::IpcVar, id.into())
-                .exists()
-                .then(|| "dumped: ipc sysctls".to_owned()),
+            "ipc" => {
+                let saved: Vec<&str> = [
+                    (ImageKind::IpcVar, "sysctls"),
+                    (ImageKind::IpcnsShm, "SysV segments"),
+                    (ImageKind::IpcnsSem, "semaphore sets"),
+                    (ImageKind::IpcnsMsg, "message queues"),
+                ]
+                .into_iter()
+                .filter(|(k, _)| dir.image_path(*k, id.into()).exists())
+                .map(|(_, what)| what)
+                .collect();
+                (!saved.is_empty()).then(|| format!("dumped: {}", saved.join(", ")))
+            }
             "mnt" => dir
                 .reader(ImageKind::Mnts, id.into())?
                 .is_some()
