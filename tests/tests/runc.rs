@@ -385,7 +385,7 @@ fn assert_still_running(c: &Container, init: i32) {
 }
 
 #[test]
-fn sysv_objects_of_the_containers_ipc_namespace_come_back_at_their_ids() {
+fn sysv_objects_and_sockets_of_the_containers_namespaces_come_back() {
     let (scratch, work, images) = test_dirs("runc-sysv");
     let sysv = ctests::workload::sysv_bin();
     let c = Container::running(&scratch.0, "stasis-sysv", &sysv, &["run"]);
@@ -428,6 +428,18 @@ fn sysv_objects_of_the_containers_ipc_namespace_come_back_at_their_ids() {
     let check = c.runc(&["exec", "{}", &name, "check"]);
     let said = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success() && said.starts_with("OK"), "{said}");
+    // Its socket pair (made again in the container's network namespace) still holds "ping".
+    ok("runc kill USR1", c.runc(&["kill", "{}", "USR1"]));
+    ctests::workload::wait_for_file(&rootfs.join("tmp/socket"), std::time::Duration::from_secs(10));
+    let start = Instant::now();
+    while std::fs::read_to_string(rootfs.join("tmp/socket"))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::read_to_string(rootfs.join("tmp/socket")).unwrap(), "OK ping\n");
     c.kill_and_delete();
 }
 

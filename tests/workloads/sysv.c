@@ -1,10 +1,12 @@
-/* sysv: a container's process holding SysV IPC objects of its own IPC namespace.
+/* sysv: a container's process holding SysV IPC objects of its own IPC namespace, and a unix
+ * socket pair of its own network namespace.
  *
  *   sysv run    creates a shared memory segment (key 0x5354, 64 KiB, a byte pattern), a set of
  *               three semaphores (key 0x5355; values 7, 8, 9) and a message queue (key 0x5356,
  *               two messages), writes their ids to /tmp/ids, keeps the segment attached and
  *               counts: every 50 ms the count goes into the segment's first 8 bytes and into
- *               /tmp/count.
+ *               /tmp/count. It also holds a stream socket pair with "ping" queued; on SIGUSR1
+ *               it reads it and writes "OK ping" (or FAIL) to /tmp/socket.
  *   sysv check  (in the same container, after a restore) finds the objects by key and checks
  *               their ids, the pattern, the count in the segment, the semaphores and the two
  *               messages in order; prints OK, or FAIL and why (exit status 1).
@@ -13,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 #include <sys/ipc.h>
+#include <sys/socket.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -31,7 +35,27 @@ static int fail(const char *why) {
     return 1;
 }
 
+static volatile sig_atomic_t usr1;
+
+static void on_usr1(int sig) {
+    (void)sig;
+    usr1 = 1;
+}
+
+/* Reads what the pair holds and says whether it is "ping". */
+static void check_socket(int rd) {
+    char buf[16] = {0};
+    ssize_t n = recv(rd, buf, sizeof buf - 1, MSG_DONTWAIT);
+    FILE *f = fopen("/tmp/socket", "w");
+    fprintf(f, n == 4 && !strcmp(buf, "ping") ? "OK ping\n" : "FAIL %zd\n", n);
+    fclose(f);
+}
+
 static int run(void) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || write(sv[0], "ping", 4) != 4)
+        return fail("socketpair");
+    signal(SIGUSR1, on_usr1);
     int shm = shmget(SHM_KEY, SHM_SIZE, IPC_CREAT | IPC_EXCL | 0640);
     int sem = semget(SEM_KEY, 3, IPC_CREAT | IPC_EXCL | 0600);
     int msg = msgget(MSG_KEY, IPC_CREAT | IPC_EXCL | 0620);
@@ -52,6 +76,10 @@ static int run(void) {
     fprintf(f, "%d %d %d\n", shm, sem, msg);
     fclose(f);
     for (unsigned long long i = 1;; i++) {
+        if (usr1) {
+            usr1 = 0;
+            check_socket(sv[1]);
+        }
         memcpy(p, &i, 8);
         f = fopen("/tmp/count.new", "w");
         fprintf(f, "%llu\n", i);

@@ -330,6 +330,17 @@ fn check_unix_peers(tables: &[(i32, FdTable)], sockets: &fds::unix::Table, ext_u
     Ok(())
 }
 
+/// The unix sockets the tree may hold: those of its network namespace (a container's own).
+fn unix_table(opts: &DumpOpts) -> Result<fds::unix::Table, DumpError> {
+    let own_net = opts.container.is_some() && crate::ns::own_kinds(opts.pid).contains(&"net");
+    let table = if own_net {
+        fds::unix::Table::query_in(opts.pid)
+    } else {
+        fds::unix::Table::query()
+    };
+    table.map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))
+}
+
 /// Dumps the process tree rooted at `opts.pid` into `opts.images`.
 pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     let start = Instant::now();
@@ -338,7 +349,7 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     if !Path::new(&format!("/proc/{}", opts.pid)).exists() {
         return Err(DumpError::Remote(parasite::Error::NoSuchProcess { pid: opts.pid }));
     }
-    let sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
+    let sockets = unix_table(opts)?;
     let container_mounts = match &opts.container {
         Some(spec) => check_container(opts.pid, spec)?,
         None => None,
@@ -1060,7 +1071,7 @@ fn dump_frozen(
 ) -> Result<DumpReport, DumpError> {
     let mem_start = Instant::now();
     let mut tree_objects = TreeObjects::default();
-    tree_objects.files.sockets = fds::unix::Table::query().map_err(|e| DumpError::proc(opts.pid, "sock_diag", e))?;
+    tree_objects.files.sockets = unix_table(opts)?;
     // What /proc shows of each task, read once now that it is stopped: its stat, and for a
     // live task its fd table.
     let mut seen = Vec::with_capacity(tasks.len());

@@ -34,6 +34,13 @@ impl Table {
         })
     }
 
+    /// The unix sockets of `pid`'s network namespace (sock_diag answers for the namespace
+    /// of the asking socket: a container's are asked from inside it).
+    pub fn query_in(pid: i32) -> io::Result<Table> {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+        sys::in_net_ns(&ns, Table::query)
+    }
+
     /// The listener in whose queue client `ino` waits to be accepted, if any (sock_diag
     /// lists a listener's waiting clients).
     pub fn listener_of(&self, ino: u32) -> Option<&UnixDiag> {

@@ -874,8 +874,15 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
     // The socket files made here go again if the restore fails.
     let mut bound = crate::fds::unix::Bound::default();
     if !tree.unix.is_empty() {
-        let (sockets, made) =
-            crate::fds::unix::rebuild(&tree.unix, &tree.unix_queues).map_err(object(pid0, "unix sockets"))?;
+        let rebuild = || crate::fds::unix::rebuild(&tree.unix, &tree.unix_queues);
+        // A container's sockets are made in its network namespace.
+        let made = match &init {
+            Some(t) => {
+                std::fs::File::open(format!("/proc/{}/ns/net", t.pid())).and_then(|ns| sys::in_net_ns(&ns, rebuild))
+            }
+            None => rebuild(),
+        };
+        let (sockets, made) = made.map_err(object(pid0, "unix sockets"))?;
         bound = made;
         shared
             .by_id
