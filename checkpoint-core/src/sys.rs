@@ -498,6 +498,32 @@ fn in_ns<T: Send>(ns: &std::fs::File, kind: libc::c_int, f: impl FnOnce() -> io:
     })
 }
 
+/// Runs `f` in a short-lived thread that enters the mount and network namespaces of `pid`
+/// (a container's): its own filesystem context first (unshare CLONE_FS, so that a thread may
+/// join a mount namespace), then the container's root and cwd, mounts, and network. Paths,
+/// socket names and the sockets it makes are the container's.
+pub fn in_container<T: Send>(pid: i32, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    use std::os::fd::AsRawFd;
+    let mnt = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    let net = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    let (mnt, net) = (mnt.as_raw_fd(), net.as_raw_fd());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: plain integer arguments and fds held open for the whole call; the
+            // thread's filesystem context is its own after the unshare, so only this thread
+            // moves.
+            unsafe {
+                cvt(libc::unshare(libc::CLONE_FS))?;
+                cvt(libc::setns(mnt, libc::CLONE_NEWNS))?;
+                cvt(libc::setns(net, libc::CLONE_NEWNET))?;
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("a thread in a container panicked")))
+    })
+}
+
 /// A network interface's flags (IFF_*) and MTU, by name, in the calling thread's namespace.
 pub fn if_flags_mtu(name: &str) -> io::Result<(u32, u32)> {
     use std::os::fd::AsRawFd;

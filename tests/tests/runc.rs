@@ -428,7 +428,8 @@ fn sysv_objects_and_sockets_of_the_containers_namespaces_come_back() {
     let check = c.runc(&["exec", "{}", &name, "check"]);
     let said = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success() && said.starts_with("OK"), "{said}");
-    // Its socket pair (made again in the container's network namespace) still holds "ping".
+    // Its sockets (made again in the container's network namespace, the listener's name in
+    // its filesystem) hold what was queued, and the listener takes new connections.
     ok("runc kill USR1", c.runc(&["kill", "{}", "USR1"]));
     ctests::workload::wait_for_file(&rootfs.join("tmp/socket"), std::time::Duration::from_secs(10));
     let start = Instant::now();
@@ -439,7 +440,10 @@ fn sysv_objects_and_sockets_of_the_containers_namespaces_come_back() {
         assert!(start.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(std::fs::read_to_string(rootfs.join("tmp/socket")).unwrap(), "OK ping\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("tmp/socket")).unwrap(),
+        "OK ping pong listen\n"
+    );
     c.kill_and_delete();
 }
 

@@ -5,8 +5,10 @@
  *               three semaphores (key 0x5355; values 7, 8, 9) and a message queue (key 0x5356,
  *               two messages), writes their ids to /tmp/ids, keeps the segment attached and
  *               counts: every 50 ms the count goes into the segment's first 8 bytes and into
- *               /tmp/count. It also holds a stream socket pair with "ping" queued; on SIGUSR1
- *               it reads it and writes "OK ping" (or FAIL) to /tmp/socket.
+ *               /tmp/count. It also holds a stream socket pair with "ping" queued, and a
+ *               listener bound to /tmp/srv.sock with an accepted connection holding "pong";
+ *               on SIGUSR1 it reads both, connects to its listener again, and writes
+ *               "OK ping pong listen" (or FAIL and why) to /tmp/socket.
  *   sysv check  (in the same container, after a restore) finds the objects by key and checks
  *               their ids, the pattern, the count in the segment, the semaphores and the two
  *               messages in order; prints OK, or FAIL and why (exit status 1).
@@ -18,7 +20,9 @@
 #include <signal.h>
 #include <unistd.h>
 #include <sys/ipc.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -42,12 +46,30 @@ static void on_usr1(int sig) {
     usr1 = 1;
 }
 
-/* Reads what the pair holds and says whether it is "ping". */
-static void check_socket(int rd) {
-    char buf[16] = {0};
-    ssize_t n = recv(rd, buf, sizeof buf - 1, MSG_DONTWAIT);
+static struct sockaddr_un srv_addr = {AF_UNIX, "/tmp/srv.sock"};
+
+/* Reads what the pair and the accepted connection hold, and connects to the listener again. */
+static void check_sockets(int rd, int conn, int listener) {
+    char a[16] = {0}, b[16] = {0};
+    const char *why = NULL;
+    if (recv(rd, a, sizeof a - 1, MSG_DONTWAIT) != 4 || strcmp(a, "ping"))
+        why = "the pair";
+    else if (recv(conn, b, sizeof b - 1, MSG_DONTWAIT) != 4 || strcmp(b, "pong"))
+        why = "the accepted connection";
+    struct sockaddr_un name = {0};
+    socklen_t len = sizeof name;
+    if (!why && (getsockname(listener, (struct sockaddr *)&name, &len) < 0 || strcmp(name.sun_path, srv_addr.sun_path)))
+        why = "the listener's name";
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (!why && connect(c, (struct sockaddr *)&srv_addr, sizeof srv_addr) < 0)
+        why = "connecting to the listener";
+    if (!why && accept(listener, NULL, NULL) < 0)
+        why = "accepting again";
     FILE *f = fopen("/tmp/socket", "w");
-    fprintf(f, n == 4 && !strcmp(buf, "ping") ? "OK ping\n" : "FAIL %zd\n", n);
+    if (why)
+        fprintf(f, "FAIL %s\n", why);
+    else
+        fprintf(f, "OK ping pong listen\n");
     fclose(f);
 }
 
@@ -55,6 +77,14 @@ static int run(void) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || write(sv[0], "ping", 4) != 4)
         return fail("socketpair");
+    unlink(srv_addr.sun_path);
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0), client = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (bind(listener, (struct sockaddr *)&srv_addr, sizeof srv_addr) < 0 || listen(listener, 4) < 0 ||
+        connect(client, (struct sockaddr *)&srv_addr, sizeof srv_addr) < 0)
+        return fail("the listener");
+    int conn = accept(listener, NULL, NULL);
+    if (conn < 0 || write(client, "pong", 4) != 4)
+        return fail("accept");
     signal(SIGUSR1, on_usr1);
     int shm = shmget(SHM_KEY, SHM_SIZE, IPC_CREAT | IPC_EXCL | 0640);
     int sem = semget(SEM_KEY, 3, IPC_CREAT | IPC_EXCL | 0600);
@@ -78,7 +108,7 @@ static int run(void) {
     for (unsigned long long i = 1;; i++) {
         if (usr1) {
             usr1 = 0;
-            check_socket(sv[1]);
+            check_sockets(sv[1], conn, listener);
         }
         memcpy(p, &i, 8);
         f = fopen("/tmp/count.new", "w");

@@ -200,9 +200,6 @@ fn check_container_files(
             FileKind::PtyMaster { index } => format!("the master of pty {index}"),
             FileKind::Inotify(_) => "an inotify instance".into(),
             FileKind::Fanotify(_) => "a fanotify group".into(),
-            FileKind::Unix(d) if d.name.as_ref().is_some_and(|n| !n.is_empty()) => {
-                "a unix socket bound to a name".into()
-            }
             _ => continue,
         };
         return Err(DumpError::Unsupported {

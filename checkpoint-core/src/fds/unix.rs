@@ -24,6 +24,8 @@ pub const USK_EXTERN: u32 = 1;
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     pub by_ino: BTreeMap<u32, UnixDiag>,
+    /// Where the sockets' path names are: `/proc/PID/root` of a container, or ours.
+    pub root: Option<String>,
 }
 
 impl Table {
@@ -31,6 +33,7 @@ impl Table {
     pub fn query() -> io::Result<Table> {
         Ok(Table {
             by_ino: sys::unix_sockets()?.into_iter().map(|d| (d.ino, d)).collect(),
+            root: None,
         })
     }
 
@@ -38,7 +41,9 @@ impl Table {
     /// of the asking socket: a container's are asked from inside it).
     pub fn query_in(pid: i32) -> io::Result<Table> {
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-        sys::in_net_ns(&ns, Table::query)
+        let mut table = sys::in_net_ns(&ns, Table::query)?;
+        table.root = Some(format!("/proc/{pid}/root"));
+        Ok(table)
     }
 
     /// The listener in whose queue client `ino` waits to be accepted, if any (sock_diag
@@ -79,20 +84,29 @@ pub fn collect(table: &Table, d: &UnixDiag, flags: u32, fd: std::os::fd::Borrowe
         },
         name: d.name.clone().unwrap_or_default(),
         shutdown: (d.shutdown & 3 != 0).then_some(i32::from(d.shutdown & 3)),
-        file_perms: file_perms(d),
+        file_perms: file_perms(d, table.root.as_deref()),
         ..Default::default()
     })
 }
 
-/// Mode and owner of the socket file of a socket bound to a path (still there).
-fn file_perms(d: &UnixDiag) -> Option<FilePermsEntry> {
+/// Mode and owner of the socket file of a socket bound to a path (still there: the file
+/// whose inode sock_diag gives), looked up under `root` (a container's) if given.
+fn file_perms(d: &UnixDiag, root: Option<&str>) -> Option<FilePermsEntry> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     let name = addr(d.name.as_deref()?);
     if name.first().is_none_or(|&b| b == 0) {
         return None;
     }
-    let meta = std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(name)).ok()?;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name));
+    let path = match root {
+        Some(r) => std::path::Path::new(r).join(path.strip_prefix("/").unwrap_or(path)),
+        None => path.to_owned(),
+    };
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if d.vfs.is_some_and(|(_, ino)| u64::from(ino) != meta.ino()) {
+        return None;
+    }
     Some(FilePermsEntry {
         mode: meta.mode(),
         uid: meta.uid(),
@@ -177,19 +191,45 @@ fn bind(fd: &OwnedFd, e: &UnixSkEntry, bound: &mut Vec<std::path::PathBuf>) -> i
 /// The socket files a restore made; removed when dropped unless [`Bound::keep`] (a failed
 /// restore leaves none behind).
 #[derive(Debug, Default)]
-pub struct Bound(Vec<std::path::PathBuf>);
+pub struct Bound(Vec<std::path::PathBuf>, Option<OwnedFd>);
 
 impl Bound {
     /// The restore succeeded: the files are the restored sockets'.
     pub fn keep(mut self) {
         self.0.clear();
     }
+
+    /// The names were bound inside a container whose root is `root`: they are removed
+    /// there, resolved inside it, never on our side.
+    pub fn inside(&mut self, root: OwnedFd) {
+        self.1 = Some(root);
+    }
 }
 
 impl Drop for Bound {
     fn drop(&mut self) {
         for p in &self.0 {
-            let _ = std::fs::remove_file(p);
+            match &self.1 {
+                None => {
+                    let _ = std::fs::remove_file(p);
+                }
+                Some(root) => {
+                    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+                        continue;
+                    };
+                    let parent = sys::open_in_root(
+                        root.as_fd(),
+                        &parent.to_string_lossy(),
+                        libc::O_PATH | libc::O_DIRECTORY,
+                    );
+                    if let Ok(dir) = parent {
+                        use std::os::fd::AsRawFd;
+                        let _ = std::fs::remove_file(
+                            std::path::Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name),
+                        );
+                    }
+                }
+            }
         }
     }
 }

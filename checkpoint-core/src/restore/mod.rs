@@ -716,12 +716,6 @@ fn container_start(tree: &Tree, host: i32, init: &Tracee, ctl_fd: i32) -> Result
         });
     }
     let what = |kind: &str| format!("{kind} (not restored inside a container yet)");
-    if tree.unix.iter().any(|u| !u.name.is_empty()) {
-        return Err(RestoreError::Unsupported {
-            pid,
-            what: what("a unix socket bound to a name"),
-        });
-    }
     if !tree.ghosts.is_empty() || !tree.fifos.is_empty() || !tree.ptys.is_empty() {
         return Err(RestoreError::Unsupported {
             pid,
@@ -875,15 +869,17 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
     let mut bound = crate::fds::unix::Bound::default();
     if !tree.unix.is_empty() {
         let rebuild = || crate::fds::unix::rebuild(&tree.unix, &tree.unix_queues);
-        // A container's sockets are made in its network namespace.
+        // A container's sockets are made in its network namespace, their names in its
+        // filesystem.
         let made = match &init {
-            Some(t) => {
-                std::fs::File::open(format!("/proc/{}/ns/net", t.pid())).and_then(|ns| sys::in_net_ns(&ns, rebuild))
-            }
+            Some(t) => sys::in_container(t.pid(), rebuild),
             None => rebuild(),
         };
         let (sockets, made) = made.map_err(object(pid0, "unix sockets"))?;
         bound = made;
+        if let Some(root) = &shared.root {
+            bound.inside(root.try_clone().map_err(object(pid0, "the container's root"))?);
+        }
         shared
             .by_id
             .extend(sockets.into_iter().map(|(id, fd)| (id, Rc::new(fd))));
