@@ -385,7 +385,7 @@ fn assert_still_running(c: &Container, init: i32) {
 }
 
 #[test]
-fn sysv_objects_and_sockets_of_the_containers_namespaces_come_back() {
+fn ipc_objects_sockets_and_files_of_a_container_come_back_inside_it() {
     let (scratch, work, images) = test_dirs("runc-sysv");
     let sysv = ctests::workload::sysv_bin();
     let c = Container::running(&scratch.0, "stasis-sysv", &sysv, &["run"]);
@@ -429,7 +429,8 @@ fn sysv_objects_and_sockets_of_the_containers_namespaces_come_back() {
     let said = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success() && said.starts_with("OK"), "{said}");
     // Its sockets (made again in the container's network namespace, the listener's name in
-    // its filesystem) hold what was queued, and the listener takes new connections.
+    // its filesystem) hold what was queued, and the listener takes new connections; its
+    // unlinked file, FIFO, inotify watch and pty are back, made inside the container.
     ok("runc kill USR1", c.runc(&["kill", "{}", "USR1"]));
     ctests::workload::wait_for_file(&rootfs.join("tmp/socket"), std::time::Duration::from_secs(10));
     let start = Instant::now();
@@ -442,7 +443,7 @@ fn sysv_objects_and_sockets_of_the_containers_namespaces_come_back() {
     }
     assert_eq!(
         std::fs::read_to_string(rootfs.join("tmp/socket")).unwrap(),
-        "OK ping pong listen\n"
+        "OK ping pong listen ghost fifo inotify pty\n"
     );
     c.kill_and_delete();
 }

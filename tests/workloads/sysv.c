@@ -1,19 +1,22 @@
-/* sysv: a container's process holding SysV IPC objects of its own IPC namespace, and a unix
- * socket pair of its own network namespace.
+/* sysv: a container's process holding SysV IPC objects of its own IPC namespace, unix sockets
+ * of its own network namespace, and files of its own filesystem.
  *
  *   sysv run    creates a shared memory segment (key 0x5354, 64 KiB, a byte pattern), a set of
  *               three semaphores (key 0x5355; values 7, 8, 9) and a message queue (key 0x5356,
  *               two messages), writes their ids to /tmp/ids, keeps the segment attached and
  *               counts: every 50 ms the count goes into the segment's first 8 bytes and into
  *               /tmp/count. It also holds a stream socket pair with "ping" queued, and a
- *               listener bound to /tmp/srv.sock with an accepted connection holding "pong";
- *               on SIGUSR1 it reads both, connects to its listener again, and writes
- *               "OK ping pong listen" (or FAIL and why) to /tmp/socket.
+ *               listener bound to /tmp/srv.sock with an accepted connection holding "pong",
+ *               an unlinked file holding "boo", a FIFO holding "fifo", an inotify watch on
+ *               /tmp and a pty pair; on SIGUSR1 it checks them all (reads what they hold,
+ *               connects to its listener again, makes a file for inotify to see, writes a
+ *               line through the pty) and writes "OK ..." (or FAIL and why) to /tmp/socket.
  *   sysv check  (in the same container, after a restore) finds the objects by key and checks
  *               their ids, the pattern, the count in the segment, the semaphores and the two
  *               messages in order; prints OK, or FAIL and why (exit status 1).
  *
  * Built static: it runs in a busybox rootfs. */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,8 @@
 #include <unistd.h>
 #include <sys/ipc.h>
 #include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/msg.h>
@@ -47,6 +52,39 @@ static void on_usr1(int sig) {
 }
 
 static struct sockaddr_un srv_addr = {AF_UNIX, "/tmp/srv.sock"};
+static int ghost, fifo, watch, master, slave;
+static char pts[64];
+
+/* The files' part of the check: NULL if all is well, else what is wrong. */
+static const char *check_files(void) {
+    char buf[64] = {0};
+    struct stat st;
+    if (pread(ghost, buf, 3, 0) != 3 || strcmp(buf, "boo") || fstat(ghost, &st) < 0 || st.st_nlink != 0)
+        return "the unlinked file";
+    memset(buf, 0, sizeof buf);
+    if (read(fifo, buf, 4) != 4 || strcmp(buf, "fifo"))
+        return "the FIFO";
+    close(open("/tmp/inotify-probe", O_CREAT | O_WRONLY, 0600));
+    /* The counter's files are created all the time: look for the probe among them. */
+    char ev[4096] __attribute__((aligned(8)));
+    int seen = 0;
+    ssize_t n;
+    while (!seen && (n = read(watch, ev, sizeof ev)) > 0) {
+        for (char *q = ev; q < ev + n; q += sizeof(struct inotify_event) + ((struct inotify_event *)q)->len) {
+            struct inotify_event *e = (struct inotify_event *)q;
+            if ((e->mask & IN_CREATE) && e->len && !strcmp(e->name, "inotify-probe"))
+                seen = 1;
+        }
+    }
+    if (!seen)
+        return "the inotify watch";
+    if (!ptsname(master) || strcmp(ptsname(master), pts))
+        return "the pty's index";
+    memset(buf, 0, sizeof buf);
+    if (write(master, "x\n", 2) != 2 || read(slave, buf, sizeof buf - 1) != 2 || strcmp(buf, "x\n"))
+        return "a line through the pty";
+    return NULL;
+}
 
 /* Reads what the pair and the accepted connection hold, and connects to the listener again. */
 static void check_sockets(int rd, int conn, int listener) {
@@ -65,11 +103,13 @@ static void check_sockets(int rd, int conn, int listener) {
         why = "connecting to the listener";
     if (!why && accept(listener, NULL, NULL) < 0)
         why = "accepting again";
+    if (!why)
+        why = check_files();
     FILE *f = fopen("/tmp/socket", "w");
     if (why)
         fprintf(f, "FAIL %s\n", why);
     else
-        fprintf(f, "OK ping pong listen\n");
+        fprintf(f, "OK ping pong listen ghost fifo inotify pty\n");
     fclose(f);
 }
 
@@ -85,6 +125,21 @@ static int run(void) {
     int conn = accept(listener, NULL, NULL);
     if (conn < 0 || write(client, "pong", 4) != 4)
         return fail("accept");
+    ghost = open("/tmp/ghost", O_CREAT | O_RDWR | O_TRUNC, 0640);
+    if (ghost < 0 || write(ghost, "boo", 3) != 3 || unlink("/tmp/ghost") < 0)
+        return fail("the unlinked file");
+    unlink("/tmp/fifo");
+    if (mkfifo("/tmp/fifo", 0600) < 0 || (fifo = open("/tmp/fifo", O_RDWR | O_NONBLOCK)) < 0 || write(fifo, "fifo", 4) != 4)
+        return fail("the FIFO");
+    watch = inotify_init1(IN_NONBLOCK);
+    if (watch < 0 || inotify_add_watch(watch, "/tmp", IN_CREATE) < 0)
+        return fail("inotify");
+    master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 || !ptsname(master))
+        return fail("the pty");
+    strncpy(pts, ptsname(master), sizeof pts - 1);
+    if ((slave = open(pts, O_RDWR | O_NOCTTY | O_NONBLOCK)) < 0)
+        return fail("the pty's slave");
     signal(SIGUSR1, on_usr1);
     int shm = shmget(SHM_KEY, SHM_SIZE, IPC_CREAT | IPC_EXCL | 0640);
     int sem = semget(SEM_KEY, 3, IPC_CREAT | IPC_EXCL | 0600);

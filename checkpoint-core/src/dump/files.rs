@@ -231,8 +231,8 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
                 "[signalfd]" => fds::signalfd::collect(&info_text, flags).map(FileKind::SignalFd),
                 "[timerfd]" => fds::timerfd::collect(&info_text, flags).map(FileKind::TimerFd),
                 "[eventpoll]" => fds::epoll::collect(&info_text, flags).map(FileKind::Epoll),
-                "inotify" => fds::inotify::collect(&info_text, flags).map(FileKind::Inotify),
-                "[fanotify]" => match fds::fanotify::collect(&info_text, flags) {
+                "inotify" => fds::inotify::collect(pid, &info_text, flags).map(FileKind::Inotify),
+                "[fanotify]" => match fds::fanotify::collect(pid, &info_text, flags) {
                     Some(f) => Some(FileKind::Fanotify(f)),
                     None => {
                         return Err(unsupported(

@@ -194,12 +194,8 @@ fn check_container_files(
             FileKind::Reg { path, .. } if !mounts.contains(&f.mnt_id) && fd.fd > 2 => {
                 format!("{path}, which is outside the container (on a mount it does not have)")
             }
-            FileKind::Fifo { path, .. } => format!("the FIFO {path}"),
-            FileKind::Ghost { path, .. } => format!("the unlinked file {path}"),
-            FileKind::Tty { path, .. } | FileKind::PtySlave { path, .. } => format!("the terminal {path}"),
-            FileKind::PtyMaster { index } => format!("the master of pty {index}"),
-            FileKind::Inotify(_) => "an inotify instance".into(),
-            FileKind::Fanotify(_) => "a fanotify group".into(),
+            FileKind::Tty { path, .. } => format!("the terminal {path}"),
+            FileKind::Fanotify(_) => "a fanotify group (its marks name mounts by id)".into(),
             _ => continue,
         };
         return Err(DumpError::Unsupported {

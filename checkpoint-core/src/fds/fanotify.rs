@@ -21,7 +21,7 @@ fn mount_point(mnt_id: u32) -> Option<String> {
 
 /// The fanotify group whose fdinfo is `info`; `None` for what is not kept (superblock marks,
 /// a watched file no longer reachable).
-pub fn collect(info: &str, flags: u32) -> Option<FanotifyFileEntry> {
+pub fn collect(pid: i32, info: &str, flags: u32) -> Option<FanotifyFileEntry> {
     let mut e = FanotifyFileEntry {
         flags,
         fown: FownEntry::default(),
@@ -46,7 +46,7 @@ pub fn collect(info: &str, flags: u32) -> Option<FanotifyFileEntry> {
             let handle_hex = pairs.iter().find(|(n, _)| *n == "f_handle")?.1;
             let bytes = super::hex_bytes(handle_hex)?;
             let kind = get("fhandle-type")? as i32;
-            let path = super::inotify::resolve(sdev, kind, &bytes)?;
+            let path = super::inotify::resolve(pid, sdev, kind, &bytes)?;
             mark.r#type = MarkType::Inode as i32;
             mark.s_dev = sdev;
             mark.ie = Some(FanotifyInodeMarkEntry {

@@ -8,17 +8,20 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use crate::image::pb::{FhEntry, FownEntry, InotifyFileEntry, InotifyWdEntry};
 use crate::sys;
 
-/// The file a handle names, found through a mount of device `sdev` (the kernel's encoding).
-pub(crate) fn resolve(sdev: u32, kind: i32, handle: &[u8]) -> Option<String> {
+/// The file a handle names, found through a mount of device `sdev` (the kernel's encoding)
+/// as task `pid` sees its mounts: the path is the one it knows (a container's own).
+pub(crate) fn resolve(pid: i32, sdev: u32, kind: i32, handle: &[u8]) -> Option<String> {
     let (major, minor) = (sdev >> 20, sdev & 0xfffff);
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
     for line in mountinfo.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.get(2) != Some(&format!("{major}:{minor}").as_str()) {
             continue;
         }
         let Some(mount) = f.get(4) else { continue };
-        let Ok(dir) = fs::File::open(mount) else { continue };
+        let Ok(dir) = fs::File::open(format!("/proc/{pid}/root{mount}")) else {
+            continue;
+        };
         if let Ok(fd) = sys::open_by_handle(dir.as_fd(), kind, handle) {
             let link = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
             return Some(link.to_string_lossy().into_owned());
@@ -27,8 +30,9 @@ pub(crate) fn resolve(sdev: u32, kind: i32, handle: &[u8]) -> Option<String> {
     None
 }
 
-/// The inotify instance whose fdinfo is `info`, its watches sorted by descriptor.
-pub fn collect(info: &str, flags: u32) -> Option<InotifyFileEntry> {
+/// The inotify instance of task `pid` whose fdinfo is `info`, its watches sorted by
+/// descriptor.
+pub fn collect(pid: i32, info: &str, flags: u32) -> Option<InotifyFileEntry> {
     let mut wd = Vec::new();
     for line in info.lines().filter_map(|l| l.strip_prefix("inotify ")) {
         let mut e = InotifyWdEntry::default();
@@ -47,7 +51,7 @@ pub fn collect(info: &str, flags: u32) -> Option<InotifyFileEntry> {
                 _ => {}
             }
         }
-        f_handle.path = resolve(e.s_dev, f_handle.r#type as i32, &bytes);
+        f_handle.path = resolve(pid, e.s_dev, f_handle.r#type as i32, &bytes);
         f_handle.handle = super::handle_words(&bytes);
         e.f_handle = f_handle;
         wd.push(e);

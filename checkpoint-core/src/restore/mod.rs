@@ -131,6 +131,14 @@ fn object(pid: i32, what: impl Into<String>) -> impl FnOnce(io::Error) -> Restor
     move |source| RestoreError::Object { pid, object, source }
 }
 
+/// Runs `f` inside `container` (our pid for its init), or here.
+fn in_place<T: Send>(container: Option<i32>, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    match container {
+        Some(pid) => sys::in_container(pid, f),
+        None => f(),
+    }
+}
+
 /// Opens the file a task had open at `path` again (inside `root`, a container's, if given).
 fn open_reg(root: Option<&OwnedFd>, pid: i32, path: &str, flags: u32) -> Result<File, RestoreError> {
     let keep = libc::O_ACCMODE
@@ -175,9 +183,17 @@ pub struct SharedFiles {
     /// A container's new console (its runtime made it; the init holds it as fd 0): the
     /// terminal the tree's terminal fds get.
     console: Option<OwnedFd>,
+    /// A container's init (our pid for it): what is made by path is made inside it.
+    container: Option<i32>,
 }
 
 impl SharedFiles {
+    /// Runs `f` where the restored files live: inside the container (a thread that joins its
+    /// mount and network namespaces), or here.
+    fn here<T: Send>(&self, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+        in_place(self.container, f)
+    }
+
     /// Our fd on the master of pty `index`, made at that index the first time.
     fn pty_master(&mut self, tree: &Tree, pid: i32, index: u32) -> Result<i32, RestoreError> {
         use std::os::fd::AsRawFd;
@@ -186,8 +202,10 @@ impl SharedFiles {
             let master = master.ok_or_else(|| RestoreError::Invalid {
                 what: format!("pid {pid}: pty {index} has no master in tty-info.img"),
             })?;
-            let fd = crate::fds::tty::open_master(index, &master, slave.as_ref())
-                .map_err(object(pid, format!("pty {index}")))?;
+            let fd = in_place(self.container, || {
+                crate::fds::tty::open_master(index, &master, slave.as_ref())
+            })
+            .map_err(object(pid, format!("pty {index}")))?;
             slot.insert(fd);
         }
         Ok(self.ptys[&index].as_raw_fd())
@@ -205,12 +223,7 @@ impl SharedFiles {
     ) -> Result<OwnedFd, RestoreError> {
         use std::os::fd::AsFd;
         if let std::collections::btree_map::Entry::Vacant(slot) = self.fifos.entry(pipe_id) {
-            let holder = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-                .open(path)
-                .map_err(object(pid, format!("opening the FIFO {path}")))?;
+            let holder = open_reg(self.root.as_ref(), pid, path, (libc::O_RDWR | libc::O_NONBLOCK) as u32)?;
             if let Some(d) = tree.fifos.get(&pipe_id).filter(|d| !d.data.is_empty()) {
                 use std::io::Write;
                 (&holder)
@@ -243,25 +256,33 @@ impl SharedFiles {
                 what: format!("pid {pid}: ghost file {ghost_id} is not in the checkpoint"),
             })?;
             let what = || format!("{path} (deleted)");
-            let mut name = std::path::PathBuf::from(path);
-            let mut tries = 0;
-            let file = loop {
-                match OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(&name)
-                {
-                    Ok(f) => break f,
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => {
-                        tries += 1;
-                        name = std::path::PathBuf::from(format!("{path}.stasis-ghost-{}-{tries}", std::process::id()));
+            // Made at its path (its filesystem, its directory) and unlinked at once: the
+            // contents go in through the open file.
+            let make = || -> io::Result<File> {
+                let mut name = std::path::PathBuf::from(path);
+                let mut tries = 0;
+                let file = loop {
+                    match OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .custom_flags(libc::O_CLOEXEC)
+                        .open(&name)
+                    {
+                        Ok(f) => break f,
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => {
+                            tries += 1;
+                            name =
+                                std::path::PathBuf::from(format!("{path}.stasis-ghost-{}-{tries}", std::process::id()));
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(object(pid, format!("making {} again", what()))(e)),
-                }
+                };
+                std::fs::remove_file(&name)?;
+                Ok(file)
             };
+            let file = in_place(self.container, make).map_err(object(pid, format!("making {} again", what())))?;
             let made = (|| -> io::Result<()> {
                 use std::io::Write;
                 (&file).write_all(data)?;
@@ -282,9 +303,7 @@ impl SharedFiles {
                 };
                 file.set_times(times)
             })();
-            let unlinked = std::fs::remove_file(&name);
             made.map_err(object(pid, format!("filling {}", what())))?;
-            unlinked.map_err(object(pid, format!("unlinking {}", what())))?;
             slot.insert(file);
         }
         let ours = &self.ghosts[&ghost_id];
@@ -464,7 +483,8 @@ fn prepare(
                     }
                     (FdTarget::PtySlave { index, flags }, None) => {
                         shared.pty_master(tree, pid, *index)?;
-                        open_reg(None, pid, &format!("/dev/pts/{index}"), flags | libc::O_NOCTTY as u32)?.into()
+                        let slave = format!("/dev/pts/{index}");
+                        open_reg(shared.root.as_ref(), pid, &slave, flags | libc::O_NOCTTY as u32)?.into()
                     }
                     (FdTarget::Memfd { shmid, flags, pos }, None) => {
                         use std::os::fd::AsRawFd;
@@ -486,7 +506,10 @@ fn prepare(
                         if let Some(ep) = &e.epfd {
                             epoll.push((p.fd, ep.tfd.clone()));
                         }
-                        open_anon(e).map_err(object(pid, format!("fd {}: {}", p.fd, key)))?
+                        // Watched paths are the container's.
+                        shared
+                            .here(|| open_anon(e))
+                            .map_err(object(pid, format!("fd {}: {}", p.fd, key)))?
                     }
                     (FdTarget::Tty { path: what }, None) | (FdTarget::External { key: what }, None) => {
                         return Err(RestoreError::External {
@@ -715,13 +738,6 @@ fn container_start(tree: &Tree, host: i32, init: &Tracee, ctl_fd: i32) -> Result
             what: "the container's init must lead its session, dumped and now".into(),
         });
     }
-    let what = |kind: &str| format!("{kind} (not restored inside a container yet)");
-    if !tree.ghosts.is_empty() || !tree.fifos.is_empty() || !tree.ptys.is_empty() {
-        return Err(RestoreError::Unsupported {
-            pid,
-            what: what("an unlinked file, a FIFO or a terminal"),
-        });
-    }
     let root_dir = std::fs::File::open(format!("/proc/{host}/root")).map_err(object(host, "the container's root"))?;
     let mut inherited = Inherited::of(&host.to_string(), 0);
     inherited.filters = init.seccomp_filters()?;
@@ -836,6 +852,7 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
             // mounts and IPC namespace held.
             replay_mounts(&dir, &init, pid0)?;
             restore_tmpfs(&dir, &root, pid0)?;
+            shared.container = Some(init.pid());
             if opts.shell_job {
                 // A container with a terminal: the console its runtime just gave the init.
                 let pidfd = parasite::sys::pidfd_open(init.pid()).map_err(object(init.pid(), "pidfd_open"))?;
