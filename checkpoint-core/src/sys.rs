@@ -446,6 +446,36 @@ pub fn peek_pipe(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(Vec<u8>, u32)> 
     Ok((data, cap))
 }
 
+/// Sends our `fd` over the unix socket `sock` (one byte, SCM_RIGHTS).
+pub fn send_fd(sock: std::os::fd::BorrowedFd<'_>, fd: std::os::fd::RawFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // Room for one cmsghdr carrying one int, 8-byte aligned.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr and cmsghdr are plain data laid out in local buffers that outlive the
+    // sendmsg call; CMSG_* compute offsets inside `control`, which has room for one fd.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        if libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) != 1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// A pidfd of this process (for a container's init: its way to our fds).
 pub fn pidfd_self() -> io::Result<std::os::fd::OwnedFd> {
     parasite::sys::pidfd_open(std::process::id() as i32)

@@ -84,7 +84,8 @@ impl Bundle {
     }
 
     /// The mount points the runtime makes in the container: its mounts, masked and read-only
-    /// paths, and /dev/console (the console bound there) when its process has a terminal.
+    /// paths, its devices and runc's default ones (bound from ours, in a user namespace), and
+    /// /dev/console (the console bound there) when its process has a terminal.
     pub fn declared_mounts(&self) -> Vec<String> {
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
@@ -101,6 +102,18 @@ impl Bundle {
             .unwrap_or_default();
         out.extend(strings(&self.config["linux"]["maskedPaths"]));
         out.extend(strings(&self.config["linux"]["readonlyPaths"]));
+        let devices = self.config["linux"]["devices"].as_array().into_iter().flatten();
+        out.extend(devices.filter_map(|d| d["path"].as_str().map(str::to_owned)));
+        for d in [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/random",
+            "/dev/urandom",
+            "/dev/tty",
+        ] {
+            out.push(d.into());
+        }
         if self.terminal() {
             out.push("/dev/console".into());
         }
@@ -119,6 +132,14 @@ impl Bundle {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether the config has the container in a namespace of `kind` (OCI's name: "user",
+    /// "network"...) of its own or joined.
+    pub fn joins_or_makes(&self, kind: &str) -> bool {
+        self.config["linux"]["namespaces"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n["type"] == kind))
     }
 
     /// The container's root directory, absolute.
@@ -281,7 +302,19 @@ mod tests {
     fn declared_mounts_include_masked_and_readonly_paths() {
         assert_eq!(
             bundle().declared_mounts(),
-            ["/proc", "/dev", "/proc/kcore", "/proc/sys", "/dev/console"]
+            [
+                "/proc",
+                "/dev",
+                "/proc/kcore",
+                "/proc/sys",
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/random",
+                "/dev/urandom",
+                "/dev/tty",
+                "/dev/console"
+            ]
         );
     }
 

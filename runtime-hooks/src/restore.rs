@@ -106,7 +106,16 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
     // 1. The delegate creates the container; its init waits to be started.
     let pid_file = shadow.0.join("init.pid");
     let _ = std::fs::remove_file(&pid_file);
-    let ctl = checkpoint_core::sys::pidfd_self().map_err(|e| fail(format!("pidfd_open: {e}")))?;
+    // The init's way to our fds: a pidfd of us (pidfd_getfd); in a user namespace of its own,
+    // which gives it no right over us, a unix socket we send them over.
+    let (ctl, ctl_socket) = if bundle.joins_or_makes("user") {
+        let (ours, theirs) =
+            checkpoint_core::sys::unix_pair(libc::SOCK_STREAM).map_err(|e| fail(format!("socketpair: {e}")))?;
+        (theirs, Some(ours))
+    } else {
+        let pidfd = checkpoint_core::sys::pidfd_self().map_err(|e| fail(format!("pidfd_open: {e}")))?;
+        (pidfd, None)
+    };
     let mut create = delegate::command(global);
     create
         .arg("create")
@@ -190,7 +199,15 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
                 .map(|(fd, d)| (fd as i32, d.clone()))
                 .collect(),
         };
-        checkpoint_core::restore::restore_into(&opts, ContainerInit { init, ctl_fd: CTL_FD }).map_err(|e| e.to_string())
+        checkpoint_core::restore::restore_into(
+            &opts,
+            ContainerInit {
+                init,
+                ctl_fd: CTL_FD,
+                ctl_socket,
+            },
+        )
+        .map_err(|e| e.to_string())
     })();
     drop(ctl);
     let report = match restored {

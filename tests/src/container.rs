@@ -133,6 +133,30 @@ impl Container {
         c
     }
 
+    /// Puts the container in a user namespace of its own: its ids 0..65536 are ours from
+    /// `host_id` (its rootfs is given to them).
+    pub fn in_user_namespace(&self, host_id: u32) {
+        let path = self.bundle.join("config.json");
+        let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": host_id, "size": 65536}]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        fn chown_all(p: &Path, id: u32) {
+            std::os::unix::fs::lchown(p, Some(id), Some(id)).unwrap();
+            if std::fs::symlink_metadata(p).unwrap().is_dir() {
+                for e in std::fs::read_dir(p).unwrap().flatten() {
+                    chown_all(&e.path(), id);
+                }
+            }
+        }
+        chown_all(&self.rootfs(), host_id);
+    }
+
     /// Gives the container's process capability `cap` too (bounding, effective, permitted).
     pub fn add_cap(&self, cap: &str) {
         let path = self.bundle.join("config.json");

@@ -532,3 +532,42 @@ fn the_loopback_comes_back_as_the_container_left_it() {
     assert!(lo.contains("<LOOPBACK>") && lo.contains("mtu 1500"), "{lo}");
     c.kill_and_delete();
 }
+
+#[test]
+fn a_container_in_a_user_namespace_comes_back_with_its_ids() {
+    let (scratch, work, images) = test_dirs("runc-userns");
+    let c = Container::counting(&scratch.0, "stasis-userns");
+    c.in_user_namespace(100_000);
+    let init = c.start(&work);
+    assert_eq!(
+        status_field(init, "Uid").unwrap().split_whitespace().next(),
+        Some("100000")
+    );
+    wait_count_above(&c.rootfs(), 5);
+    ok(
+        "checkpoint",
+        c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
+    );
+    c.wait_status("stopped");
+    // Saved with the ids it has inside (crit's view of the core image).
+    let core = ctests::crit_decode(&images.join("core-1.img"));
+    assert_eq!(core["entries"][0]["thread_core"]["creds"]["uid"], 0, "{core}");
+    ok("runc delete", c.runc(&["delete", "{}"]));
+    let dumped = count(&c.rootfs());
+    let pid_file = scratch.join("restored.pid");
+    assert!(
+        restore(&c, &images, &work, &pid_file).success(),
+        "restore: {}",
+        std::fs::read_to_string(work.join("err")).unwrap_or_default()
+    );
+    ctests::container::assert_counts_on_from(&c.rootfs(), dumped);
+    // Root inside, 100000 here; pid 1 inside.
+    let pid = pid_in(&pid_file);
+    assert_eq!(
+        status_field(pid, "Uid").unwrap().split_whitespace().next(),
+        Some("100000")
+    );
+    assert_eq!(ok("id", c.runc(&["exec", "{}", "/bin/busybox", "id", "-u"])), b"0\n");
+    assert!(status_field(pid, "NSpid").unwrap().ends_with('1'));
+    c.kill_and_delete();
+}

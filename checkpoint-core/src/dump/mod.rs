@@ -126,7 +126,7 @@ fn check_namespaces(pid: i32, root: i32, opts: &DumpOpts) -> Result<(), DumpErro
                 "runs in its own {kind} namespace: only a container's namespaces are saved (checkpoint it with stasis-runc)"
             ));
         }
-        if matches!(kind, "user" | "time") {
+        if kind == "time" {
             return refuse(format!("runs in its own {kind} namespace, which is not saved yet"));
         }
         if crate::ns::inode(&pid.to_string(), kind) != crate::ns::inode(&root.to_string(), kind) {
@@ -436,7 +436,11 @@ fn thread_core(
     let comm = read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_owned();
-    let creds = task::creds_entry(&status, injected.securebits);
+    // Inside a user namespace of its own (a container's), its ids as it sees them.
+    let creds = match crate::ns::user::Maps::of(pid) {
+        Some(maps) => task::creds_entry(&maps.status_inside(status.clone()), injected.securebits),
+        None => task::creds_entry(&status, injected.securebits),
+    };
     let tls = (12..15)
         .map(|n| pb::UserDescT {
             entry_number: n,

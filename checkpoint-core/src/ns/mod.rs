@@ -9,6 +9,7 @@ pub mod mnt;
 pub mod net;
 pub mod pid;
 pub mod tmpfs;
+pub mod user;
 
 use std::os::unix::fs::MetadataExt;
 

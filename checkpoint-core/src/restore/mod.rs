@@ -107,6 +107,10 @@ pub struct Inherited {
     /// Where the puppets hold a pidfd of the controller (a container init got it from the
     /// runtime); otherwise each puppet opens one itself.
     pub ctl_fd: Option<i32>,
+    /// When the puppets cannot take our fds with pidfd_getfd (a container's user namespace
+    /// gives them no right over us), `ctl_fd` is their end of a unix socket and this is
+    /// ours: we send each fd (SCM_RIGHTS), they receive it.
+    pub ctl_socket: Option<Rc<OwnedFd>>,
 }
 
 impl Inherited {
@@ -114,6 +118,9 @@ impl Inherited {
     fn of(who: &str, securebits: u32) -> Inherited {
         let read = |f: &str| std::fs::read_to_string(format!("/proc/{who}/{f}")).ok();
         let status = read("status").and_then(|s| crate::procfs::parse_status(&s));
+        // A container's init in a user namespace of its own: its ids as it sees them.
+        let maps = who.parse().ok().and_then(crate::ns::user::Maps::of);
+        let status = status.map(|s| maps.map_or(s.clone(), |m| m.status_inside(s)));
         Inherited {
             creds: status.as_ref().map(|s| crate::dump::task::creds_entry(s, securebits)),
             limits: read("limits")
@@ -122,6 +129,7 @@ impl Inherited {
             non_default_signals: status.map_or(u64::MAX, |s| s.sig_ignored | s.sig_caught),
             filters: Vec::new(),
             ctl_fd: None,
+            ctl_socket: None,
         }
     }
 }
@@ -676,8 +684,11 @@ fn check_pids_free(tree: &Tree) -> Result<(), RestoreError> {
 /// the container set up) and taken over right after its exec: the root of the restored tree.
 pub struct ContainerInit {
     pub init: Tracee,
-    /// The fd at which the init holds a pidfd of this process (passed by the runtime).
+    /// The fd at which the init holds a pidfd of this process (passed by the runtime), or,
+    /// with `ctl_socket`, its end of a unix socket pair.
     pub ctl_fd: i32,
+    /// Our end of that socket pair (a container with a user namespace of its own).
+    pub ctl_socket: Option<OwnedFd>,
 }
 
 /// The program the root task of the images in `images` runs (its path as it saw it).
@@ -700,7 +711,7 @@ pub fn restore(opts: &RestoreOpts) -> Result<RestoreReport, RestoreError> {
 /// Returns at once (the container's runtime waits for it). On failure the init is killed.
 pub fn restore_into(opts: &RestoreOpts, c: ContainerInit) -> Result<RestoreReport, RestoreError> {
     let host = c.init.pid();
-    let result = restore_tree(opts, Some((c.init, c.ctl_fd)));
+    let result = restore_tree(opts, Some((c.init, c.ctl_fd, c.ctl_socket)));
     if result.is_err() {
         // Let go (detached on drop) or killed with the other puppets already: make sure.
         let _ = parasite::sys::kill(host, libc::SIGKILL);
@@ -838,7 +849,10 @@ fn restore_ipc(dir: &ImageDir, host: i32, pid: i32) -> Result<(), RestoreError> 
     Ok(())
 }
 
-fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<RestoreReport, RestoreError> {
+/// The container's init, its fd for us, and our end of its control socket (if any).
+type Container = (Tracee, i32, Option<OwnedFd>);
+
+fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<RestoreReport, RestoreError> {
     let start = Instant::now();
     let dir = ImageDir::open(&opts.images)?;
     let tree = Tree::load(&dir)?;
@@ -846,8 +860,9 @@ fn restore_tree(opts: &RestoreOpts, container: Option<(Tracee, i32)>) -> Result<
     let pid0 = tree.tasks[0].pid;
     let mut shared = SharedFiles::default();
     let (mut init, inherited) = match container {
-        Some((init, ctl_fd)) => {
-            let (root, inherited) = container_start(&tree, init.pid(), &init, ctl_fd)?;
+        Some((init, ctl_fd, ctl_socket)) => {
+            let (root, mut inherited) = container_start(&tree, init.pid(), &init, ctl_fd)?;
+            inherited.ctl_socket = ctl_socket.map(Rc::new);
             // Before any file is opened or segment attached: what the container's tmpfs
             // mounts and IPC namespace held.
             replay_mounts(&dir, &init, pid0)?;

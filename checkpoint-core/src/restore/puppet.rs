@@ -44,7 +44,10 @@ struct Remote<'t> {
     scratch: u64,
     /// First fd number above every fd the task will have: helpers live there.
     helper_base: u64,
+    /// The puppet's pidfd of us, or its end of the control socket.
     ctl_pidfd: u64,
+    /// Our end of the control socket, when fds go over it.
+    ctl_socket: Option<std::rc::Rc<std::os::fd::OwnedFd>>,
 }
 
 impl Remote<'_> {
@@ -61,11 +64,14 @@ impl Remote<'_> {
 
     /// Gives the puppet a copy of our fd `ours`, at a helper number; returns its number.
     fn pull(&self, ours: i32) -> Result<u64, RestoreError> {
-        let fd = self.call(
-            "pidfd_getfd",
-            libc::SYS_pidfd_getfd,
-            [self.ctl_pidfd, ours as u64, 0, 0, 0, 0],
-        )?;
+        let fd = match &self.ctl_socket {
+            None => self.call(
+                "pidfd_getfd",
+                libc::SYS_pidfd_getfd,
+                [self.ctl_pidfd, ours as u64, 0, 0, 0, 0],
+            )?,
+            Some(sock) => self.receive(sock, ours)?,
+        };
         let helper = self.call(
             "fcntl(F_DUPFD)",
             libc::SYS_fcntl,
@@ -73,6 +79,36 @@ impl Remote<'_> {
         )?;
         self.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
         Ok(helper)
+    }
+
+    /// Sends our fd `ours` over the control socket and has the puppet receive it (recvmsg
+    /// into a msghdr laid out in the scratch area); returns the puppet's new fd.
+    fn receive(&self, sock: &std::os::fd::OwnedFd, ours: i32) -> Result<u64, RestoreError> {
+        use std::os::fd::AsFd;
+        const AT: u64 = SCRATCH_LEN - DATA - 1024;
+        crate::sys::send_fd(sock.as_fd(), ours).map_err(|e| RestoreError::Object {
+            pid: self.pid,
+            object: format!("sending our fd {ours} to the puppet"),
+            source: e,
+        })?;
+        // struct msghdr {name, namelen, iov, iovlen, control, controllen, flags}, one iovec of
+        // one byte, and a control buffer for one fd, all in the scratch area.
+        let base = self.scratch + DATA + AT;
+        let (iov, byte, control) = (base + 64, base + 80, base + 96);
+        self.put(AT + 64, &words(&[byte, 1]))?;
+        self.put(AT + 96, &[0u8; 32])?;
+        self.put(AT, &words(&[0, 0, iov, 1, control, 24, 0]))?;
+        let n = self.call("recvmsg", libc::SYS_recvmsg, [self.ctl_pidfd, base, 0, 0, 0, 0])?;
+        let mut cmsg = [0u8; 24];
+        self.mem.read(control, &mut cmsg)?;
+        let level = i32::from_le_bytes([cmsg[8], cmsg[9], cmsg[10], cmsg[11]]);
+        let kind = i32::from_le_bytes([cmsg[12], cmsg[13], cmsg[14], cmsg[15]]);
+        if n != 1 || level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+            return Err(RestoreError::Invalid {
+                what: format!("pid {}: no fd came over the control socket", self.pid),
+            });
+        }
+        Ok(u64::from(u32::from_le_bytes([cmsg[16], cmsg[17], cmsg[18], cmsg[19]])))
     }
 
     fn close(&self, fd: u64) -> Result<(), RestoreError> {
@@ -310,6 +346,7 @@ pub fn build(
         scratch,
         helper_base: (max_fd + 1).max(3) as u64,
         ctl_pidfd: 0,
+        ctl_socket: prep.inherited.ctl_socket.clone(),
     };
 
     // 2. Forget what the fork gave the puppet: rseq, fds, every mapping but scratch/vdso/vvar.
