@@ -104,16 +104,7 @@ impl Bundle {
         out.extend(strings(&self.config["linux"]["readonlyPaths"]));
         let devices = self.config["linux"]["devices"].as_array().into_iter().flatten();
         out.extend(devices.filter_map(|d| d["path"].as_str().map(str::to_owned)));
-        for d in [
-            "/dev/null",
-            "/dev/zero",
-            "/dev/full",
-            "/dev/random",
-            "/dev/urandom",
-            "/dev/tty",
-        ] {
-            out.push(d.into());
-        }
+        out.extend(DEFAULT_DEVICES.map(str::to_owned));
         if self.terminal() {
             out.push("/dev/console".into());
         }
@@ -190,6 +181,17 @@ impl Bundle {
         write_json(&dir.join("config.json"), &self.shadow_config(exe, caps))
     }
 }
+
+/// The devices runc gives every container (made with mknod, or bound from ours in a user
+/// namespace).
+pub const DEFAULT_DEVICES: [&str; 6] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+];
 
 /// The /proc/PID/ns name of an OCI namespace type ("network" is "net", "mount" is "mnt").
 pub fn ns_kind(oci: &str) -> String {
@@ -300,22 +302,10 @@ mod tests {
 
     #[test]
     fn declared_mounts_include_masked_and_readonly_paths() {
-        assert_eq!(
-            bundle().declared_mounts(),
-            [
-                "/proc",
-                "/dev",
-                "/proc/kcore",
-                "/proc/sys",
-                "/dev/null",
-                "/dev/zero",
-                "/dev/full",
-                "/dev/random",
-                "/dev/urandom",
-                "/dev/tty",
-                "/dev/console"
-            ]
-        );
+        let mut want = vec!["/proc", "/dev", "/proc/kcore", "/proc/sys"];
+        want.extend(DEFAULT_DEVICES);
+        want.push("/dev/console");
+        assert_eq!(bundle().declared_mounts(), want);
     }
 
     #[test]

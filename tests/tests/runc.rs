@@ -118,6 +118,15 @@ fn cgroup_settings_changed_while_running_come_back_with_manage_cgroups_mode_full
     c.kill_and_delete();
 }
 
+/// Restores, and shows the restore's stderr if it failed.
+fn restore_ok(c: &Container, images: &Path, work: &Path, pid_file: &Path) {
+    assert!(
+        restore(c, images, work, pid_file).success(),
+        "restore: {}",
+        std::fs::read_to_string(work.join("err")).unwrap_or_default()
+    );
+}
+
 fn pid_in(file: &Path) -> i32 {
     std::fs::read_to_string(file).unwrap().trim().parse().unwrap()
 }
@@ -260,11 +269,7 @@ fn a_leave_running_checkpoint_restores_the_moment_it_was_taken() {
     let last = count(&rootfs).max(last);
 
     let pid_file = scratch.join("restored.pid");
-    assert!(
-        restore(&c, &images, &work, &pid_file).success(),
-        "restore: {}",
-        std::fs::read_to_string(work.join("err")).unwrap_or_default()
-    );
+    restore_ok(&c, &images, &work, &pid_file);
     // Its first value is the checkpoint's next one: well below where the original got to.
     let first = wait_next(&rootfs, last);
     assert!(
@@ -417,11 +422,7 @@ fn ipc_objects_sockets_and_files_of_a_container_come_back_inside_it() {
     let dumped = count(&rootfs);
 
     let pid_file = scratch.join("restored.pid");
-    assert!(
-        restore(&c, &images, &work, &pid_file).success(),
-        "restore: {}",
-        std::fs::read_to_string(work.join("err")).unwrap_or_default()
-    );
+    restore_ok(&c, &images, &work, &pid_file);
     ctests::container::assert_counts_on_from(&rootfs, dumped);
     // Inside the new container: same ids for the same keys, the pattern and the count in the
     // segment the restored process still holds, the semaphores, both messages in order.
@@ -484,11 +485,7 @@ fn a_tmpfs_the_container_mounted_itself_is_mounted_again_with_its_files() {
     ok("runc delete", c.runc(&["delete", "{}"]));
     let dumped = count(&c.rootfs());
     let pid_file = scratch.join("restored.pid");
-    assert!(
-        restore(&c, &images, &work, &pid_file).success(),
-        "restore: {}",
-        std::fs::read_to_string(work.join("err")).unwrap_or_default()
-    );
+    restore_ok(&c, &images, &work, &pid_file);
     ctests::container::assert_counts_on_from(&c.rootfs(), dumped);
     let mounts = String::from_utf8(sh("/bin/busybox grep ' /mnt/x ' /proc/mounts")).unwrap();
     assert!(
@@ -555,11 +552,7 @@ fn a_container_in_a_user_namespace_comes_back_with_its_ids() {
     ok("runc delete", c.runc(&["delete", "{}"]));
     let dumped = count(&c.rootfs());
     let pid_file = scratch.join("restored.pid");
-    assert!(
-        restore(&c, &images, &work, &pid_file).success(),
-        "restore: {}",
-        std::fs::read_to_string(work.join("err")).unwrap_or_default()
-    );
+    restore_ok(&c, &images, &work, &pid_file);
     ctests::container::assert_counts_on_from(&c.rootfs(), dumped);
     // Root inside, 100000 here; pid 1 inside.
     let pid = pid_in(&pid_file);
