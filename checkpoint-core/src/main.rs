@@ -127,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shell_job,
                 inherit_fds: inherit_fd,
                 cgroup_settings: false,
+                declared_mounts: Vec::new(),
             };
             let r = restore::restore(&opts)?;
             eprintln!(

@@ -317,6 +317,21 @@ impl Tracee {
         let _ = sys::waitpid(self.pid, libc::__WALL);
     }
 
+    /// Waits for the end of a task we killed (SIGKILL) while tracing it, which is reported to
+    /// us first: its parent (or, for a thread, its process) is told only after.
+    pub fn reap_killed(mut self) {
+        self.attached = false;
+        loop {
+            match sys::waitpid(self.pid, libc::__WALL) {
+                Ok(status) if libc::WIFSTOPPED(status) => {
+                    // A stop that was under way: on to the kill.
+                    let _ = sys::cont(self.pid, 0);
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Forgets the task without detaching (it was killed or has exited).
     /// Ends the tracee by signal `sig` (whose disposition must be the default one): unblocks
     /// it, sends it, delivers it at the signal-delivery stop; returns the wait status.

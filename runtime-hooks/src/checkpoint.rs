@@ -65,6 +65,14 @@ pub fn paths(args: &VerbArgs) -> (PathBuf, PathBuf) {
     (images, work)
 }
 
+/// Whether `pid` is still there and not a zombie.
+fn init_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| checkpoint_core::procfs::parse_stat(&s))
+        .is_some_and(|st| st.state != 'Z')
+}
+
 pub fn run(global: &Global, id: &str, args: &VerbArgs) -> Result<(), String> {
     let (images, work) = paths(args);
     let result = checkpoint(global, id, args, &images);
@@ -137,6 +145,16 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
     let report = checkpoint_core::dump::dump(&opts)
         .map_err(|e| format!("checkpoint of container {id}: {e}; the container is left as it was"))?;
     oci_bundles::write_descriptors(images, &descriptors).map_err(|e| format!("container {id}: {e}"))?;
+    if !opts.leave_running {
+        // As runc does after a checkpoint: the container (killed with its tree) goes, once
+        // its init has ended (runc would take it for running, and wait, until then).
+        let start = std::time::Instant::now();
+        while init_alive(pid) && start.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        delegate::run(global, &["delete", "--force", id])
+            .map_err(|e| format!("checkpoint of container {id} done, but removing it failed: {e}"))?;
+    }
     Ok(format!(
         "checkpoint of container {id} (init pid {pid}) into {}: {} processes, {} pages written, frozen {:.1} ms, {:.1} ms in all{}",
         images.display(),

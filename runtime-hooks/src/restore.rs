@@ -188,6 +188,7 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
             // A container's terminal fds get its new console.
             shell_job: flag("shell-job") || bundle.terminal(),
             cgroup_settings,
+            declared_mounts: bundle.declared_mounts(),
             inherit_fds: descriptors
                 .iter()
                 .enumerate()

@@ -233,6 +233,31 @@ impl Container {
         std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap()
     }
 
+    /// `runc run -d` with stdio on /dev/null (CRIU refuses a container whose stdio is a file
+    /// of ours): its init's pid.
+    pub fn start_quiet(&self, dir: &Path) -> i32 {
+        let pid_file = dir.join("init.pid");
+        let status = self
+            .cmd(
+                "runc",
+                &[
+                    "run",
+                    "-d",
+                    "--bundle",
+                    self.bundle.to_str().unwrap(),
+                    "--pid-file",
+                    pid_file.to_str().unwrap(),
+                    "{}",
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "runc run");
+        std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap()
+    }
+
     /// runc's `state`.
     pub fn state(&self) -> Value {
         serde_json::from_slice(&ok("runc state", self.runc(&["state", "{}"]))).unwrap()
@@ -259,6 +284,21 @@ impl Container {
         ok("runc kill", self.runc(&["kill", "{}", "KILL"]));
         self.wait_status("stopped");
         ok("runc delete", self.runc(&["delete", "{}"]));
+    }
+
+    /// Waits until runc no longer knows the container (a checkpoint without
+    /// `--leave-running` removes it, as runc does), reaping what ended meanwhile.
+    pub fn wait_gone(&self) {
+        let start = Instant::now();
+        while self.exists() {
+            crate::workload::reap_ended_children();
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "still there: {}",
+                self.state()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Whether runc knows the container.

@@ -96,13 +96,13 @@ fn cgroup_settings_changed_while_running_come_back_with_manage_cgroups_mode_full
         "checkpoint",
         c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
     );
-    c.wait_status("stopped");
+    // As runc does, the checkpointed container is gone.
+    c.wait_gone();
     let settings = ctests::crit_decode(&images.join("cgroup.img")).to_string();
     assert!(
         settings.contains("\"pids.max\"") && settings.contains("\"77\""),
         "{settings}"
     );
-    ok("runc delete", c.runc(&["delete", "{}"]));
     // soft (the default): the cgroups are as the config makes them.
     let pid_file = scratch.join("restored.pid");
     assert!(restore(&c, &images, &work, &pid_file).success());
@@ -152,7 +152,8 @@ fn a_checkpointed_container_is_restored_and_counts_on() {
         ]),
     );
     // Without --leave-running the container is gone: stopped for runc, its counter still.
-    c.wait_status("stopped");
+    // As runc does, the checkpointed container is gone.
+    c.wait_gone();
     let dumped = count(&rootfs);
     assert!(dumped >= before);
     // runc's files: the init's stdio beside the images, the log and statistics in the work path.
@@ -193,7 +194,6 @@ fn a_checkpointed_container_is_restored_and_counts_on() {
         .unwrap()
         .iter()
         .all(|m| m["ext_mount"] == true));
-    ok("runc delete", c.runc(&["delete", "{}"]));
     assert!(
         sample(&rootfs, 150).iter().all(|&v| v == dumped),
         "something still counts"
@@ -329,8 +329,8 @@ fn refused_and_failed_checkpoints_and_restores_leave_things_as_they_were() {
         "checkpoint",
         c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
     );
-    c.wait_status("stopped");
-    ok("runc delete", c.runc(&["delete", "{}"]));
+    // As runc does, the checkpointed container is gone.
+    c.wait_gone();
     let dumped = count(&rootfs);
     // The container's stdout was a file of the host: without its descriptor the restore
     // cannot find it inside the container, fails after runc created the container, and
@@ -402,7 +402,8 @@ fn ipc_objects_sockets_and_files_of_a_container_come_back_inside_it() {
         "checkpoint",
         c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
     );
-    c.wait_status("stopped");
+    // As runc does, the checkpointed container is gone.
+    c.wait_gone();
     // The segment, the semaphore set and the queue with its two messages, as crit reads them.
     let image = |prefix: &str| {
         let e = std::fs::read_dir(&images)
@@ -418,7 +419,6 @@ fn ipc_objects_sockets_and_files_of_a_container_come_back_inside_it() {
     assert_eq!(image("ipcns-sem-")["entries"][0]["nsems"], 3);
     let msg = image("ipcns-msg-");
     assert_eq!(msg["entries"][0]["qnum"], 2, "{msg}");
-    ok("runc delete", c.runc(&["delete", "{}"]));
     let dumped = count(&rootfs);
 
     let pid_file = scratch.join("restored.pid");
@@ -481,8 +481,8 @@ fn a_tmpfs_the_container_mounted_itself_is_mounted_again_with_its_files() {
         "checkpoint",
         c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
     );
-    c.wait_status("stopped");
-    ok("runc delete", c.runc(&["delete", "{}"]));
+    // As runc does, the checkpointed container is gone.
+    c.wait_gone();
     let dumped = count(&c.rootfs());
     let pid_file = scratch.join("restored.pid");
     restore_ok(&c, &images, &work, &pid_file);
@@ -521,8 +521,8 @@ fn the_loopback_comes_back_as_the_container_left_it() {
         "checkpoint",
         c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
     );
-    c.wait_status("stopped");
-    ok("runc delete", c.runc(&["delete", "{}"]));
+    // As runc does, the checkpointed container is gone.
+    c.wait_gone();
     let pid_file = scratch.join("restored.pid");
     assert!(restore(&c, &images, &work, &pid_file).success());
     let lo = ip(&["link", "show", "lo"]);
@@ -545,11 +545,11 @@ fn a_container_in_a_user_namespace_comes_back_with_its_ids() {
         "checkpoint",
         c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
     );
-    c.wait_status("stopped");
+    // As runc does, the checkpointed container is gone.
+    c.wait_gone();
     // Saved with the ids it has inside (crit's view of the core image).
     let core = ctests::crit_decode(&images.join("core-1.img"));
     assert_eq!(core["entries"][0]["thread_core"]["creds"]["uid"], 0, "{core}");
-    ok("runc delete", c.runc(&["delete", "{}"]));
     let dumped = count(&c.rootfs());
     let pid_file = scratch.join("restored.pid");
     restore_ok(&c, &images, &work, &pid_file);
@@ -562,5 +562,39 @@ fn a_container_in_a_user_namespace_comes_back_with_its_ids() {
     );
     assert_eq!(ok("id", c.runc(&["exec", "{}", "/bin/busybox", "id", "-u"])), b"0\n");
     assert!(status_field(pid, "NSpid").unwrap().ends_with('1'));
+    c.kill_and_delete();
+}
+
+#[test]
+fn a_container_checkpointed_by_runc_with_criu_is_restored_by_stasis_runc() {
+    let (scratch, work, images) = test_dirs("runc-from-criu");
+    let criu = ctests::shared_dir().join("tools/criu");
+    let c = Container::counting(&scratch.0, "stasis-from-criu");
+    c.start_quiet(&work);
+    wait_count_above(&c.rootfs(), 5);
+    // CRIU 4.1.1 behind runc writes the images (its mount tree, its /dev and /dev/shm
+    // archives, its namespaces)...
+    let criu_work = scratch.join("criu-work");
+    ok(
+        "runc --criu checkpoint",
+        c.runc(&[
+            "--criu",
+            criu.to_str().unwrap(),
+            "checkpoint",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--work-path",
+            criu_work.to_str().unwrap(),
+            "{}",
+        ]),
+    );
+    // (runc removes a container it checkpointed with CRIU.)
+    assert!(!c.exists());
+    let dumped = count(&c.rootfs());
+    // ...and stasis-runc restores them: runc makes the container, the tree goes on.
+    let pid_file = scratch.join("restored.pid");
+    restore_ok(&c, &images, &work, &pid_file);
+    ctests::container::assert_counts_on_from(&c.rootfs(), dumped);
+    assert_eq!(c.state()["pid"], pid_in(&pid_file));
     c.kill_and_delete();
 }

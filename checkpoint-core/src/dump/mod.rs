@@ -373,8 +373,9 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
         Some(f) => tree::freeze_in_cgroup(opts.pid, f)?,
         None => (tree::freeze(opts.pid)?, false),
     };
-    // Whatever happens next, a cgroup its owner had frozen is frozen again when we let go.
-    let _refreeze = Refreeze(freezer.filter(|_| refreeze));
+    // Whatever happens next, a cgroup its owner had frozen is frozen again when we let go
+    // (unless its tasks were killed: they must run to end).
+    let mut refreeze = Refreeze(freezer.filter(|_| refreeze));
     let frozen_at = Instant::now();
     // On error every thread detaches on drop.
     let mut report = dump_frozen(&tasks, &dir, opts, container_mounts.as_ref())?;
@@ -383,14 +384,24 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
             t.detach()?;
         }
     } else {
+        refreeze.0 = None;
         // SIGKILL cannot be blocked or caught: the tasks are gone from here on. Their memory is
         // freed by the kernel after we return (waiting for it cost ~10% of a dump), and their
         // parents reap them as usual.
         for t in tasks.iter().filter(|t| !t.is_zombie()) {
             let _ = parasite::sys::kill(t.pid, libc::SIGKILL);
         }
-        for t in tasks.into_iter().flat_map(|t| t.threads) {
-            t.forget();
+        if opts.container.is_some() {
+            // Their ends are reported to us, their tracer, before their parents: a container's
+            // init ends only once every other task of its pid namespace is reaped, and its
+            // runtime waits for that. Taken here, children before parents.
+            for t in tasks.into_iter().rev().flat_map(|t| t.threads.into_iter().rev()) {
+                t.reap_killed();
+            }
+        } else {
+            for t in tasks.into_iter().flat_map(|t| t.threads) {
+                t.forget();
+            }
         }
     }
     report.frozen = frozen_at.elapsed();
@@ -1295,7 +1306,11 @@ fn dump_mounts(dir: &ImageDir, root: i32, mnt_ns_id: u32, view: &crate::ns::mnt:
         if tmpfs::is_empty(&path) {
             continue;
         }
-        let (file, _) = dir.create_raw(ImageKind::TmpfsDev, *mnt_id as u64)?;
+        // Named by the filesystem's device (the kernel's encoding), as CRIU names them.
+        let Some(m) = view.mounts.iter().find(|m| m.id == *mnt_id) else {
+            continue;
+        };
+        let (file, _) = dir.create_raw(ImageKind::TmpfsDev, u64::from((m.dev.0 << 20) | m.dev.1))?;
         tmpfs::archive(&path, file).map_err(|e| DumpError::Unsupported {
             pid: root,
             what: format!("the tmpfs at {mount_point}: {e}"),

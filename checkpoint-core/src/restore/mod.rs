@@ -43,6 +43,9 @@ pub struct RestoreOpts {
     /// Inside a container: write the saved cgroup settings (cgroup.img) into the cgroups its
     /// runtime made (`--manage-cgroups-mode full/strict`).
     pub cgroup_settings: bool,
+    /// Inside a container: the mount points its runtime makes (from its config). A saved mount
+    /// elsewhere was the container's own, made again (a CRIU image does not say which).
+    pub declared_mounts: Vec<String>,
 }
 
 /// What a restore did.
@@ -756,8 +759,9 @@ fn container_start(tree: &Tree, host: i32, init: &Tracee, ctl_fd: i32) -> Result
     Ok((root_dir.into(), inherited))
 }
 
-/// Unpacks each saved tmpfs (`tmpfs-dev-<mnt_id>.tar.gz.img`) into the container's mount
-/// at the same place (`mountpoints-N.img`), as the runtime made it again, empty.
+/// Unpacks each saved tmpfs (`tmpfs-dev-<dev>.tar.gz.img`, by its filesystem's device) into
+/// the container's mount at the same place (`mountpoints-N.img`: the mount of that device
+/// at its root), as the runtime made it again, empty.
 fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), RestoreError> {
     use std::os::fd::AsFd;
     let listed = dir.list()?;
@@ -765,7 +769,9 @@ fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), Restore
     for (kind, id) in listed.iter().filter_map(|l| l.kind) {
         if kind == ImageKind::Mnts {
             for m in dir.read_all::<crate::image::pb::MntEntry>(kind, id)? {
-                points.insert(u64::from(m.mnt_id), m.mountpoint);
+                if m.root == "/" && m.fstype == crate::image::pb::Fstype::Tmpfs as u32 {
+                    points.entry(u64::from(m.root_dev)).or_insert(m.mountpoint);
+                }
             }
         }
     }
@@ -774,8 +780,13 @@ fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), Restore
             continue;
         }
         let point = points.get(&id).ok_or_else(|| RestoreError::Invalid {
-            what: format!("tmpfs-dev-{id}.tar.gz.img: mount {id} is not in the mount images"),
+            what: format!("tmpfs-dev-{id}.tar.gz.img: no tmpfs of device {id} in the mount images"),
         })?;
+        // /dev is the runtime's to fill (a CRIU image holds its device nodes), and
+        // /sys/fs/cgroup holds only mount points.
+        if matches!(point.as_str(), "/dev" | "/sys/fs/cgroup") {
+            continue;
+        }
         let what = || format!("the tmpfs at {point}");
         let mount = File::from(
             sys::open_in_root(root.as_fd(), point, libc::O_RDONLY | libc::O_DIRECTORY).map_err(object(pid, what()))?,
@@ -795,14 +806,24 @@ fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), Restore
 
 /// Mounts again, through the container's init, the tmpfs mounts the container had made
 /// itself (the runtime made the declared ones), parents first, as they were listed.
-fn replay_mounts(dir: &ImageDir, init: &Tracee, pid: i32) -> Result<(), RestoreError> {
+fn replay_mounts(dir: &ImageDir, init: &Tracee, pid: i32, declared: &[String]) -> Result<(), RestoreError> {
     use crate::image::pb::{Fstype, MntEntry};
     for (kind, id) in dir.list()?.iter().filter_map(|l| l.kind) {
         if kind != ImageKind::Mnts {
             continue;
         }
-        for m in dir.read_all::<MntEntry>(kind, id)? {
-            if m.ext_mount == Some(true) {
+        let mounts = dir.read_all::<MntEntry>(kind, id)?;
+        let point = |id: u32| mounts.iter().find(|m| m.mnt_id == id).map(|m| m.mountpoint.as_str());
+        for m in &mounts {
+            // Ours mark the runtime's mounts external; in any image, the root and what the
+            // config declares (and the hierarchies below a declared /sys/fs/cgroup) are the
+            // runtime's.
+            let under_cgroup = point(m.parent_mnt_id) == Some("/sys/fs/cgroup");
+            let runtimes = m.ext_mount == Some(true)
+                || m.mountpoint == "/"
+                || declared.iter().any(|d| d.trim_end_matches('/') == m.mountpoint)
+                || under_cgroup;
+            if runtimes {
                 continue;
             }
             if m.fstype != Fstype::Tmpfs as u32 || !m.mountpoint.starts_with('/') {
@@ -865,7 +886,7 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
             inherited.ctl_socket = ctl_socket.map(Rc::new);
             // Before any file is opened or segment attached: what the container's tmpfs
             // mounts and IPC namespace held.
-            replay_mounts(&dir, &init, pid0)?;
+            replay_mounts(&dir, &init, pid0, &opts.declared_mounts)?;
             restore_tmpfs(&dir, &root, pid0)?;
             shared.container = Some(init.pid());
             if opts.shell_job {
