@@ -209,52 +209,43 @@ impl Container {
         cmd.stdout(io("out")).stderr(io("err")).status().unwrap()
     }
 
-    /// `runc run -d`: the container counting, its init's pid.
+    /// `runc run -d --pid-file`: the container counting, its init's pid. Its stdio are files
+    /// in `dir` (out, err).
     pub fn start(&self, dir: &Path) -> i32 {
-        let pid_file = dir.join("init.pid");
-        let cmd = self.cmd(
-            "runc",
-            &[
-                "run",
-                "-d",
-                "--bundle",
-                self.bundle.to_str().unwrap(),
-                "--pid-file",
-                pid_file.to_str().unwrap(),
-                "{}",
-            ],
-        );
-        let status = self.run_detached(cmd, dir);
-        assert!(
-            status.success(),
-            "runc run: {}",
-            std::fs::read_to_string(dir.join("err")).unwrap_or_default()
-        );
-        std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap()
+        self.run(dir, false)
     }
 
     /// `runc run -d` with stdio on /dev/null (CRIU refuses a container whose stdio is a file
     /// of ours): its init's pid.
     pub fn start_quiet(&self, dir: &Path) -> i32 {
+        self.run(dir, true)
+    }
+
+    fn run(&self, dir: &Path, quiet: bool) -> i32 {
         let pid_file = dir.join("init.pid");
-        let status = self
-            .cmd(
-                "runc",
-                &[
-                    "run",
-                    "-d",
-                    "--bundle",
-                    self.bundle.to_str().unwrap(),
-                    "--pid-file",
-                    pid_file.to_str().unwrap(),
-                    "{}",
-                ],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "runc run");
+        let bundle = self.bundle.to_str().unwrap();
+        let mut cmd = self.cmd(
+            "runc",
+            &[
+                "run",
+                "-d",
+                "--bundle",
+                bundle,
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                "{}",
+            ],
+        );
+        let status = if quiet {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap()
+        } else {
+            self.run_detached(cmd, dir)
+        };
+        assert!(
+            status.success(),
+            "runc run: {}",
+            std::fs::read_to_string(dir.join("err")).unwrap_or_default()
+        );
         std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap()
     }
 

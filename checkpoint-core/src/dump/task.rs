@@ -78,14 +78,16 @@ fn requeue_deferred(t: &Tracee, inj: &Injector<'_>, scratch: u64) -> Result<(), 
         return Ok(());
     }
     let mem = RemoteMem::open(t.pid())?;
+    // Its own ids, as it sees them (inside a container they are not ours).
     let tgid = inj.call("getpid", libc::SYS_getpid, [0; 6])?;
+    let tid = inj.call("gettid", libc::SYS_gettid, [0; 6])?;
     for info in deferred {
         let signo = u32::from_le_bytes([info[0], info[1], info[2], info[3]]);
         mem.write(scratch, &info)?;
         inj.call(
             "rt_tgsigqueueinfo",
             libc::SYS_rt_tgsigqueueinfo,
-            [tgid, t.pid() as u64, signo.into(), scratch, 0, 0],
+            [tgid, tid, signo.into(), scratch, 0, 0],
         )?;
     }
     Ok(())
