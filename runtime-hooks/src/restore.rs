@@ -20,11 +20,24 @@ pub fn run(global: &Global, id: &str, args: &VerbArgs) -> Result<(), String> {
     let result = restore(global, id, args, &images);
     if make_dir(&work).is_ok() {
         match &result {
-            Ok(summary) => note(&work, "restore.log", summary),
+            Ok((summary, report)) => {
+                note(&work, "restore.log", summary);
+                if let Err(e) = checkpoint_core::restore::write_stats(&work, report) {
+                    note(&work, "restore.log", &format!("Warning: stats-restore: {e}"));
+                }
+            }
             Err(e) => note(&work, "restore.log", &format!("Error: {e}")),
         }
     }
-    result.map(drop)
+    let (_, report) = result?;
+    let detached = ["detach", "d"]
+        .iter()
+        .any(|f| args.flags.get(*f).is_some_and(|v| v != "false"));
+    if !detached {
+        // In the foreground, as runc: until the container's init ends.
+        let _ = checkpoint_core::sys::wait_exit(report.pid);
+    }
+    Ok(())
 }
 
 /// The shadow bundle: beside the container's own config (inside its bundle, which its owner
@@ -55,7 +68,12 @@ fn own_caps() -> u64 {
         .map_or(0, |s| s.cap_bnd)
 }
 
-fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<String, String> {
+fn restore(
+    global: &Global,
+    id: &str,
+    args: &VerbArgs,
+    images: &Path,
+) -> Result<(String, checkpoint_core::restore::RestoreReport), String> {
     let flag = |name: &str| args.flags.get(name).is_some_and(|v| v != "false");
     for unsupported in ["lazy-pages", "auto-dedup", "lsm-profile", "lsm-mount-context"] {
         if args.flags.contains_key(unsupported) {
@@ -231,9 +249,5 @@ fn restore(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Result<
         report.pid,
         report.elapsed.as_secs_f64() * 1e3
     );
-    if !detach {
-        // In the foreground, as runc: until the container's init ends.
-        let _ = checkpoint_core::sys::wait_exit(report.pid);
-    }
-    Ok(summary)
+    Ok((summary, report))
 }

@@ -694,6 +694,22 @@ pub struct ContainerInit {
     pub ctl_socket: Option<OwnedFd>,
 }
 
+/// Writes `stats-restore` (CRIU's restore statistics: the restore time) into `dir`.
+pub fn write_stats(dir: &std::path::Path, report: &RestoreReport) -> Result<(), ImageError> {
+    let us = report.elapsed.as_micros().min(u128::from(u32::MAX)) as u32;
+    ImageDir::open(dir)?.write_all(
+        ImageKind::StatsRestore,
+        0,
+        &[crate::image::pb::StatsEntry {
+            dump: None,
+            restore: Some(crate::image::pb::RestoreStatsEntry {
+                restore_time: us,
+                ..Default::default()
+            }),
+        }],
+    )
+}
+
 /// The program the root task of the images in `images` runs (its path as it saw it).
 pub fn root_program(images: &std::path::Path) -> Result<String, RestoreError> {
     let dir = ImageDir::open(images)?;
