@@ -63,6 +63,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -421,7 +422,13 @@ static int threads(void) {
     while (!verify_now) usleep(10 * 1000);
     unsigned long before[NTHREADS];
     for (int i = 0; i < NTHREADS; i++) before[i] = w[i].count;
-    usleep(50 * 1000);
+    /* Every thread must count on; on a loaded machine one may wait its turn a while. */
+    for (int tries = 0; tries < 200; tries++) {
+        int all = 1;
+        for (int i = 0; i < NTHREADS; i++) all &= w[i].count > before[i];
+        if (all) break;
+        usleep(10 * 1000);
+    }
     for (int i = 0; i < NTHREADS; i++)
         EXPECT(w[i].count > before[i], "thread %d stopped counting", i);
     threads_stop = 1;
@@ -1131,11 +1138,14 @@ static void pty_child(const char *name, int ready) {
     }
 }
 
-/* Writes `cmd` to the master and reads one line back. */
+/* Writes `cmd` to the master and reads one line back (waiting at most 10 s for each byte:
+ * a child that does not answer makes an empty line, not a hang). */
 static void pty_ask(int m, const char *cmd, char *out, size_t len) {
     write(m, cmd, strlen(cmd));
     size_t got = 0;
     while (got + 1 < len) {
+        struct pollfd p = { .fd = m, .events = POLLIN };
+        if (poll(&p, 1, 10000) != 1) break;
         ssize_t n = read(m, out + got, 1);
         if (n <= 0) break;
         got += n;
@@ -1288,9 +1298,14 @@ static int swarm(int procs, int threads) {
     while (!verify_now) usleep(10 * 1000);
     unsigned long before[4096];
     for (int i = 1; i < procs; i++) before[i] = swarm_ticks[i];
-    usleep(100 * 1000);
     int stuck = 0;
-    for (int i = 1; i < procs; i++) stuck += swarm_ticks[i] == before[i];
+    /* Every member must tick on; on a loaded machine one may wait its turn a while. */
+    for (int tries = 0; tries < 200; tries++) {
+        usleep(10 * 1000);
+        stuck = 0;
+        for (int i = 1; i < procs; i++) stuck += swarm_ticks[i] == before[i];
+        if (!stuck) break;
+    }
     for (int i = 1; i < procs; i++) kill(kids[i], SIGKILL);
     while (wait(NULL) > 0) {}
     char buf[128];
