@@ -129,7 +129,9 @@ fn check_namespaces(pid: i32, root: i32, opts: &DumpOpts) -> Result<(), DumpErro
         if kind == "time" {
             return refuse(format!("runs in its own {kind} namespace, which is not saved yet"));
         }
-        if crate::ns::inode(&pid.to_string(), kind) != crate::ns::inode(&root.to_string(), kind) {
+        // (A task ending as we look has no namespaces to read: not a nested one.)
+        let theirs = crate::ns::inode(&pid.to_string(), kind);
+        if theirs.is_some() && theirs != crate::ns::inode(&root.to_string(), kind) {
             return refuse(format!(
                 "runs in a {kind} namespace of its own inside the container: nested namespaces are not saved"
             ));
@@ -353,7 +355,7 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
             Ok(Some(t)) => tables.push((pid, t)),
             Ok(None) => {}
             // A task that ended while we looked (a short-lived child) is simply not there.
-            Err(_) if pid != opts.pid && !Path::new(&format!("/proc/{pid}")).exists() => {}
+            Err(_) if pid != opts.pid && !tree::alive(pid) => {}
             Err(e) => return Err(e),
         }
     }

@@ -170,6 +170,11 @@ pub fn freeze_in_cgroup(root: i32, freezer: &crate::freeze::Freezer) -> Result<(
     Ok((tasks, was_frozen))
 }
 
+/// Whether `pid` is there and not ending (a zombie, or gone already, leaves nothing behind).
+pub fn alive(pid: i32) -> bool {
+    stat(pid).is_ok_and(|st| st.state != 'Z')
+}
+
 /// Refuses a cgroup holding a process outside the tree rooted at `root` (a container's
 /// process whose parent left it, an exec'd process re-parented outside): freezing and
 /// dumping the tree would leave it behind, or lose it.
@@ -178,8 +183,6 @@ pub fn check_cgroup_members(root: i32, freezer: &crate::freeze::Freezer) -> Resu
         .procs()
         .map_err(|e| DumpError::proc(root, &freezer.path().display().to_string(), e))?;
     let tree: std::collections::BTreeSet<i32> = walk(root).into_iter().collect();
-    // One that is ending (a zombie, or gone already) leaves nothing behind.
-    let alive = |pid: i32| stat(pid).is_ok_and(|st| st.state != 'Z');
     if let Some(&pid) = procs.iter().find(|&&p| !tree.contains(&p) && alive(p)) {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         return Err(DumpError::Unsupported {
