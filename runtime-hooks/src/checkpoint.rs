@@ -73,6 +73,8 @@ fn init_alive(pid: i32) -> bool {
         .is_some_and(|st| st.state != 'Z')
 }
 
+/// `checkpoint ID`: the container's images, `descriptors.json` beside them, its log and
+/// statistics in the work path; without `--leave-running` the container is removed.
 pub fn run(global: &Global, id: &str, args: &VerbArgs) -> Result<(), String> {
     let (images, work) = paths(args);
     let result = checkpoint(global, id, args, &images);

@@ -12,9 +12,12 @@ use crate::checkpoint::{make_dir, note, paths};
 use crate::cli::{Global, VerbArgs};
 use crate::delegate;
 
-/// The fd at which the container's init gets our pidfd (`--preserve-fds 1`).
+/// The fd at which the container's init gets its way to our fds (`--preserve-fds 1`): a
+/// pidfd of us, or its end of a unix socket in a user namespace of its own.
 const CTL_FD: i32 = 3;
 
+/// `restore ID`: the container made again from the images; its log and statistics go to the
+/// work path. Without `--detach`, waits (as runc) until the container's init ends.
 pub fn run(global: &Global, id: &str, args: &VerbArgs) -> Result<(), String> {
     let (images, work) = paths(args);
     let result = restore(global, id, args, &images);
