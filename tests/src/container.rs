@@ -170,6 +170,7 @@ impl Container {
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     }
 
+    /// The container's root directory (in its bundle).
     pub fn rootfs(&self) -> PathBuf {
         self.bundle.join("rootfs")
     }
@@ -184,10 +185,12 @@ impl Container {
         cmd
     }
 
+    /// `runc --root ROOT ARGS`, output captured.
     pub fn runc(&self, args: &[&str]) -> Output {
         self.cmd("runc", args).output().unwrap()
     }
 
+    /// `stasis-runc --root ROOT ARGS`, output captured.
     pub fn stasis_runc(&self, args: &[&str]) -> Output {
         self.cmd(crate::workspace_bin("stasis-runc").to_str().unwrap(), args)
             .output()

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::container::ok;
 
+/// A running containerd of the test's own.
 pub struct Containerd {
     pub dir: PathBuf,
     pub ns: String,

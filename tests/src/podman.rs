@@ -9,11 +9,13 @@ use std::process::{Command, Output, Stdio};
 
 use crate::container::ok;
 
+/// A podman of the test's own (its dirs and confs under `dir`).
 pub struct Podman {
     pub dir: PathBuf,
 }
 
 impl Podman {
+    /// Writes its confs into `dir`.
     pub fn new(dir: &Path) -> Podman {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(
@@ -55,6 +57,7 @@ impl Podman {
         cmd
     }
 
+    /// A podman command, output captured.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
