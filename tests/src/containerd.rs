@@ -164,6 +164,8 @@ impl Drop for Containerd {
         let _ = std::fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.ns));
         // Shims of deleted tasks exit; as the subreaper we reap them.
         crate::workload::reap_all_children();
+        // The cgroups of the namespace's containers are /NS/ID: the shims remove ID.
+        crate::workload::remove_cgroup_dirs(&self.ns);
     }
 }
 

@@ -135,6 +135,9 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.run(&["rm", "--force", "--all", "--time", "0"]);
         let _ = self.run(&["rmi", "--all", "--force"]);
+        // conmon double-forks, and runs `podman container cleanup` when its container ends
+        // (which mounts podman's storage again): as the subreaper we wait for all of them.
+        crate::workload::reap_all_children();
         // What podman's storage left mounted under our dir, deepest first.
         let prefix = self.dir.to_str().unwrap().to_owned();
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
@@ -147,7 +150,7 @@ impl Drop for Podman {
         for m in mounts {
             let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
-        // conmon double-forks; as the subreaper we reap it once its container is gone.
-        crate::workload::reap_all_children();
+        // podman's parent cgroup, once no container of any podman is below it.
+        crate::workload::remove_cgroup_dirs("libpod_parent");
     }
 }

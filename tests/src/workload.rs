@@ -213,6 +213,29 @@ pub fn reap_ended_children() {
     while let Ok(Some(_)) = checkpoint_core::sys::reap_if_ended(-1) {}
 }
 
+/// Removes the (empty) cgroup directories named `name` in every hierarchy, and what is below
+/// them: what a runtime made for the test's containers and left (containerd leaves its
+/// namespace's directory).
+pub fn remove_cgroup_dirs(name: &str) {
+    fn rm(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let hierarchies = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten();
+    for h in hierarchies {
+        let dir = h.path().join(name);
+        if dir.is_dir() {
+            rm(&dir);
+        }
+    }
+}
+
 /// The processes of a tree we started: on drop, the ones still there are killed by pid and
 /// everything is reaped.
 pub struct TreeGuard(pub Vec<i32>);

@@ -127,6 +127,7 @@ fn ctr_container_restore_goes_on_here_and_on_a_fresh_containerd() {
         "ck3",
     ]);
     ctd.remove_all();
+    let first_ns = ctd.ns.clone();
     drop(ctd);
     let fresh = Containerd::start(&scratch.join("containerd-2"), "stasis-migrated");
     fresh.import_busybox();
@@ -136,4 +137,8 @@ fn ctr_container_restore_goes_on_here_and_on_a_fresh_containerd() {
     assert_counts_on(&fresh.rootfs("c3"));
     fresh.ctr_ok(&["task", "kill", "-s", "KILL", "c3"]);
     fresh.wait_task("c3", "STOPPED");
+    // containerd 1.6 keeps the original's cgroups path for a restored container: the first
+    // namespace's directory holds the migrated one's cgroup until it is gone.
+    drop(fresh);
+    ctests::workload::remove_cgroup_dirs(&first_ns);
 }
