@@ -476,6 +476,13 @@ pub fn send_fd(sock: std::os::fd::BorrowedFd<'_>, fd: std::os::fd::RawFd) -> io:
     Ok(())
 }
 
+/// Our copy of fd `fd` of task `pid`: the same open file (pidfd_open + pidfd_getfd).
+pub fn copy_fd_of(pid: i32, fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let pidfd = parasite::sys::pidfd_open(pid)?;
+    parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
+}
+
 /// A pidfd of this process (for a container's init: its way to our fds).
 pub fn pidfd_self() -> io::Result<std::os::fd::OwnedFd> {
     parasite::sys::pidfd_open(std::process::id() as i32)

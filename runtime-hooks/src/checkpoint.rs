@@ -65,14 +65,6 @@ pub fn paths(args: &VerbArgs) -> (PathBuf, PathBuf) {
     (images, work)
 }
 
-/// Whether `pid` is still there and not a zombie.
-fn init_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| checkpoint_core::procfs::parse_stat(&s))
-        .is_some_and(|st| st.state != 'Z')
-}
-
 /// `checkpoint ID`: the container's images, `descriptors.json` beside them, its log and
 /// statistics in the work path; without `--leave-running` the container is removed.
 pub fn run(global: &Global, id: &str, args: &VerbArgs) -> Result<(), String> {
@@ -151,7 +143,7 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         // As runc does after a checkpoint: the container (killed with its tree) goes, once
         // its init has ended (runc would take it for running, and wait, until then).
         let start = std::time::Instant::now();
-        while init_alive(pid) && start.elapsed() < std::time::Duration::from_secs(10) {
+        while checkpoint_core::dump::tree::alive(pid) && start.elapsed() < std::time::Duration::from_secs(10) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         delegate::run(global, &["delete", "--force", id])

@@ -142,6 +142,15 @@ static void write_file(const char *name, const char *text) {
 static char failure[4096];
 #define EXPECT(cond, ...) do { if (!(cond) && !failure[0]) snprintf(failure, sizeof failure, __VA_ARGS__); } while (0)
 
+/* Writes the verdict to DIR/result: "FAIL <the first failure>", or `ok`; the exit status. */
+static int finish(const char *ok) {
+    char buf[4200];
+    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
+    else snprintf(buf, sizeof buf, "%s", ok);
+    write_file("result", buf);
+    return failure[0] ? 1 : 0;
+}
+
 static void on_usr1(int sig) {
     sigset_t now;
     (void)sig;
@@ -314,10 +323,9 @@ static int verify(void) {
     EXPECT(more != NULL, "malloc after restore failed");
     free(more);
 
-    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
-    else snprintf(buf, sizeof buf, "OK spins=%lu\n", spins);
-    write_file("result", buf);
-    return failure[0] ? 1 : 0;
+    char ok[64];
+    snprintf(ok, sizeof ok, "OK spins=%lu\n", spins);
+    return finish(ok);
 }
 
 static void on_usr1_stop(int sig) { (void)sig; stop = 1; }
@@ -436,11 +444,9 @@ static int threads(void) {
         pthread_join(w[i].t, NULL);
         EXPECT(!w[i].fail[0], "%s", w[i].fail);
     }
-    char buf[512];
-    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
-    else snprintf(buf, sizeof buf, "OK threads=%d\n", NTHREADS);
-    write_file("result", buf);
-    return failure[0] ? 1 : 0;
+    char ok[600];
+    snprintf(ok, sizeof ok, "OK threads=%d\n", NTHREADS);
+    return finish(ok);
 }
 
 /* ---- tree: processes, sessions, groups, a zombie, an orphan, pipes shared between tasks ---- */
@@ -578,11 +584,9 @@ static int tree(void) {
      * every server holds every pipe, so none would see an end of file). */
     for (int i = 0; i < NSRV; i++) kill(before[i].pid, SIGTERM);
     while (wait(NULL) > 0) {}
-    char result[4200];
-    if (failure[0]) snprintf(result, sizeof result, "FAIL %s\n", failure);
-    else snprintf(result, sizeof result, "OK tree=%d\n", NSRV + 2);
-    write_file("result", result);
-    return failure[0] ? 1 : 0;
+    char ok[600];
+    snprintf(ok, sizeof ok, "OK tree=%d\n", NSRV + 2);
+    return finish(ok);
 }
 
 /* ---- signals: queued signals with their data, itimers ---- */
@@ -689,11 +693,7 @@ static int signals_mode(void) {
            timer_ticks - t0_ticks);
     EXPECT(timer_value == 0xabc, "the timer's signal carries %#x", timer_value);
     EXPECT(timer_gettime(periodic, &left) == 0 && left.it_interval.tv_nsec == 20 * 1000 * 1000, "the periodic timer lost its interval");
-    char buf[4200];
-    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
-    else snprintf(buf, sizeof buf, "OK signals\n");
-    write_file("result", buf);
-    return failure[0] ? 1 : 0;
+    return finish("OK signals\n");
 }
 
 /* ---- events: eventfd, epoll, signalfd, timerfd, inotify ---- */
@@ -784,11 +784,7 @@ static int events_mode(void) {
     struct inotify_event *ie = (struct inotify_event *)evbuf;
     EXPECT(len > 0 && ie->wd == wb && wb == 2 && (ie->mask & IN_CREATE) && !strcmp(ie->name, "made"),
            "inotify: %zd bytes, wd %d (want %d), mask %#x", len, len > 0 ? ie->wd : -1, wb, len > 0 ? ie->mask : 0);
-    char buf[4200];
-    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
-    else snprintf(buf, sizeof buf, "OK events\n");
-    write_file("result", buf);
-    return failure[0] ? 1 : 0;
+    return finish("OK events\n");
 }
 
 /* ---- sockets: unix stream, dgram and seqpacket ---- */
@@ -887,11 +883,7 @@ static int sockets_mode(void) {
     kill(child, SIGTERM);
     waitpid(child, NULL, 0);
     unlink(la.sun_path);
-    char buf[4200];
-    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
-    else snprintf(buf, sizeof buf, "OK sockets\n");
-    write_file("result", buf);
-    return failure[0] ? 1 : 0;
+    return finish("OK sockets\n");
 }
 
 /* ---- creds: credentials, capabilities, seccomp filters (per thread), personality ---- */
@@ -1094,11 +1086,7 @@ static int files_mode(void) {
     EXPECT(pwrite(mfd, "X", 1, 0) == 1 && mshared[0] == 'X', "the shared mapping no longer sees the memfd");
     unlink(fifo);
     unlink(locked);
-    char out[4200];
-    if (failure[0]) snprintf(out, sizeof out, "FAIL %s\n", failure);
-    else snprintf(out, sizeof out, "OK files\n");
-    write_file("result", out);
-    return failure[0] ? 1 : 0;
+    return finish("OK files\n");
 }
 
 /* ---- pty: a terminal made in the tree, the controlling terminal of a child's session ---- */
@@ -1180,11 +1168,9 @@ static int pty_mode(void) {
     EXPECT(!strcmp(echo, "HELLO\r\n"), "the child answered \"%s\"", echo);
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
-    char buf[4200];
-    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
-    else snprintf(buf, sizeof buf, "OK pty %s", after);
-    write_file("result", buf);
-    return failure[0] ? 1 : 0;
+    char ok[600];
+    snprintf(ok, sizeof ok, "OK pty %s", after);
+    return finish(ok);
 }
 
 /* ---- sysv: a SysV shared memory segment attached by a parent and its child ---- */
@@ -1216,11 +1202,7 @@ static int sysv_mode(void) {
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
     shmctl(id, IPC_RMID, NULL);
-    char buf[4200];
-    if (failure[0]) snprintf(buf, sizeof buf, "FAIL %s\n", failure);
-    else snprintf(buf, sizeof buf, "OK sysv\n");
-    write_file("result", buf);
-    return failure[0] ? 1 : 0;
+    return finish("OK sysv\n");
 }
 
 /* ---- fanotify: a group with an inode mark ---- */
@@ -1249,11 +1231,7 @@ static int fanotify_mode(void) {
     }
     EXPECT(n > 0 && (ev->mask & FAN_CLOSE_WRITE) && !strcmp(path, watched),
            "fanotify: %zd bytes, mask %#llx, file %s", n, n > 0 ? (unsigned long long)ev->mask : 0ULL, path);
-    char out[4200];
-    if (failure[0]) snprintf(out, sizeof out, "FAIL %s\n", failure);
-    else snprintf(out, sizeof out, "OK fanotify\n");
-    write_file("result", out);
-    return failure[0] ? 1 : 0;
+    return finish("OK fanotify\n");
 }
 
 /* ---- swarm: many processes with many threads (the tree benchmark) ---- */

@@ -522,10 +522,7 @@ pub(crate) fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
 
 /// Our copy of fd `fd` of (stopped) task `pid`, the same open file (pidfd_getfd).
 fn fd_copy(pid: i32, fd: i32) -> Result<std::os::fd::OwnedFd, DumpError> {
-    use std::os::fd::AsRawFd;
-    let pidfd = parasite::sys::pidfd_open(pid).map_err(|e| DumpError::proc(pid, "pidfd_open", e))?;
-    parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
-        .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))
+    sys::copy_fd_of(pid, fd).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pidfd_getfd"), e))
 }
 
 /// The entry (and bytes) of what pipe or FIFO `ino` holds, read without taking it through our
@@ -1104,9 +1101,14 @@ fn dump_frozen(
             tree_objects.files.ctty.insert(rdev, (st.sid, st.tpgid.max(0) as u32));
         }
     }
+    // The namespaces of a container's own: read once.
+    let own = match opts.container {
+        Some(_) => crate::ns::own_kinds(opts.pid),
+        None => Vec::new(),
+    };
     // A container's tasks are saved with the pids they see.
     let mut pids = crate::ns::pid::PidMap::default();
-    if opts.container.is_some() && crate::ns::own_kinds(opts.pid).contains(&"pid") {
+    if own.contains(&"pid") {
         for t in tasks {
             let ids = std::iter::once(t.pid).chain(t.threads.iter().map(Tracee::pid));
             for id in ids {
@@ -1118,6 +1120,7 @@ fn dump_frozen(
     let root_ids = ns.ids("self", 1);
     tree_objects.host_uts = root_ids.uts_ns_id;
     let mut pstree = Vec::with_capacity(tasks.len());
+    let mut root_task_ids = pb::TaskKobjIdsEntry::default();
     for (i, (task, (stat, fdt))) in tasks.iter().zip(seen).enumerate() {
         let pid = task.pid;
         let ppid = if i == 0 { 0 } else { stat.ppid };
@@ -1128,6 +1131,9 @@ fn dump_frozen(
             }
             (None, fdt) => {
                 let ids = ns.ids(&pid.to_string(), i as u32 + 2);
+                if i == 0 {
+                    root_task_ids = ids.clone();
+                }
                 let proc_view = (&stat, fdt.unwrap_or_default());
                 dump_task(
                     &task.threads,
@@ -1160,27 +1166,8 @@ fn dump_frozen(
         mut totals,
     } = tree_objects;
     files.add_external_peers();
-    if let Some(view) = mounts {
-        dump_mounts(
-            dir,
-            opts.pid,
-            ns.ids(&opts.pid.to_string(), 2).mnt_ns_id.unwrap_or(0),
-            view,
-        )?;
-    }
-    // A container's own IPC namespace: its SysV objects (made again at their ids); its own
-    // network namespace's loopback; its cgroups' settings.
     if let Some(spec) = &opts.container {
-        if crate::ns::own_kinds(opts.pid).contains(&"net") && !spec.external.iter().any(|k| k == "net") {
-            let id = ns.ids(&opts.pid.to_string(), 2).net_ns_id.unwrap_or(0);
-            crate::ns::net::dump(opts.pid, dir, id).map_err(|what| DumpError::Unsupported { pid: opts.pid, what })?;
-        }
-        let cgroups = crate::ns::cgroup::dump(opts.pid).map_err(|e| DumpError::proc(opts.pid, "cgroup", e))?;
-        dir.write_all(ImageKind::Cgroup, 0, &[cgroups])?;
-        if crate::ns::own_kinds(opts.pid).contains(&"ipc") && !spec.external.iter().any(|k| k == "ipc") {
-            let id = ns.ids(&opts.pid.to_string(), 2).ipc_ns_id.unwrap_or(0);
-            crate::ns::ipc::dump(opts.pid, dir, id).map_err(|what| DumpError::Unsupported { pid: opts.pid, what })?;
-        }
+        dump_container(dir, opts.pid, spec, &own, &root_task_ids, mounts)?;
     }
     for (id, names) in &utsns {
         dir.write_all(ImageKind::Utsns, (*id).into(), std::slice::from_ref(names))?;
@@ -1296,6 +1283,33 @@ fn dump_frozen(
         frozen: Duration::ZERO,
         elapsed: Duration::ZERO,
     })
+}
+
+/// What a container's own namespaces (`own`, of root task `root` with namespace ids `ids`)
+/// and cgroups hold that its runtime does not make again: its mounts and tmpfs contents, its
+/// SysV objects (made again at their ids), its loopback's state, its cgroups' settings.
+fn dump_container(
+    dir: &ImageDir,
+    root: i32,
+    spec: &crate::ns::ContainerSpec,
+    own: &[&str],
+    ids: &pb::TaskKobjIdsEntry,
+    mounts: Option<&crate::ns::mnt::View>,
+) -> Result<(), DumpError> {
+    let saved = |kind: &str| own.contains(&kind) && !spec.external.iter().any(|k| k == kind);
+    let refuse = |what: String| DumpError::Unsupported { pid: root, what };
+    if let Some(view) = mounts {
+        dump_mounts(dir, root, ids.mnt_ns_id.unwrap_or(0), view)?;
+    }
+    if saved("net") {
+        crate::ns::net::dump(root, dir, ids.net_ns_id.unwrap_or(0)).map_err(refuse)?;
+    }
+    if saved("ipc") {
+        crate::ns::ipc::dump(root, dir, ids.ipc_ns_id.unwrap_or(0)).map_err(refuse)?;
+    }
+    let cgroups = crate::ns::cgroup::dump(root).map_err(|e| DumpError::proc(root, "cgroup", e))?;
+    dir.write_all(ImageKind::Cgroup, 0, &[cgroups])?;
+    Ok(())
 }
 
 /// A container's mount namespace: its mounts (all made again by its runtime) and the contents

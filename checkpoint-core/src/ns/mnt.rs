@@ -86,12 +86,8 @@ pub fn check(pid: i32, declared: &[String]) -> Result<View, String> {
     let mut made_inside = BTreeSet::new();
     for (i, m) in mounts.iter().enumerate() {
         let mp = m.mount_point.as_str();
-        // The root, declared mounts, and what the runtime mounts below a declared cgroup
-        // directory (one mount per v1 hierarchy).
-        let under_cgroup =
-            by_id(m.parent).is_some_and(|p| p.mount_point == "/sys/fs/cgroup" && declared.contains("/sys/fs/cgroup"));
-        let known = (i == 0 && mp == "/") || declared.contains(mp) || under_cgroup;
-        if known {
+        let parent = by_id(m.parent).map(|p| p.mount_point.as_str());
+        if (i == 0 && mp == "/") || runtimes(mp, parent, &declared) {
             continue;
         }
         // A tmpfs the container mounted itself is mounted again (its contents saved too).
@@ -116,6 +112,13 @@ pub fn check(pid: i32, declared: &[String]) -> Result<View, String> {
         made_inside,
         mounts,
     })
+}
+
+/// Whether the mount at `mount_point` (below the one at `parent`) is one the container's
+/// runtime makes besides its root: a declared mount point, or a hierarchy it mounts below a
+/// declared /sys/fs/cgroup (one mount per v1 hierarchy).
+pub fn runtimes(mount_point: &str, parent: Option<&str>, declared: &BTreeSet<&str>) -> bool {
+    declared.contains(mount_point) || (parent == Some("/sys/fs/cgroup") && declared.contains("/sys/fs/cgroup"))
 }
 
 /// Mount flags (MS_*) from per-mount options.

@@ -12,10 +12,9 @@ pub struct PidMap {
 impl PidMap {
     /// Adds task `host` (a pid or tid) with the pid it has in its own namespace.
     pub fn add(&mut self, host: i32) -> Result<(), String> {
-        let path = format!("/proc/{host}/status");
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-        let status = crate::procfs::parse_status(&text).ok_or_else(|| format!("{path}: unreadable"))?;
-        let own = *status.nspid.last().ok_or_else(|| format!("{path}: no NSpid"))?;
+        let own = levels(host)
+            .and_then(|l| l.last().copied())
+            .ok_or_else(|| format!("/proc/{host}/status: no NSpid"))?;
         self.inner.insert(host, own);
         Ok(())
     }

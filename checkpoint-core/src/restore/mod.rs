@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use parasite::Tracee;
 
+use crate::image::pb::MntEntry;
 use crate::image::{ImageDir, ImageError, ImageKind};
 use crate::sys::{self, PuppetSetup};
 use plan::{Body, FdTarget, Plan, Tree};
@@ -463,15 +464,16 @@ fn prepare(
                         }
                         f.into()
                     }
-                    (FdTarget::Tty { .. }, None) if opts.shell_job && shared.console.is_some() => {
-                        let console = shared.console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1);
-                        dup_ours(console).map_err(object(pid, "the container's console"))?
-                    }
                     (FdTarget::Tty { path }, None) if opts.shell_job => {
-                        let ours = (0..3).find(|&n| sys::isatty(n)).ok_or_else(|| RestoreError::Invalid {
+                        // The terminal outside the tree: a container's new console, or ours.
+                        let ours = match &shared.console {
+                            Some(console) => Some(console.as_raw_fd()),
+                            None => (0..3).find(|&n| sys::isatty(n)),
+                        };
+                        let ours = ours.ok_or_else(|| RestoreError::Invalid {
                             what: format!("pid {pid}: fd {} was the terminal {path}, but --shell-job found no terminal on our fds 0-2", p.fd),
                         })?;
-                        dup_ours(ours).map_err(object(pid, format!("our terminal fd {ours}")))?
+                        dup_ours(ours).map_err(object(pid, format!("the terminal (our fd {ours})")))?
                     }
                     (FdTarget::Pipe { pipe_id, flags }, None) => shared.pipe_end(tree, pid, *pipe_id, *flags)?,
                     (
@@ -741,17 +743,11 @@ pub fn restore_into(opts: &RestoreOpts, c: ContainerInit) -> Result<RestoreRepor
 /// The state a container's init starts the restore with, checked against the image.
 fn container_start(tree: &Tree, host: i32, init: &Tracee, ctl_fd: i32) -> Result<(OwnedFd, Inherited), RestoreError> {
     let pid = tree.tasks[0].pid;
-    let status = crate::procfs::parse_status(
-        &std::fs::read_to_string(format!("/proc/{host}/status")).map_err(object(host, "status"))?,
-    )
-    .ok_or_else(|| RestoreError::Invalid {
-        what: format!("pid {host}: unreadable status"),
-    })?;
-    if status.nspid.last() != Some(&pid) {
+    let inside = crate::ns::pid::levels(host).and_then(|l| l.last().copied());
+    if inside != Some(pid) {
         return Err(RestoreError::Invalid {
             what: format!(
-                "pid {host}: the container's init is pid {:?} in its namespace, the dumped root was {pid}",
-                status.nspid.last()
+                "pid {host}: the container's init is pid {inside:?} in its namespace, the dumped root was {pid}"
             ),
         });
     }
@@ -778,20 +774,21 @@ fn container_start(tree: &Tree, host: i32, init: &Tracee, ctl_fd: i32) -> Result
 /// Unpacks each saved tmpfs (`tmpfs-dev-<dev>.tar.gz.img`, by its filesystem's device) into
 /// the container's mount at the same place (`mountpoints-N.img`: the mount of that device
 /// at its root), as the runtime made it again, empty.
-fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), RestoreError> {
+fn restore_tmpfs(
+    dir: &ImageDir,
+    listed: &[(ImageKind, u64)],
+    mounts: &[MntEntry],
+    root: &OwnedFd,
+    pid: i32,
+) -> Result<(), RestoreError> {
     use std::os::fd::AsFd;
-    let listed = dir.list()?;
     let mut points = BTreeMap::new();
-    for (kind, id) in listed.iter().filter_map(|l| l.kind) {
-        if kind == ImageKind::Mnts {
-            for m in dir.read_all::<crate::image::pb::MntEntry>(kind, id)? {
-                if m.root == "/" && m.fstype == crate::image::pb::Fstype::Tmpfs as u32 {
-                    points.entry(u64::from(m.root_dev)).or_insert(m.mountpoint);
-                }
-            }
+    for m in mounts {
+        if m.root == "/" && m.fstype == crate::image::pb::Fstype::Tmpfs as u32 {
+            points.entry(u64::from(m.root_dev)).or_insert(m.mountpoint.as_str());
         }
     }
-    for (kind, id) in listed.iter().filter_map(|l| l.kind) {
+    for &(kind, id) in listed {
         if kind != ImageKind::TmpfsDev {
             continue;
         }
@@ -800,7 +797,7 @@ fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), Restore
         })?;
         // /dev is the runtime's to fill (a CRIU image holds its device nodes), and
         // /sys/fs/cgroup holds only mount points.
-        if matches!(point.as_str(), "/dev" | "/sys/fs/cgroup") {
+        if matches!(*point, "/dev" | "/sys/fs/cgroup") {
             continue;
         }
         let what = || format!("the tmpfs at {point}");
@@ -822,61 +819,63 @@ fn restore_tmpfs(dir: &ImageDir, root: &OwnedFd, pid: i32) -> Result<(), Restore
 
 /// Mounts again, through the container's init, the tmpfs mounts the container had made
 /// itself (the runtime made the declared ones), parents first, as they were listed.
-fn replay_mounts(dir: &ImageDir, init: &Tracee, pid: i32, declared: &[String]) -> Result<(), RestoreError> {
-    use crate::image::pb::{Fstype, MntEntry};
-    for (kind, id) in dir.list()?.iter().filter_map(|l| l.kind) {
-        if kind != ImageKind::Mnts {
+fn replay_mounts(mounts: &[MntEntry], init: &Tracee, pid: i32, declared: &[String]) -> Result<(), RestoreError> {
+    use crate::image::pb::Fstype;
+    let point = |id: u32| mounts.iter().find(|m| m.mnt_id == id).map(|m| m.mountpoint.as_str());
+    let declared: std::collections::BTreeSet<&str> = declared.iter().map(|d| d.trim_end_matches('/')).collect();
+    for m in mounts {
+        // Ours mark the runtime's mounts external; in any image (CRIU's do not say), the
+        // ones its config declares are the runtime's too.
+        let parent = point(m.parent_mnt_id);
+        let root = m.mountpoint == "/";
+        if root || m.ext_mount == Some(true) || crate::ns::mnt::runtimes(&m.mountpoint, parent, &declared) {
             continue;
         }
-        let mounts = dir.read_all::<MntEntry>(kind, id)?;
-        let point = |id: u32| mounts.iter().find(|m| m.mnt_id == id).map(|m| m.mountpoint.as_str());
-        for m in &mounts {
-            // Ours mark the runtime's mounts external; in any image, the root and what the
-            // config declares (and the hierarchies below a declared /sys/fs/cgroup) are the
-            // runtime's.
-            let under_cgroup = point(m.parent_mnt_id) == Some("/sys/fs/cgroup");
-            let runtimes = m.ext_mount == Some(true)
-                || m.mountpoint == "/"
-                || declared.iter().any(|d| d.trim_end_matches('/') == m.mountpoint)
-                || under_cgroup;
-            if runtimes {
-                continue;
-            }
-            if m.fstype != Fstype::Tmpfs as u32 || !m.mountpoint.starts_with('/') {
-                return Err(RestoreError::Unsupported {
-                    pid,
-                    what: format!(
-                        "the container's own mount at {:?}: only tmpfs mounts are made again",
-                        m.mountpoint
-                    ),
-                });
-            }
-            // Superblock options but the read-only state, which the flags carry.
-            let data: Vec<&str> = m
-                .options
-                .split(',')
-                .filter(|o| !matches!(*o, "rw" | "ro" | "seclabel" | "") && !o.contains('\0'))
-                .collect();
-            let ro = if m.options.split(',').any(|o| o == "ro") {
-                libc::MS_RDONLY
-            } else {
-                0
-            };
-            let flags = u64::from(m.flags | ro as u32) & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_MOVE);
-            puppet::mount_tmpfs(init, &m.mountpoint, flags, &data.join(","))?;
+        if m.fstype != Fstype::Tmpfs as u32 || !m.mountpoint.starts_with('/') {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!(
+                    "the container's own mount at {:?}: only tmpfs mounts are made again",
+                    m.mountpoint
+                ),
+            });
         }
+        // Superblock options but the read-only state, which the flags carry.
+        let data: Vec<&str> = m
+            .options
+            .split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro" | "seclabel" | "") && !o.contains('\0'))
+            .collect();
+        let ro = if m.options.split(',').any(|o| o == "ro") {
+            libc::MS_RDONLY
+        } else {
+            0
+        };
+        let flags = u64::from(m.flags | ro as u32) & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_MOVE);
+        puppet::mount_tmpfs(init, &m.mountpoint, flags, &data.join(","))?;
     }
     Ok(())
 }
 
+/// The images of a directory, by kind and id.
+type Listed = Vec<(ImageKind, u64)>;
+
+/// The images of the directory, and the mounts its mount images hold.
+fn listed_and_mounts(dir: &ImageDir) -> Result<(Listed, Vec<MntEntry>), RestoreError> {
+    let listed: Listed = dir.list()?.iter().filter_map(|l| l.kind).collect();
+    let mut mounts = Vec::new();
+    for &(kind, id) in listed.iter().filter(|(k, _)| *k == ImageKind::Mnts) {
+        mounts.extend(dir.read_all::<MntEntry>(kind, id)?);
+    }
+    Ok((listed, mounts))
+}
+
 /// Makes the container's SysV objects again in its new IPC namespace.
-fn restore_ipc(dir: &ImageDir, host: i32, pid: i32) -> Result<(), RestoreError> {
-    let mut ids: Vec<u64> = dir
-        .list()?
+fn restore_ipc(dir: &ImageDir, listed: &[(ImageKind, u64)], host: i32, pid: i32) -> Result<(), RestoreError> {
+    let mut ids: Vec<u64> = listed
         .iter()
-        .filter_map(|l| l.kind)
         .filter(|(k, _)| matches!(k, ImageKind::IpcnsShm | ImageKind::IpcnsSem | ImageKind::IpcnsMsg))
-        .map(|(_, id)| id)
+        .map(|&(_, id)| id)
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -902,14 +901,13 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
             inherited.ctl_socket = ctl_socket.map(Rc::new);
             // Before any file is opened or segment attached: what the container's tmpfs
             // mounts and IPC namespace held.
-            replay_mounts(&dir, &init, pid0, &opts.declared_mounts)?;
-            restore_tmpfs(&dir, &root, pid0)?;
+            let (listed, mounts) = listed_and_mounts(&dir)?;
+            replay_mounts(&mounts, &init, pid0, &opts.declared_mounts)?;
+            restore_tmpfs(&dir, &listed, &mounts, &root, pid0)?;
             shared.container = Some(init.pid());
             if opts.shell_job {
                 // A container with a terminal: the console its runtime just gave the init.
-                let pidfd = parasite::sys::pidfd_open(init.pid()).map_err(object(init.pid(), "pidfd_open"))?;
-                let console = parasite::sys::pidfd_getfd(pidfd.as_raw_fd(), 0)
-                    .map_err(object(init.pid(), "its console (fd 0)"))?;
+                let console = sys::copy_fd_of(init.pid(), 0).map_err(object(init.pid(), "its console (fd 0)"))?;
                 if !sys::isatty(console.as_raw_fd()) {
                     return Err(RestoreError::Invalid {
                         what: format!("pid {}: fd 0 of the container's init is not a terminal", init.pid()),
@@ -917,7 +915,7 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
                 }
                 shared.console = Some(console);
             }
-            restore_ipc(&dir, init.pid(), pid0)?;
+            restore_ipc(&dir, &listed, init.pid(), pid0)?;
             crate::ns::net::restore(init.pid(), &dir).map_err(|what| RestoreError::Unsupported { pid: pid0, what })?;
             if opts.cgroup_settings {
                 if let Some(saved) = dir.read_one::<crate::image::pb::CgroupEntry>(ImageKind::Cgroup, 0)? {
