@@ -8,6 +8,7 @@ pub mod dump;
 pub mod fds;
 pub mod freeze;
 pub mod image;
+pub mod model;
 pub mod ns;
 pub mod procfs;
 pub mod restore;

@@ -138,11 +138,6 @@ fn ghost(path: &str, meta: &fs::Metadata) -> Result<FileKind, String> {
     })
 }
 
-/// The index of a pty slave device (/dev/pts/N).
-pub fn pty_index(rdev: u64) -> u32 {
-    (libc::major(rdev) - 136) * 256 + libc::minor(rdev)
-}
-
 /// Reads the fd table of `pid`; unsupported fds are errors naming the fd.
 pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<FdTable, DumpError> {
     let dir = format!("/proc/{pid}/fd");

@@ -1,254 +1,218 @@
-//! Per-task state the kernel shows nowhere but to the task itself, read by injecting single
-//! syscalls: signal handlers, the alternate signal stack, the clear-tid address, brk.
+//! The images of one task: its core (one per thread), ids, mm, pagemap and pages, fs and fd
+//! table for a live task; only its state and exit status for a zombie.
 
-use parasite::mem::RemoteMem;
-use parasite::{Injector, Pinned, Tracee};
+use std::fs;
+use std::time::Instant;
 
-use super::DumpError;
-use crate::image::pb::{ItimerEntry, PosixTimerEntry, SaEntry, ThreadSasEntry};
-use crate::procfs::PosixTimer;
+use parasite::Tracee;
 
-/// Highest signal number.
-pub const SIGMAX: u32 = 64;
+use super::files::FdTable;
+use super::frozen::TreeObjects;
+use super::{mm, read_proc, readlink_proc, thread, DumpError};
+use crate::fds;
+use crate::image::pages::PageImageWriter;
+use crate::image::pb;
+use crate::image::{ImageDir, ImageKind};
+use crate::procfs;
 
-/// What the injected syscalls returned.
-#[derive(Clone, Debug, Default)]
-pub struct InjectedState {
-    /// Every signal but SIGKILL and SIGSTOP, in order.
-    pub sigactions: Vec<SaEntry>,
-    pub altstack: ThreadSasEntry,
-    pub clear_tid_addr: u64,
-    pub brk: u64,
-    /// ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF.
-    pub itimers: [ItimerEntry; 3],
-    /// The signal this thread gets when its parent dies (PR_GET_PDEATHSIG), or 0.
-    pub pdeath_sig: u32,
-    /// PR_GET_CHILD_SUBREAPER.
-    pub child_subreaper: bool,
-    /// PR_GET_SECUREBITS (per thread).
-    pub securebits: u32,
-    /// PR_GET_DUMPABLE (per process).
-    pub dumpable: u32,
-    /// The POSIX timers, with their remaining time, interval and overrun.
-    pub posix_timers: Vec<PosixTimerEntry>,
-    /// Host and domain name of the task's UTS namespace (uname).
-    pub uts: (String, String),
-}
-
-/// Signals whose disposition cannot be read or changed.
-pub fn is_fixed_signal(sig: u32) -> bool {
-    sig == libc::SIGKILL as u32 || sig == libc::SIGSTOP as u32
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]))
-}
-
-/// Reads the state above through a scratch page mapped in the task for the occasion.
-/// With `whole_process`, also the process-wide state (handlers, brk, itimers); otherwise only
-/// the thread's own (altstack, clear-tid address).
-/// `caught` and `ignored` are the signal sets of /proc/PID/status: only handled signals (and
-/// SIGCHLD, whose flags matter even at SIG_DFL) are asked for; the others are SIG_DFL or SIG_IGN.
-pub fn collect(
-    t: &Tracee,
-    whole_process: bool,
-    caught: u64,
-    ignored: u64,
-    timers: &[PosixTimer],
-) -> Result<InjectedState, DumpError> {
-    let _pinned = Pinned::new(t.pid());
-    let inj = Injector::at_ip(t)?;
-    let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-    let scratch = inj.call("mmap", libc::SYS_mmap, [0, 4096, prot, flags, u64::MAX, 0])?;
-    let result = read_with_scratch(t, &inj, scratch, whole_process, (caught, ignored), timers)
-        .and_then(|st| requeue_deferred(t, &inj, scratch).map(|()| st));
-    let unmapped = inj.call("munmap", libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
-    let state = result?;
-    unmapped?;
-    inj.finish()?;
-    Ok(state)
-}
-
-/// Queues again, by the thread itself, the signals it had taken for delivery when we stopped
-/// it (ptrace kept them from delivery): they are pending again, and dumped as such.
-fn requeue_deferred(t: &Tracee, inj: &Injector<'_>, scratch: u64) -> Result<(), DumpError> {
-    let deferred = t.take_deferred();
-    if deferred.is_empty() {
-        return Ok(());
-    }
-    let mem = RemoteMem::open(t.pid())?;
-    // Its own ids, as it sees them (inside a container they are not ours).
-    let tgid = inj.call("getpid", libc::SYS_getpid, [0; 6])?;
-    let tid = inj.call("gettid", libc::SYS_gettid, [0; 6])?;
-    for info in deferred {
-        let signo = u32::from_le_bytes([info[0], info[1], info[2], info[3]]);
-        mem.write(scratch, &info)?;
-        inj.call(
-            "rt_tgsigqueueinfo",
-            libc::SYS_rt_tgsigqueueinfo,
-            [tgid, tid, signo.into(), scratch, 0, 0],
-        )?;
-    }
+/// A zombie: its core image holds only its state, name and exit status.
+pub(super) fn dump_zombie(dir: &ImageDir, pid: i32, exit_code: u32, stat: &procfs::Stat) -> Result<(), DumpError> {
+    let core = pb::CoreEntry {
+        mtype: pb::March::X8664 as i32,
+        tc: Some(pb::TaskCoreEntry {
+            task_state: pb::TASK_DEAD,
+            exit_code,
+            comm: stat.comm.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    dir.write_all(ImageKind::Core, pid as u64, &[core])?;
     Ok(())
 }
 
-fn read_with_scratch(
-    t: &Tracee,
-    inj: &Injector<'_>,
-    scratch: u64,
-    whole_process: bool,
-    (caught, ignored): (u64, u64),
-    timers: &[PosixTimer],
-) -> Result<InjectedState, DumpError> {
-    let mem = RemoteMem::open(t.pid())?;
-    let mut st = InjectedState::default();
-    let mut buf = [0u8; 32];
-    for sig in 1..=SIGMAX {
-        if !whole_process || is_fixed_signal(sig) {
-            continue;
-        }
-        let bit = 1u64 << (sig - 1);
-        if caught & bit == 0 && sig != libc::SIGCHLD as u32 {
-            st.sigactions.push(SaEntry {
-                sigaction: u64::from(ignored & bit != 0), // SIG_IGN is 1, SIG_DFL 0
-                ..Default::default()
-            });
-            continue;
-        }
-        inj.call(
-            "rt_sigaction",
-            libc::SYS_rt_sigaction,
-            [sig.into(), 0, scratch, 8, 0, 0],
-        )?;
-        mem.read(scratch, &mut buf)?;
-        st.sigactions.push(SaEntry {
-            sigaction: u64_at(&buf, 0),
-            flags: u64_at(&buf, 8),
-            restorer: u64_at(&buf, 16),
-            mask: u64_at(&buf, 24),
-            compat_sigaction: None,
-            mask_extended: None,
+/// The images of one live, stopped task (`threads[0]` its leader): core per thread, ids, mm,
+/// pagemap and pages (`pages-{pages_id}.img`), fs and its fd table; its files go to `files`.
+pub(super) fn dump_task(
+    threads: &[Tracee],
+    dir: &ImageDir,
+    ids: &pb::TaskKobjIdsEntry,
+    pages_id: u32,
+    (stat, fdt): (&procfs::Stat, FdTable),
+    pids: &crate::ns::pid::PidMap,
+    objects: &mut TreeObjects,
+) -> Result<(), DumpError> {
+    let TreeObjects {
+        host_uts,
+        utsns,
+        seccomp,
+        files,
+        shmem,
+        totals,
+    } = objects;
+    let t = &threads[0];
+    let pid = t.pid();
+    let status = procfs::parse_status(&read_proc(pid, "status")?).ok_or(DumpError::Parse { pid, file: "status" })?;
+    if status.threads as usize != threads.len() {
+        return Err(DumpError::Unsupported {
+            pid,
+            what: format!(
+                "{} threads, {} frozen: threads changed while freezing",
+                status.threads,
+                threads.len()
+            ),
         });
     }
-    inj.call("sigaltstack", libc::SYS_sigaltstack, [0, scratch, 0, 0, 0, 0])?;
-    let mut ss = [0u8; 24];
-    mem.read(scratch, &mut ss)?;
-    st.altstack = ThreadSasEntry {
-        ss_sp: u64_at(&ss, 0),
-        ss_flags: u32::from_le_bytes(ss[8..12].try_into().unwrap_or([0; 4])),
-        ss_size: u64_at(&ss, 16),
-    };
-    inj.call(
-        "prctl(PR_GET_TID_ADDRESS)",
-        libc::SYS_prctl,
-        [libc::PR_GET_TID_ADDRESS as u64, scratch, 0, 0, 0, 0],
-    )?;
-    let mut word = [0u8; 8];
-    mem.read(scratch, &mut word)?;
-    st.clear_tid_addr = u64::from_le_bytes(word);
-    // prctl(option, int *out)
-    let prctl_int = |name: &'static str, option: i32| -> Result<u32, DumpError> {
-        inj.call(name, libc::SYS_prctl, [option as u64, scratch, 0, 0, 0, 0])?;
-        let mut int = [0u8; 4];
-        mem.read(scratch, &mut int)?;
-        Ok(u32::from_le_bytes(int))
-    };
-    st.pdeath_sig = prctl_int("prctl(PR_GET_PDEATHSIG)", libc::PR_GET_PDEATHSIG)?;
-    // These two return their value.
-    st.securebits = inj.call(
-        "prctl(PR_GET_SECUREBITS)",
-        libc::SYS_prctl,
-        [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
-    )? as u32;
-    if !whole_process {
-        return Ok(st);
-    }
-    st.brk = inj.call("brk", libc::SYS_brk, [0; 6])?;
-    // struct utsname: six fields of 65 bytes; nodename second, domainname sixth.
-    inj.call("uname", libc::SYS_uname, [scratch, 0, 0, 0, 0, 0])?;
-    let mut uts = [0u8; 390];
-    mem.read(scratch, &mut uts)?;
-    let field = |i: usize| {
-        let f = &uts[i * 65..(i + 1) * 65];
-        String::from_utf8_lossy(&f[..f.iter().position(|&b| b == 0).unwrap_or(65)]).into_owned()
-    };
-    st.uts = (field(1), field(5));
-    st.dumpable = inj.call(
-        "prctl(PR_GET_DUMPABLE)",
-        libc::SYS_prctl,
-        [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
-    )? as u32;
-    st.child_subreaper = prctl_int("prctl(PR_GET_CHILD_SUBREAPER)", libc::PR_GET_CHILD_SUBREAPER)? != 0;
-    for timer in timers {
-        inj.call(
-            "timer_gettime",
-            libc::SYS_timer_gettime,
-            [timer.id.into(), scratch, 0, 0, 0, 0],
-        )?;
-        let mut its = [0u8; 32];
-        mem.read(scratch, &mut its)?;
-        let overrun = inj.call(
-            "timer_getoverrun",
-            libc::SYS_timer_getoverrun,
-            [timer.id.into(), 0, 0, 0, 0, 0],
-        )?;
-        st.posix_timers.push(PosixTimerEntry {
-            it_id: timer.id,
-            clock_id: timer.clock_id,
-            si_signo: timer.signo,
-            it_sigev_notify: timer.notify,
-            sival_ptr: timer.sival,
-            overrun: overrun as u32,
-            isec: u64_at(&its, 0),
-            insec: u64_at(&its, 8),
-            vsec: u64_at(&its, 16),
-            vnsec: u64_at(&its, 24),
-            notify_thread_id: timer.notify_tid,
-        });
-    }
-    st.posix_timers.sort_by_key(|t| t.it_id); // /proc lists the newest first
-    for (which, slot) in st.itimers.iter_mut().enumerate() {
-        inj.call("getitimer", libc::SYS_getitimer, [which as u64, scratch, 0, 0, 0, 0])?;
-        let mut t = [0u8; 32];
-        mem.read(scratch, &mut t)?;
-        let (isec, iusec) = (u64_at(&t, 0), u64_at(&t, 8));
-        // A periodic timer caught as it fired shows no time left: saved as going off one
-        // interval later, so that any restorer arms it again.
-        let (vsec, vusec) = match (u64_at(&t, 16), u64_at(&t, 24)) {
-            (0, 0) => (isec, iusec),
-            left => left,
-        };
-        *slot = ItimerEntry {
-            isec,
-            iusec,
-            vsec,
-            vusec,
-        };
-    }
-    Ok(st)
-}
+    let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
+    let vmas = mm::classify(pid, &maps)?;
+    shmem.add(pid, &vmas);
+    let limits = procfs::parse_limits(&read_proc(pid, "limits")?).ok_or(DumpError::Parse { pid, file: "limits" })?;
+    let auxv_path = format!("/proc/{pid}/auxv");
+    let auxv = procfs::parse_auxv(&fs::read(&auxv_path).map_err(|e| DumpError::proc(pid, &auxv_path, e))?);
+    let exe = readlink_proc(pid, "exe")?;
+    let cwd = readlink_proc(pid, "cwd")?;
+    let root = readlink_proc(pid, "root")?;
+    let personality = u32::from_str_radix(read_proc(pid, "personality")?.trim(), 16).unwrap_or(0);
+    let oom_score_adj = read_proc(pid, "oom_score_adj")?.trim().parse().ok();
+    let loginuid = read_proc(pid, "loginuid").ok().and_then(|s| s.trim().parse().ok());
 
-/// The credentials of a thread as the image keeps them, from its /proc status and securebits.
-pub fn creds_entry(status: &crate::procfs::Status, securebits: u32) -> crate::image::pb::CredsEntry {
-    let caps = |v: u64| vec![v as u32, (v >> 32) as u32];
-    crate::image::pb::CredsEntry {
-        uid: status.uids[0],
-        euid: status.uids[1],
-        suid: status.uids[2],
-        fsuid: status.uids[3],
-        gid: status.gids[0],
-        egid: status.gids[1],
-        sgid: status.gids[2],
-        fsgid: status.gids[3],
-        cap_inh: caps(status.cap_inh),
-        cap_prm: caps(status.cap_prm),
-        cap_eff: caps(status.cap_eff),
-        cap_bnd: caps(status.cap_bnd),
-        secbits: securebits,
-        groups: status.groups.clone(),
-        no_new_privs: Some(status.no_new_privs),
-        cap_amb: caps(status.cap_amb),
-        ..Default::default()
+    let mut cores = Vec::with_capacity(threads.len());
+    for (i, th) in threads.iter().enumerate() {
+        cores.push(thread::thread_core(pid, th, i == 0, seccomp)?);
     }
+    let injected = cores[0].1.clone();
+    if let Some(id) = ids.uts_ns_id.filter(|id| Some(*id) != *host_uts) {
+        utsns.entry(id).or_insert_with(|| pb::UtsnsEntry {
+            nodename: injected.uts.0.clone(),
+            domainname: injected.uts.1.clone(),
+        });
+    }
+    let sigmask = cores[0].0.thread_core.as_ref().and_then(|c| c.blk_sigset).unwrap_or(0);
+
+    // Mapped files, exe, cwd, root, then the fds' open files.
+    let exe_id = files.path(&exe);
+    let mut vma_entries = Vec::with_capacity(vmas.len());
+    for v in &vmas {
+        let mut e = v.entry.clone();
+        if let Some(path) = &v.path {
+            e.shmid = files.path(path).into();
+        }
+        if e.status & pb::vma_status::MEMFD != 0 {
+            // A memfd mapping names a MEMFD entry; the memfd is read through the mapping.
+            let name = maps
+                .iter()
+                .find(|m| m.start == e.start)
+                .and_then(|m| m.path.strip_prefix("/memfd:"))
+                .map(|n| n.trim_end_matches(" (deleted)").to_owned())
+                .unwrap_or_default();
+            let path = format!("/proc/{pid}/map_files/{:x}-{:x}", e.start, e.end);
+            let size = e.pgoff + (e.end - e.start);
+            e.shmid = files.memfd(pid, path, &name, size, e.shmid, 0, 0)?.into();
+        }
+        vma_entries.push(e);
+    }
+    let cwd_id = files.path(&cwd);
+    let root_id = files.path(&root);
+    let mut file_ids = Vec::with_capacity(fdt.files.len());
+    for f in &fdt.files {
+        let known = files.entries.len();
+        file_ids.push(files.open_file(pid, f)?);
+        // A flock or OFD lock belongs to the open file: saved with its first holder.
+        let new = files.entries.len() > known;
+        let locks = f.locks.iter().filter(|l| new || l.flag == fds::locks::FL_POSIX);
+        files.locks.extend(locks.cloned());
+    }
+    let fdinfo: Vec<pb::FdinfoEntry> = fdt
+        .fds
+        .iter()
+        .map(|fd| pb::FdinfoEntry {
+            id: file_ids[fd.file].0,
+            flags: if fd.cloexec { libc::FD_CLOEXEC as u32 } else { 0 },
+            r#type: file_ids[fd.file].1 as i32,
+            fd: fd.fd as u32,
+            xattr_security_selinux: None,
+        })
+        .collect();
+
+    // Pages first: the longest part.
+    let mem_start = Instant::now();
+    let mut pages = PageImageWriter::create(
+        dir,
+        ImageKind::Pagemap,
+        pids.inside(pid).try_into().unwrap_or(0),
+        pages_id,
+    )?;
+    let page_stats = mm::dump_pages(pid, &vmas, &mut pages)?;
+    pages.finish()?;
+    totals.memdump_us = totals
+        .memdump_us
+        .saturating_add(mem_start.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+    totals.vmas += vmas.len();
+    totals.scanned += page_stats.scanned;
+    totals.written += page_stats.written;
+
+    let mut main_core = cores[0].0.clone();
+    main_core.tc = Some(pb::TaskCoreEntry {
+        task_state: pb::TASK_ALIVE,
+        exit_code: 0,
+        personality,
+        flags: stat.flags,
+        blk_sigset: sigmask,
+        comm: stat.comm.clone(),
+        rlimits: Some(pb::TaskRlimitsEntry {
+            rlimits: limits.iter().map(|&(cur, max)| pb::RlimitEntry { cur, max }).collect(),
+        }),
+        sigactions: injected.sigactions.clone(),
+        timers: Some(pb::TaskTimersEntry {
+            real: injected.itimers[0].clone(),
+            virt: injected.itimers[1].clone(),
+            prof: injected.itimers[2].clone(),
+            posix: injected.posix_timers.clone(),
+        }),
+        loginuid,
+        oom_score_adj,
+        child_subreaper: Some(injected.child_subreaper),
+        signals_s: Some(thread::signal_queue(t, true)?),
+        ..Default::default()
+    });
+    let mm = pb::MmEntry {
+        mm_start_code: stat.start_code,
+        mm_end_code: stat.end_code,
+        mm_start_data: stat.start_data,
+        mm_end_data: stat.end_data,
+        mm_start_stack: stat.start_stack,
+        mm_start_brk: stat.start_brk,
+        mm_brk: injected.brk,
+        mm_arg_start: stat.arg_start,
+        mm_arg_end: stat.arg_end,
+        mm_env_start: stat.env_start,
+        mm_env_end: stat.env_end,
+        exe_file_id: exe_id,
+        dumpable: Some(injected.dumpable as i32),
+        mm_saved_auxv: auxv,
+        vmas: vma_entries,
+        ..Default::default()
+    };
+    let id = pids.inside(pid) as u64;
+    dir.write_all(ImageKind::Core, id, &[main_core])?;
+    for (th, (core, _)) in threads.iter().zip(&cores).skip(1) {
+        dir.write_all(
+            ImageKind::Core,
+            pids.inside(th.pid()) as u64,
+            std::slice::from_ref(core),
+        )?;
+    }
+    dir.write_all(ImageKind::Ids, id, std::slice::from_ref(ids))?;
+    dir.write_all(ImageKind::Mm, id, &[mm])?;
+    dir.write_all(
+        ImageKind::Fs,
+        id,
+        &[pb::FsEntry {
+            cwd_id,
+            root_id,
+            umask: Some(status.umask),
+        }],
+    )?;
+    dir.write_all(ImageKind::Fdinfo, ids.files_id.into(), &fdinfo)?;
+    Ok(())
 }

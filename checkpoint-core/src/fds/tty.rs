@@ -11,6 +11,29 @@ use crate::sys;
 /// The device numbers of /dev/ptmx.
 pub const PTMX: (u32, u32) = (5, 2);
 
+/// The index of a pty slave device (/dev/pts/N).
+pub fn pty_index(rdev: u64) -> u32 {
+    (libc::major(rdev) - 136) * 256 + libc::minor(rdev)
+}
+
+/// Which end of a pty a tty-info entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PtyEnd {
+    Master,
+    Slave,
+}
+
+/// The end of a pty `info` describes (by its device: /dev/ptmx or /dev/pts/N), if a pty.
+pub fn pty_end(info: &TtyInfoEntry) -> Option<PtyEnd> {
+    let rdev = u64::from(info.rdev);
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    match (major, minor) {
+        (5, 2) => Some(PtyEnd::Master),
+        (136..=143, _) => Some(PtyEnd::Slave),
+        _ => None,
+    }
+}
+
 fn termios_entry(t: &libc::termios) -> TermiosEntry {
     TermiosEntry {
         c_iflag: t.c_iflag,

@@ -4,6 +4,7 @@
 //! again on restore: here they are checked to hold nothing that would be lost.
 
 pub mod cgroup;
+pub mod ids;
 pub mod ipc;
 pub mod mnt;
 pub mod net;

@@ -126,7 +126,7 @@ impl Inherited {
         let maps = who.parse().ok().and_then(crate::ns::user::Maps::of);
         let status = status.map(|s| maps.map_or(s.clone(), |m| m.status_inside(s)));
         Inherited {
-            creds: status.as_ref().map(|s| crate::dump::task::creds_entry(s, securebits)),
+            creds: status.as_ref().map(|s| crate::model::creds::creds_entry(s, securebits)),
             limits: read("limits")
                 .and_then(|t| crate::procfs::parse_limits(&t))
                 .unwrap_or_default(),

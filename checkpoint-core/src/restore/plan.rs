@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::RestoreError;
+use crate::fds::tty::{pty_end, PtyEnd};
 use crate::image::pages::{Pagemap, PAGE_SIZE};
 use crate::image::pb::{self, vma_status as st, FdTypes};
 use crate::image::{ImageDir, ImageKind};
@@ -145,24 +146,6 @@ pub struct Tree {
     pub ptys: BTreeMap<u32, (Option<pb::TtyInfoEntry>, Option<pb::TtyInfoEntry>)>,
 }
 
-/// Which end of a pty a tty-info entry is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PtyEnd {
-    Master,
-    Slave,
-}
-
-/// The end of a pty `info` describes (by its device: /dev/ptmx or /dev/pts/N), if a pty.
-pub fn pty_end(info: &pb::TtyInfoEntry) -> Option<PtyEnd> {
-    let rdev = u64::from(info.rdev);
-    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-    match (major, minor) {
-        (5, 2) => Some(PtyEnd::Master),
-        (136..=143, _) => Some(PtyEnd::Slave),
-        _ => None,
-    }
-}
-
 /// tty-info.img, and the ptys whose master is in the tree.
 pub struct Ttys {
     pub infos: BTreeMap<u32, pb::TtyInfoEntry>,
@@ -217,7 +200,10 @@ fn check_seccomp(filters: &[pb::SeccompFilter], tasks: &[TaskNode]) -> Result<()
         for (tid, core) in threads {
             let Some(tc) = &core.thread_core else { continue };
             if tc.seccomp_mode == Some(pb::SeccompMode::Filter as i32)
-                && tc.seccomp_filter.and_then(|n| seccomp_chain(filters, n)).is_none()
+                && tc
+                    .seccomp_filter
+                    .and_then(|n| crate::model::seccomp::chain(filters, n))
+                    .is_none()
             {
                 return Err(invalid(format!(
                     "core-{tid}.img: its seccomp filter is not in seccomp.img"

@@ -756,7 +756,7 @@ fn seccomp_and_creds(
         Some(pb::SeccompMode::Filter) => {
             chain = tc
                 .seccomp_filter
-                .and_then(|n| super::plan::seccomp_chain(filters, n))
+                .and_then(|n| crate::model::seccomp::chain(filters, n))
                 .ok_or_else(|| RestoreError::Invalid {
                     what: format!("tid {tid}: its seccomp filter is not in seccomp.img"),
                 })?;
