@@ -1,0 +1,230 @@
+//! What the controller opens for one task before its puppet is built: its fds (shared open
+//! files taken from [`SharedFiles`], or made now), its mapped files and shared memory, its pages
+//! image, exe and cwd.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+
+use super::files::{dup_ours, open_anon, open_reg, SharedFiles};
+use super::plan::{FdTarget, Plan, Tree};
+use super::{object, Inherited, RestoreError, RestoreOpts};
+use crate::image::{ImageDir, ImageKind};
+use crate::sys;
+
+/// The objects the controller opened for the puppet.
+pub struct Prepared {
+    /// Target fd number, close-on-exec, and our open file (shared by fds of one file id).
+    pub fds: Vec<(i32, bool, std::rc::Rc<OwnedFd>)>,
+    /// Epoll fds this task registers its targets in (once per epoll, by its first holder).
+    pub epoll: Vec<(i32, Vec<crate::image::pb::EventpollTfdEntry>)>,
+    /// Our fd for each mapped file, by VMA index.
+    pub mapped: Vec<(usize, std::rc::Rc<File>)>,
+    pub pages: File,
+    pub exe: File,
+    pub cwd: File,
+    /// What the puppets start with: what equals it is not set again.
+    pub inherited: Rc<Inherited>,
+}
+
+/// Opens everything task `plan` needs, sharing with the other tasks through `shared`.
+pub(super) fn prepare(
+    dir: &ImageDir,
+    tree: &Tree,
+    plan: &Plan,
+    opts: &RestoreOpts,
+    shared: &mut SharedFiles,
+    inherited: &Rc<Inherited>,
+) -> Result<Prepared, RestoreError> {
+    use std::io::Seek;
+    let pid = plan.pid;
+    let mut fds = Vec::with_capacity(plan.fds.len());
+    let mut epoll = Vec::new();
+    for p in &plan.fds {
+        let file = match shared.by_id.get(&p.file_id) {
+            Some(f) => f.clone(),
+            None => {
+                let key = match &p.target {
+                    FdTarget::Reg { path, .. } | FdTarget::Tty { path } => path.clone(),
+                    FdTarget::External { key } => key.clone(),
+                    FdTarget::Pipe { pipe_id, .. } => format!("pipe:[{pipe_id}]"),
+                    FdTarget::Anon(e) => format!("anon:{}", e.id),
+                    FdTarget::Socket { ino } => format!("socket:[{ino}]"),
+                    FdTarget::Ghost { path, .. } => format!("{path} (deleted)"),
+                    FdTarget::Fifo { path, .. } => path.clone(),
+                    FdTarget::Memfd { shmid, .. } => format!("memfd {shmid}"),
+                    FdTarget::PtyMaster { index } => format!("pty master {index}"),
+                    FdTarget::PtySlave { index, .. } => format!("/dev/pts/{index}"),
+                };
+                let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
+                let owned: OwnedFd = match (&p.target, inherited) {
+                    (_, Some(n)) => dup_ours(n).map_err(object(pid, format!("--inherit-fd fd[{n}]")))?,
+                    (FdTarget::Reg { path, flags, pos, size }, None) => {
+                        let mut f = open_reg(shared.root.as_ref(), pid, path, *flags)?;
+                        let now = f.metadata().map_err(object(pid, path.clone()))?;
+                        if now.is_file() && now.len() < *pos {
+                            return Err(RestoreError::Invalid {
+                                what: format!(
+                                    "pid {pid}: fd {}: {path} is now {} bytes, shorter than its offset {pos}",
+                                    p.fd,
+                                    now.len()
+                                ),
+                            });
+                        }
+                        if let Some(size) = size.filter(|&s| now.is_file() && s != now.len()) {
+                            eprintln!(
+                                "stasis: warning: {path} changed size since the dump ({size} -> {} bytes)",
+                                now.len()
+                            );
+                        }
+                        // An O_PATH fd has no offset.
+                        if *flags as i32 & libc::O_PATH == 0 {
+                            f.seek(io::SeekFrom::Start(*pos))
+                                .map_err(object(pid, format!("seeking {path}")))?;
+                        }
+                        f.into()
+                    }
+                    (FdTarget::Tty { path }, None) if opts.shell_job => {
+                        // The terminal outside the tree: a container's new console, or ours.
+                        let ours = match &shared.console {
+                            Some(console) => Some(console.as_raw_fd()),
+                            None => (0..3).find(|&n| sys::isatty(n)),
+                        };
+                        let ours = ours.ok_or_else(|| RestoreError::Invalid {
+                            what: format!("pid {pid}: fd {} was the terminal {path}, but --shell-job found no terminal on our fds 0-2", p.fd),
+                        })?;
+                        dup_ours(ours).map_err(object(pid, format!("the terminal (our fd {ours})")))?
+                    }
+                    (FdTarget::Pipe { pipe_id, flags }, None) => shared.pipe_end(tree, pid, *pipe_id, *flags)?,
+                    (
+                        FdTarget::Ghost {
+                            path,
+                            flags,
+                            pos,
+                            ghost_id,
+                        },
+                        None,
+                    ) => {
+                        let mut f = shared.ghost_file(tree, pid, *ghost_id, path, *flags)?;
+                        f.seek(io::SeekFrom::Start(*pos))
+                            .map_err(object(pid, format!("seeking {path} (deleted)")))?;
+                        f.into()
+                    }
+                    (FdTarget::PtyMaster { index }, None) => {
+                        let master = shared.pty_master(tree, pid, *index)?;
+                        sys::dup_cloexec(master).map_err(object(pid, format!("pty master {index}")))?
+                    }
+                    (FdTarget::PtySlave { index, flags }, None) => {
+                        shared.pty_master(tree, pid, *index)?;
+                        let slave = format!("/dev/pts/{index}");
+                        open_reg(shared.root.as_ref(), pid, &slave, flags | libc::O_NOCTTY as u32)?.into()
+                    }
+                    (FdTarget::Memfd { shmid, flags, pos }, None) => {
+                        use std::os::fd::AsRawFd;
+                        let obj = shared.shmem_object(dir, tree, pid, *shmid)?;
+                        let mut f = open_reg(None, pid, &format!("/proc/self/fd/{}", obj.as_raw_fd()), *flags)?;
+                        f.seek(io::SeekFrom::Start(*pos))
+                            .map_err(object(pid, format!("seeking memfd {shmid}")))?;
+                        f.into()
+                    }
+                    (FdTarget::Fifo { path, flags, pipe_id }, None) => {
+                        shared.fifo_end(tree, pid, *pipe_id, path, *flags)?
+                    }
+                    (FdTarget::Socket { ino }, None) => {
+                        return Err(RestoreError::Invalid {
+                            what: format!("pid {pid}: fd {}: unix socket {ino} was not rebuilt", p.fd),
+                        })
+                    }
+                    (FdTarget::Anon(e), None) => {
+                        if let Some(ep) = &e.epfd {
+                            epoll.push((p.fd, ep.tfd.clone()));
+                        }
+                        // Watched paths are the container's.
+                        shared
+                            .here(|| open_anon(e))
+                            .map_err(object(pid, format!("fd {}: {}", p.fd, key)))?
+                    }
+                    (FdTarget::Tty { path: what }, None) | (FdTarget::External { key: what }, None) => {
+                        return Err(RestoreError::External {
+                            pid,
+                            fd: p.fd,
+                            what: what.clone(),
+                        });
+                    }
+                };
+                let rc = Rc::new(owned);
+                shared.by_id.insert(p.file_id, rc.clone());
+                rc
+            }
+        };
+        fds.push((p.fd, p.cloexec, file));
+    }
+    let mut by_path: BTreeMap<&str, Rc<File>> = BTreeMap::new();
+    let mut mapped = Vec::new();
+    for (&i, path) in &plan.vma_paths {
+        let v = &plan.mm.vmas[i];
+        let shared_write =
+            v.status & crate::image::pb::vma_status::FILE_SHARED != 0 && v.prot & libc::PROT_WRITE as u32 != 0;
+        let file = match by_path.get(path.as_str()) {
+            Some(f) if !shared_write => f.clone(),
+            _ => {
+                let flags = if shared_write { libc::O_RDWR } else { libc::O_RDONLY } as u32;
+                let f = Rc::new(open_reg(shared.root.as_ref(), pid, path, flags)?);
+                if !shared_write {
+                    by_path.insert(path, f.clone());
+                }
+                f
+            }
+        };
+        mapped.push((i, file));
+    }
+    for (&i, &shmid) in &plan.vma_shmem {
+        mapped.push((i, shared.shmem_object(dir, tree, pid, shmid)?));
+    }
+    for (&i, &shmid) in plan.vma_sysv.iter().filter(|_| shared.root.is_none()) {
+        // A SysV segment of the host's IPC namespace is not saved: it must still be there.
+        // (A container's are, and were made again in its namespace.)
+        let v = &plan.mm.vmas[i];
+        let size = sys::shm_size(shmid as i32).map_err(|e| RestoreError::Unsupported {
+            pid,
+            what: format!("SysV shared memory segment {shmid} is gone ({e}): its contents were not saved"),
+        })?;
+        if v.pgoff != 0 || v.end - v.start != size.next_multiple_of(crate::image::pages::PAGE_SIZE) {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!(
+                    "mapping {:#x}-{:#x} covers only part of SysV segment {shmid} ({size} bytes)",
+                    v.start, v.end
+                ),
+            });
+        }
+    }
+    let pages_path = dir.image_path(ImageKind::Pages, plan.pagemap.pages_id.into());
+    let pages = File::open(&pages_path).map_err(object(pid, pages_path.display().to_string()))?;
+    let exe = open_reg(shared.root.as_ref(), pid, &plan.exe, libc::O_RDONLY as u32)?;
+    let cwd = open_reg(
+        shared.root.as_ref(),
+        pid,
+        &plan.cwd,
+        (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
+    )?;
+    for (epfd, targets) in &epoll {
+        if let Some(t) = targets.iter().find(|t| !plan.fds.iter().any(|f| f.fd as u32 == t.tfd)) {
+            return Err(RestoreError::Unsupported {
+                pid,
+                what: format!("epoll fd {epfd} watches fd {}, which is not open in the task", t.tfd),
+            });
+        }
+    }
+    Ok(Prepared {
+        inherited: inherited.clone(),
+        fds,
+        epoll,
+        mapped,
+        pages,
+        exe,
+        cwd,
+    })
+}

@@ -1,0 +1,175 @@
+//! The process tree made again: the root puppet forked at its pid (or a container's init taken
+//! over), each child forked by its parent puppet, sessions and groups set, zombies ended, and
+//! every live task built ([`super::puppet`]); all stay stopped until they are let go together.
+
+use parasite::Tracee;
+
+use super::plan::{Body, Tree};
+use super::prepare::Prepared;
+use super::{puppet, session, RestoreError};
+use crate::sys::{self, PuppetSetup};
+
+/// The puppets made so far, by task index; all are killed if the restore fails.
+#[derive(Default)]
+pub(super) struct Puppets {
+    pub(super) leaders: Vec<Option<Tracee>>,
+    pub(super) threads: Vec<Tracee>,
+}
+
+impl Puppets {
+    fn get(&self, i: usize) -> Result<&Tracee, RestoreError> {
+        self.leaders
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| RestoreError::Invalid {
+                what: format!("task {i} was not created"),
+            })
+    }
+
+    /// Kills every puppet, children before parents.
+    pub(super) fn kill_all(self) {
+        for t in self.threads {
+            t.forget();
+        }
+        for t in self.leaders.into_iter().rev().flatten() {
+            t.kill();
+        }
+    }
+}
+
+/// A UTS name as the kernel keeps it: at most 64 bytes, NUL-padded.
+fn name65(name: &str) -> [u8; 65] {
+    let mut out = [0u8; 65];
+    for (d, s) in out.iter_mut().zip(name.bytes().take(64)) {
+        *d = s;
+    }
+    out
+}
+
+/// Refuses to start when any pid of the tree is in use (nothing is created).
+pub(super) fn check_pids_free(tree: &Tree) -> Result<(), RestoreError> {
+    for t in &tree.tasks {
+        let mut pids = vec![t.pid];
+        if let Body::Alive(plan) = &t.body {
+            pids.extend(plan.threads.iter().map(|(tid, _)| *tid));
+        }
+        for pid in pids {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(RestoreError::PidTaken { pid });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Forks the root puppet at the dumped root's pid, in the session, group and UTS namespace
+/// the plan gives it.
+pub(super) fn fork_root(tree: &Tree, setup: session::RootSetup) -> Result<Tracee, RestoreError> {
+    check_pids_free(tree)?;
+    let pid = tree.tasks[0].pid;
+    let child = sys::fork_puppet(
+        pid,
+        PuppetSetup {
+            setsid: setup.setsid,
+            setpgid: setup.setpgid,
+            uts: tree.uts.as_ref().map(|u| (name65(&u.nodename), name65(&u.domainname))),
+        },
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::EEXIST) => RestoreError::PidTaken { pid },
+        _ => RestoreError::Object {
+            pid,
+            object: "clone3 with set_tid".into(),
+            source: e,
+        },
+    })?;
+    let root = match Tracee::adopt_child(child) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = parasite::sys::kill(child, libc::SIGKILL);
+            let _ = parasite::sys::waitpid(child, libc::__WALL);
+            return Err(e.into());
+        }
+    };
+    // The root's new UTS namespace was made by the puppet itself, with raw syscalls: check it.
+    if tree.uts.is_some() {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |who: String| std::fs::metadata(format!("/proc/{who}/ns/uts")).map(|m| m.ino()).ok();
+        if ino(pid.to_string()) == ino("self".into()) {
+            root.kill();
+            return Err(RestoreError::Invalid {
+                what: format!("pid {pid}: could not enter a new UTS namespace"),
+            });
+        }
+    }
+    Ok(root)
+}
+
+/// Creates every process of the tree (in the order of `steps`), ends the zombies, and builds
+/// every live process; all stay stopped in `puppets`. With `uts_here`, the root sets these
+/// names in the UTS namespace it is in.
+pub(super) fn build_tree(
+    tree: &Tree,
+    steps: &[session::Step],
+    prepared: &[Option<Prepared>],
+    puppets: &mut Puppets,
+    uts_here: Option<&crate::image::pb::UtsnsEntry>,
+) -> Result<(), RestoreError> {
+    let root = puppets.get(0)?;
+    let targets: Vec<&crate::image::pb::MmEntry> = tree.alive().map(|(_, p)| &p.mm).collect();
+    let scratch = puppet::choose_scratch(root.pid(), &puppet::own_maps(root.pid())?, &targets)?;
+    puppet::make_scratch(root, scratch)?;
+    if let Some(uts) = uts_here {
+        // A container's init is in the container's UTS namespace already: its names.
+        puppet::set_uts_names(root, scratch, &uts.nodename, &uts.domainname)?;
+    }
+
+    for step in steps {
+        match *step {
+            session::Step::Fork { parent, child } => {
+                let t = puppet::fork_child(puppets.get(parent)?, scratch, tree.tasks[child].pid)?;
+                puppets.leaders[child] = Some(t);
+            }
+            session::Step::Setsid(i) => {
+                puppet::call(puppets.get(i)?, scratch, "setsid", libc::SYS_setsid, [0; 6])?;
+            }
+            session::Step::Setpgid { task, pgid } => {
+                let own = pgid == tree.tasks[task].pid;
+                let arg = if own { 0 } else { pgid as u64 };
+                puppet::call(
+                    puppets.get(task)?,
+                    scratch,
+                    "setpgid",
+                    libc::SYS_setpgid,
+                    [0, arg, 0, 0, 0, 0],
+                )?;
+            }
+        }
+    }
+
+    // Zombies end now; their parents forget the SIGCHLDs (they were handled before the dump).
+    let mut parents = Vec::new();
+    for (i, t) in tree.tasks.iter().enumerate() {
+        if let Body::Zombie { exit_code, comm } = &t.body {
+            let z = puppets.leaders[i].take().ok_or_else(|| RestoreError::Invalid {
+                what: format!("pid {}: the zombie was not created", t.pid),
+            })?;
+            puppet::make_zombie(z, scratch, *exit_code, comm)?;
+            parents.extend(t.parent);
+        }
+    }
+    parents.sort_unstable();
+    parents.dedup();
+    for p in parents {
+        puppet::drain_sigchld(puppets.get(p)?, scratch)?;
+    }
+
+    for (i, plan) in tree.alive() {
+        let prep = prepared[i].as_ref().ok_or_else(|| RestoreError::Invalid {
+            what: format!("pid {}: nothing prepared", plan.pid),
+        })?;
+        let threads = puppet::build(puppets.get(i)?, plan, prep, scratch, i == 0, &tree.seccomp)?;
+        puppets.threads.extend(threads);
+    }
+    Ok(())
+}
