@@ -2,8 +2,8 @@
 //!
 //! The images are read and checked first ([`plan`], [`session`]); a container's namespaces get
 //! what they held ([`container`]); then every file the tree needs is opened here, in the
-//! controller ([`files`], [`prepare`]: pipes are created and refilled). Only then is the
-//! root puppet forked ([`tree`]) at its dumped pid (clone3 set_tid): a child stopped under ptrace that
+//! controller ([`files`], [`prepare`]: pipes are created and refilled). Only then is the root
+//! puppet forked at its dumped pid (clone3 set_tid, [`tree`]): a child stopped under ptrace that
 //! executes nothing but the single syscalls we inject ([`puppet`]). Each puppet forks its
 //! children the same way, sessions and groups are set, zombies end with their exit status, and
 //! each live puppet drops our memory, takes its dumped layout, pulls its files from us with

@@ -1,0 +1,193 @@
+//! Building one task inside its puppet, in order: what the fork gave it forgotten, its memory
+//! laid out and filled, its files installed, its process-wide and thread state set, its other
+//! threads made, its credentials last, and at the unmapping of the scratch area its registers.
+
+use parasite::mem::RemoteMem;
+use parasite::{Injector, Pinned, Tracee};
+
+use super::{creds, files, memory, own_maps, process, threads, Remote, SCRATCH_LEN};
+use crate::image::pb;
+use crate::restore::plan::Plan;
+use crate::restore::{Prepared, RestoreError};
+
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+
+/// Builds the dumped task inside the puppet `t` (which has the scratch area at `scratch`) and
+/// leaves it stopped, ready to be let go; returns its other threads, stopped too.
+pub fn build(
+    t: &Tracee,
+    plan: &Plan,
+    prep: &Prepared,
+    scratch: u64,
+    is_root: bool,
+    filters: &[pb::SeccompFilter],
+) -> Result<Vec<Tracee>, RestoreError> {
+    // Ptrace and /proc know the puppet by our pid for it; its own syscalls by its pid in its
+    // namespace (the dumped one: they differ inside a container).
+    let (host, pid) = (t.pid(), plan.pid);
+    let _pinned = Pinned::new(host);
+    let own_maps = own_maps(host)?;
+    let target: Vec<(u64, u64)> = plan.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+    let mut taken: Vec<(u64, u64)> = own_maps
+        .iter()
+        .map(|m| (m.start, m.end))
+        .chain(target.iter().copied())
+        .collect();
+    taken.sort_unstable();
+    let inj = Injector::at(t, scratch)?;
+    let mem = RemoteMem::open(host)?;
+    let max_fd = plan.fds.iter().map(|f| f.fd).max().unwrap_or(2);
+    let mut r = Remote {
+        pid,
+        inj,
+        mem,
+        scratch,
+        helper_base: (max_fd + 1).max(3) as u64,
+        ctl_pidfd: 0,
+        ctl_socket: prep.inherited.ctl_socket.clone(),
+    };
+
+    // 2. Forget what the fork gave the puppet: rseq, fds, every mapping but scratch/vdso/vvar.
+    if let Some(rseq) = t.rseq()? {
+        r.call(
+            "rseq(unregister)",
+            libc::SYS_rseq,
+            [
+                rseq.rseq_abi_pointer,
+                rseq.rseq_abi_size.into(),
+                RSEQ_FLAG_UNREGISTER,
+                rseq.signature.into(),
+                0,
+                0,
+            ],
+        )?;
+    }
+    // Every fd goes but the pidfd of the controller a container's init was given (our pid
+    // means nothing in its pid namespace); elsewhere the puppet opens one.
+    let ctl = match prep.inherited.ctl_fd.map(|fd| fd as u64) {
+        Some(ctl) => {
+            if ctl > 0 {
+                r.call("close_range", libc::SYS_close_range, [0, ctl - 1, 0, 0, 0, 0])?;
+            }
+            r.call(
+                "close_range",
+                libc::SYS_close_range,
+                [ctl + 1, u64::from(u32::MAX), 0, 0, 0, 0],
+            )?;
+            ctl
+        }
+        None => {
+            r.call(
+                "close_range",
+                libc::SYS_close_range,
+                [0, u64::from(u32::MAX), 0, 0, 0, 0],
+            )?;
+            r.call(
+                "pidfd_open",
+                libc::SYS_pidfd_open,
+                [std::process::id().into(), 0, 0, 0, 0, 0],
+            )?
+        }
+    };
+    r.ctl_pidfd = r.call(
+        "fcntl(F_DUPFD)",
+        libc::SYS_fcntl,
+        [ctl, libc::F_DUPFD as u64, r.helper_base, 0, 0, 0],
+    )?;
+    r.close(ctl)?;
+    // The thread-state helpers shared with the other threads run through these.
+    let call = |name: &'static str, nr: i64, args: [u64; 6]| r.call(name, nr, args);
+    let put = |off: u64, bytes: &[u8]| r.put(off, bytes);
+    memory::unmap_inherited(&r, &own_maps, scratch)?;
+
+    // 3. vdso and vvar to the dumped addresses (same kernel: same sizes).
+    memory::move_vdso(&r, host, plan, &own_maps, &taken)?;
+
+    // 4. Every other mapping, writable while its pages are filled.
+    let (filled, mut helpers) = memory::map_vmas(&r, plan, prep)?;
+
+    // 5. Pages: the puppet reads them from the pages image straight into place (one copy).
+    let pages_fd = memory::fill(&r, plan, prep, &filled)?;
+    helpers.push(pages_fd);
+
+    // 6. Files at their numbers, cwd, umask.
+    files::install(&r, plan, prep)?;
+
+    // 7. Signal dispositions, limits, itimers; the thread's own state.
+    let tc = plan.core.tc.as_ref().ok_or_else(|| RestoreError::Invalid {
+        what: "no task core".into(),
+    })?;
+    process::set_sigactions(&r, tc, &prep.inherited)?;
+    let thread = plan.core.thread_core.clone().unwrap_or_default();
+    process::set_limits(&r, tc, &prep.inherited)?;
+    process::set_itimers(&r, tc)?;
+    let ti = plan.core.thread_info.as_ref().ok_or_else(|| RestoreError::Invalid {
+        what: "no registers".into(),
+    })?;
+    let name = thread.comm.as_deref().unwrap_or(&tc.comm);
+    threads::thread_state(&call, &put, ti, &thread, name, !is_root)?;
+    if tc.child_subreaper == Some(true) {
+        r.call(
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            libc::SYS_prctl,
+            [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+
+    // 8. mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP.
+    memory::set_mm_map(&r, host, plan, prep)?;
+    if tc.personality != 0 {
+        r.call(
+            "personality",
+            libc::SYS_personality,
+            [tc.personality.into(), 0, 0, 0, 0, 0],
+        )?;
+    }
+    // 9. The other threads: cloned into the puppet at their tids, then set up one by one.
+    let mut thread_tracees = Vec::with_capacity(plan.threads.len());
+    for (tid, core) in &plan.threads {
+        thread_tracees.push(threads::make_thread(
+            &r,
+            pid,
+            *tid,
+            core,
+            !is_root,
+            filters,
+            &prep.inherited,
+        )?);
+    }
+
+    // POSIX timers once every thread they may notify exists.
+    if let Some(timers) = tc.timers.as_ref().filter(|t| !t.posix.is_empty()) {
+        process::posix_timers(&r, &timers.posix)?;
+    }
+    for fd in helpers {
+        r.close(fd)?;
+    }
+    r.close(r.ctl_pidfd)?;
+    // Signals queued for the process and for the main thread (all blocked until it runs).
+    let queued = |q: &Option<pb::SignalQueueEntry>| q.iter().flat_map(|q| q.signals.clone()).collect::<Vec<_>>();
+    process::queue_signals(&call, &put, pid, None, &queued(&tc.signals_s))?;
+    process::queue_signals(&call, &put, pid, Some(pid), &queued(&thread.signals_p))?;
+
+    // Filters and credentials, then dumpable (which a change of credentials resets).
+    creds::seccomp_and_creds(&call, &put, pid, &thread, filters, &prep.inherited)?;
+    if let Some(d) = plan.mm.dumpable.filter(|d| matches!(d, 0 | 1)) {
+        r.call(
+            "prctl(PR_SET_DUMPABLE)",
+            libc::SYS_prctl,
+            [libc::PR_SET_DUMPABLE as u64, d as u64, 0, 0, 0, 0],
+        )?;
+    }
+
+    // 10. Last: unmap the scratch area itself; at that syscall's exit, the dumped registers.
+    let Remote { inj, .. } = r;
+    let ret = inj.call_and_stop_at_exit("munmap(scratch)", libc::SYS_munmap, [scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
+    if ret != 0 {
+        return Err(RestoreError::Invalid {
+            what: format!("pid {pid}: unmapping the scratch area returned {ret}"),
+        });
+    }
+    threads::set_dumped_registers(t, ti, thread.blk_sigset.unwrap_or(tc.blk_sigset))?;
+    Ok(thread_tracees)
+}

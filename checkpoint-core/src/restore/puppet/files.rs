@@ -1,0 +1,69 @@
+//! The puppet's files: every fd at its number (pulled from the open files the controller
+//! prepared), epoll targets registered, file locks taken, the controlling terminal taken again,
+//! cwd and umask.
+
+use std::os::fd::AsRawFd;
+
+use super::Remote;
+use crate::restore::plan::Plan;
+use crate::restore::{Prepared, RestoreError};
+
+/// Installs the files of `plan` in the puppet, from what `prep` holds.
+pub(super) fn install(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<(), RestoreError> {
+    for (fd, cloexec, file) in &prep.fds {
+        let got = r.pull(file.as_raw_fd())?;
+        let flags = if *cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+        r.call("dup3", libc::SYS_dup3, [got, *fd as u64, flags, 0, 0, 0])?;
+        r.close(got)?;
+    }
+    for (epfd, targets) in &prep.epoll {
+        for t in targets {
+            let ev = r.put(0, &crate::fds::epoll::event_bytes(t))?;
+            r.call(
+                "epoll_ctl(ADD)",
+                libc::SYS_epoll_ctl,
+                [*epfd as u64, libc::EPOLL_CTL_ADD as u64, t.tfd.into(), ev, 0, 0],
+            )?;
+        }
+    }
+    for l in &plan.locks {
+        use crate::fds::locks::{flock_bytes, is_write, FL_FLOCK, FL_OFDLCK};
+        const F_OFD_SETLK: u64 = 37;
+        let fd = l.fd as u64;
+        if l.flag == FL_FLOCK {
+            let op = if is_write(l) { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+            r.call("flock", libc::SYS_flock, [fd, op as u64, 0, 0, 0, 0])?;
+        } else {
+            let cmd = if l.flag == FL_OFDLCK {
+                F_OFD_SETLK
+            } else {
+                libc::F_SETLK as u64
+            };
+            let at = r.put(0, &flock_bytes(l))?;
+            r.call("fcntl(lock)", libc::SYS_fcntl, [fd, cmd, at, 0, 0, 0])?;
+        }
+    }
+    if let Some((fd, pgrp)) = plan.ctty {
+        // The session leader takes its terminal again, and gives it its foreground group.
+        r.call(
+            "ioctl(TIOCSCTTY)",
+            libc::SYS_ioctl,
+            [fd as u64, libc::TIOCSCTTY, 0, 0, 0, 0],
+        )?;
+        if pgrp != 0 {
+            let at = r.put(0, &pgrp.to_le_bytes())?;
+            r.call(
+                "ioctl(TIOCSPGRP)",
+                libc::SYS_ioctl,
+                [fd as u64, libc::TIOCSPGRP, at, 0, 0, 0],
+            )?;
+        }
+    }
+    let cwd = r.pull(prep.cwd.as_raw_fd())?;
+    r.call("fchdir", libc::SYS_fchdir, [cwd, 0, 0, 0, 0, 0])?;
+    r.close(cwd)?;
+    if let Some(mask) = plan.umask {
+        r.call("umask", libc::SYS_umask, [mask.into(), 0, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}

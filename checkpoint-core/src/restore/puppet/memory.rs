@@ -1,0 +1,325 @@
+//! The puppet's memory: what the fork gave it unmapped, vdso and vvar moved to the dumped
+//! addresses, every VMA mapped again (files pulled from us, SysV segments attached), the pages
+//! read in place from the pages image, and the mm fields set in one PR_SET_MM_MAP.
+
+use std::os::fd::AsRawFd;
+
+use super::{free_range, overlaps, words, Remote, DATA, IOV_MAX, SCRATCH_LEN};
+use crate::image::pages::{PageRun, PAGE_SIZE};
+use crate::image::pb::vma_status as st;
+use crate::procfs;
+use crate::restore::plan::Plan;
+use crate::restore::{Prepared, RestoreError};
+
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+
+/// Unmaps everything the fork gave the puppet (`own_maps`) but vdso, vvar and the scratch area.
+pub(super) fn unmap_inherited(
+    r: &Remote<'_>,
+    own_maps: &[procfs::MapsEntry],
+    scratch: u64,
+) -> Result<(), RestoreError> {
+    let special =
+        |m: &procfs::MapsEntry| matches!(m.path.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]");
+    // One munmap per gap between what stays (unmapped holes inside a range are fine).
+    let mut keep: Vec<(u64, u64)> = own_maps
+        .iter()
+        .filter(|m| special(m) && m.path != "[vsyscall]")
+        .map(|m| (m.start, m.end))
+        .chain([(scratch, scratch + SCRATCH_LEN)])
+        .collect();
+    keep.sort_unstable();
+    let mut from = PAGE_SIZE;
+    let top = own_maps
+        .iter()
+        .filter(|m| m.path != "[vsyscall]")
+        .map(|m| m.end)
+        .max()
+        .unwrap_or(0);
+    for (start, end) in keep.into_iter().chain([(top, top)]) {
+        if start > from {
+            r.call("munmap", libc::SYS_munmap, [from, start - from, 0, 0, 0, 0])?;
+        }
+        from = from.max(end);
+    }
+    Ok(())
+}
+
+/// Maps every VMA of the plan again at its place (a SysV segment attached again), writable
+/// while its pages are filled. Returns which VMAs get pages, and the puppet's fds on the mapped
+/// files (to close once it is built).
+pub(super) fn map_vmas(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<(Vec<bool>, Vec<u64>), RestoreError> {
+    let pid = plan.pid;
+    let filled: Vec<bool> = plan
+        .mm
+        .vmas
+        .iter()
+        .map(|v| {
+            plan.pagemap
+                .runs
+                .iter()
+                .any(|p| p.is_present() && overlaps((p.vaddr, p.vaddr + p.len()), (v.start, v.end)))
+        })
+        .collect();
+    let mut helpers = Vec::new();
+    // Each mapped file is pulled into the puppet once, however many mappings share it.
+    let mut pulled: Vec<(&std::rc::Rc<std::fs::File>, u64)> = Vec::new();
+    for (i, v) in plan.mm.vmas.iter().enumerate() {
+        if v.status & (st::VDSO | st::VVAR | st::VSYSCALL) != 0 {
+            continue;
+        }
+        if let Some(&shmid) = plan.vma_sysv.get(&i) {
+            // The segment is attached again where it was (it lives on in the host's IPC
+            // namespace, contents and all).
+            let mut flags = 0;
+            if v.prot & libc::PROT_WRITE as u32 == 0 {
+                flags |= libc::SHM_RDONLY;
+            }
+            if v.prot & libc::PROT_EXEC as u32 != 0 {
+                flags |= libc::SHM_EXEC;
+            }
+            let got = r.call("shmat", libc::SYS_shmat, [shmid, v.start, flags as u64, 0, 0, 0])?;
+            if got != v.start {
+                return Err(RestoreError::Invalid {
+                    what: format!(
+                        "pid {pid}: SysV segment {shmid} attached at {got:#x}, not {:#x}",
+                        v.start
+                    ),
+                });
+            }
+            continue;
+        }
+        let prot = u64::from(v.prot) | if filled[i] { libc::PROT_WRITE as u64 } else { 0 };
+        let mut flags = u64::from(v.flags) | libc::MAP_FIXED as u64;
+        let (fd, off) = match prep.mapped.iter().find(|(j, _)| *j == i) {
+            Some((_, file)) => {
+                let fd = match pulled.iter().find(|(k, _)| std::rc::Rc::ptr_eq(k, file)) {
+                    Some(&(_, fd)) => fd,
+                    None => {
+                        let fd = r.pull(file.as_raw_fd())?;
+                        pulled.push((file, fd));
+                        helpers.push(fd);
+                        fd
+                    }
+                };
+                flags &= !(libc::MAP_ANONYMOUS as u64);
+                (fd, v.pgoff)
+            }
+            None => (u64::MAX, 0),
+        };
+        r.call("mmap", libc::SYS_mmap, [v.start, v.end - v.start, prot, flags, fd, off])?;
+    }
+    Ok((filled, helpers))
+}
+
+/// Fills the pages, then takes back the write access `filled` VMAs had only for that. Returns
+/// the puppet's fd on the pages image (to close once it is built).
+pub(super) fn fill(r: &Remote<'_>, plan: &Plan, prep: &Prepared, filled: &[bool]) -> Result<u64, RestoreError> {
+    let pages_fd = r.pull(prep.pages.as_raw_fd())?;
+    fill_pages(r, plan, pages_fd)?;
+    for (i, v) in plan.mm.vmas.iter().enumerate() {
+        if filled[i] && v.prot & libc::PROT_WRITE as u32 == 0 {
+            r.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                [v.start, v.end - v.start, v.prot.into(), 0, 0, 0],
+            )?;
+        }
+    }
+    Ok(pages_fd)
+}
+
+/// The mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP.
+pub(super) fn set_mm_map(r: &Remote<'_>, host: i32, plan: &Plan, prep: &Prepared) -> Result<(), RestoreError> {
+    // A container's init runs the dumped program already (and maps it again below, which
+    // forbids replacing it): its exe is kept (-1).
+    let same_exe = {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::fs::metadata(format!("/proc/{host}/exe")).map(|m| (m.dev(), m.ino()));
+        let want = prep.exe.metadata().map(|m| (m.dev(), m.ino()));
+        matches!((now, want), (Ok(a), Ok(b)) if a == b)
+    };
+    let exe = if same_exe {
+        u64::from(u32::MAX)
+    } else {
+        r.pull(prep.exe.as_raw_fd())?
+    };
+    let mm = &plan.mm;
+    let auxv = r.put(256, &words(&mm.mm_saved_auxv))?;
+    let mut map = words(&[
+        mm.mm_start_code,
+        mm.mm_end_code,
+        mm.mm_start_data,
+        mm.mm_end_data,
+        mm.mm_start_brk,
+        mm.mm_brk,
+        mm.mm_start_stack,
+        mm.mm_arg_start,
+        mm.mm_arg_end,
+        mm.mm_env_start,
+        mm.mm_env_end,
+        auxv,
+    ]);
+    map.extend_from_slice(&((mm.mm_saved_auxv.len() * 8) as u32).to_le_bytes());
+    map.extend_from_slice(&(exe as u32).to_le_bytes());
+    let map_addr = r.put(0, &map)?;
+    r.call(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        [PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0, 0],
+    )?;
+    if !same_exe {
+        r.close(exe)?;
+    }
+    Ok(())
+}
+
+/// Moves the puppet's [vvar]/[vvar_vclock] span and [vdso] to where the dumped task had them.
+pub(super) fn move_vdso(
+    r: &Remote<'_>,
+    pid: i32,
+    plan: &Plan,
+    own: &[procfs::MapsEntry],
+    taken: &[(u64, u64)],
+) -> Result<(), RestoreError> {
+    let span = |it: &mut dyn Iterator<Item = (u64, u64)>| -> Option<(u64, u64)> {
+        it.fold(None, |acc, (s, e)| match acc {
+            None => Some((s, e)),
+            Some((s0, e0)) => Some((s0.min(s), e0.max(e))),
+        })
+    };
+    let cur_vdso = span(&mut own.iter().filter(|m| m.path == "[vdso]").map(|m| (m.start, m.end)));
+    let cur_vvar = span(
+        &mut own
+            .iter()
+            .filter(|m| m.path.starts_with("[vvar"))
+            .map(|m| (m.start, m.end)),
+    );
+    let want_vdso = span(
+        &mut plan
+            .mm
+            .vmas
+            .iter()
+            .filter(|v| v.status & st::VDSO != 0)
+            .map(|v| (v.start, v.end)),
+    );
+    let want_vvar = span(
+        &mut plan
+            .mm
+            .vmas
+            .iter()
+            .filter(|v| v.status & st::VVAR != 0)
+            .map(|v| (v.start, v.end)),
+    );
+    let size = |r: Option<(u64, u64)>| r.map(|(s, e)| e - s);
+    if size(cur_vdso) != size(want_vdso) || size(cur_vvar) != size(want_vvar) {
+        return Err(RestoreError::Unsupported {
+            pid,
+            what: format!(
+                "the vdso/vvar sizes differ from the dump's ({:?}/{:?} here, {:?}/{:?} dumped): restore on the kernel that dumped",
+                size(cur_vdso),
+                size(cur_vvar),
+                size(want_vdso),
+                size(want_vvar)
+            ),
+        });
+    }
+    let mremap = |from: (u64, u64), to: u64| -> Result<(), RestoreError> {
+        if from.0 != to {
+            let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+            r.call(
+                "mremap(vdso)",
+                libc::SYS_mremap,
+                [from.0, from.1 - from.0, from.1 - from.0, flags, to, 0],
+            )?;
+        }
+        Ok(())
+    };
+    let (Some(mut vvar), Some(vdso), Some(wvvar), Some(wvdso)) = (cur_vvar, cur_vdso, want_vvar, want_vdso) else {
+        return Ok(());
+    };
+    let len = vvar.1 - vvar.0;
+    if overlaps((wvdso.0, wvdso.1), vvar) || overlaps((wvvar.0, wvvar.1), vdso) {
+        let mut busy = taken.to_vec();
+        busy.push((r.scratch, r.scratch + SCRATCH_LEN));
+        let tmp = free_range(len, &busy).ok_or_else(|| RestoreError::Invalid {
+            what: "no room to move vvar".into(),
+        })?;
+        mremap(vvar, tmp)?;
+        vvar = (tmp, tmp + len);
+    }
+    mremap(vdso, wvdso.0)?;
+    mremap(vvar, wvvar.0)
+}
+
+/// Reads every present page run from the pages image into place with preadv, many runs a call.
+fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64) -> Result<(), RestoreError> {
+    let room = ((SCRATCH_LEN - DATA) / 16) as usize;
+    // The vdso's saved pages are not written back: the running kernel's vdso was moved there.
+    let in_vdso = |vaddr: u64| {
+        plan.mm
+            .vmas
+            .iter()
+            .any(|v| v.status & st::VDSO != 0 && v.start <= vaddr && vaddr < v.end)
+    };
+    // Pieces of at most 256 MiB (a run may be GiBs; one read(2) moves at most ~2 GiB).
+    const PIECE: u64 = 256 << 20;
+    let mut runs = Vec::new();
+    for p in plan.pagemap.runs.iter().filter(|p| p.is_present() && !in_vdso(p.vaddr)) {
+        let mut done = 0;
+        while done < p.len() {
+            let len = (p.len() - done).min(PIECE);
+            runs.push(PageRun {
+                vaddr: p.vaddr + done,
+                nr_pages: len / PAGE_SIZE,
+                flags: p.flags,
+                offset: p.offset + done,
+            });
+            done += len;
+        }
+    }
+    let mut i = 0;
+    while i < runs.len() {
+        let offset = runs[i].offset;
+        let mut iov = Vec::new();
+        let mut total = 0u64;
+        // One call reads runs that follow each other in the pages image.
+        while i < runs.len()
+            && runs[i].offset == offset + total
+            && iov.len() / 16 < room.min(IOV_MAX)
+            && total < (1 << 30)
+        {
+            iov.extend_from_slice(&words(&[runs[i].vaddr, runs[i].len()]));
+            total += runs[i].len();
+            i += 1;
+        }
+        let addr = r.put(0, &iov)?;
+        let n = r.call(
+            "preadv(pages)",
+            libc::SYS_preadv,
+            [pages_fd, addr, (iov.len() / 16) as u64, offset, 0, 0],
+        )?;
+        if n != total {
+            // preadv stops at the first range it cannot write: name it.
+            let mut at = 0;
+            let mut stuck = 0;
+            for pair in iov.chunks_exact(16) {
+                let vaddr = u64::from_le_bytes(pair[..8].try_into().unwrap_or([0; 8]));
+                let len = u64::from_le_bytes(pair[8..].try_into().unwrap_or([0; 8]));
+                if at + len > n {
+                    stuck = vaddr + (n - at);
+                    break;
+                }
+                at += len;
+            }
+            return Err(RestoreError::Invalid {
+                what: format!(
+                    "pid {}: pages image: read {n} of {total} bytes, stopped at {stuck:#x}",
+                    r.pid
+                ),
+            });
+        }
+    }
+    Ok(())
+}
