@@ -11,9 +11,6 @@ use crate::image::pb;
 use crate::procfs;
 use crate::{fds, sys};
 
-/// The largest unlinked file whose contents a dump saves (as CRIU's default --ghost-limit).
-pub const GHOST_LIMIT: u64 = 1 << 20;
-
 /// Character devices a task may hold that are simply reopened by path.
 const REOPENABLE_DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
 
@@ -108,33 +105,9 @@ fn is_tty(rdev: u64) -> bool {
 
 /// An unlinked regular file small enough to be saved with the dump.
 fn ghost(path: &str, meta: &fs::Metadata) -> Result<FileKind, String> {
-    if !meta.file_type().is_file() {
-        return Err("an unlinked file that is not a regular file".into());
-    }
-    if meta.len() > GHOST_LIMIT {
-        return Err(format!(
-            "an unlinked file of {} bytes: more than the {GHOST_LIMIT} saved with the dump",
-            meta.len()
-        ));
-    }
-    let time = |s: i64, ns: i64| pb::Timeval {
-        tv_sec: s as u64,
-        tv_usec: (ns / 1000) as u64,
-    };
     Ok(FileKind::Ghost {
         path: path.to_owned(),
-        ghost: pb::GhostFileEntry {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode(),
-            // The kernel's encoding of the device (CRIU finds the mount by it).
-            dev: Some((libc::major(meta.dev()) << 20) | libc::minor(meta.dev())),
-            ino: Some(meta.ino()),
-            atim: Some(time(meta.atime(), meta.atime_nsec())),
-            mtim: Some(time(meta.mtime(), meta.mtime_nsec())),
-            size: Some(meta.len()),
-            ..Default::default()
-        },
+        ghost: fds::ghost::entry(meta)?,
     })
 }
 

@@ -240,13 +240,13 @@ impl FilesImage {
         }
         let path = format!("/proc/{pid}/fd/{}", f.first_fd);
         let data = fs::read(&path).map_err(|e| DumpError::proc(pid, &path, e))?;
-        if data.len() as u64 > files::GHOST_LIMIT {
+        if data.len() as u64 > fds::ghost::GHOST_LIMIT {
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(
                     "fd {}: the unlinked file grew past {} bytes",
                     f.first_fd,
-                    files::GHOST_LIMIT
+                    fds::ghost::GHOST_LIMIT
                 ),
             });
         }

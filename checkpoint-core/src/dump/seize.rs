@@ -26,7 +26,7 @@ impl Drop for Refreeze {
 }
 
 /// Seizes every thread of `pid` (the main thread first), again until no new thread appears.
-pub fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
+pub(crate) fn seize_threads(pid: i32) -> Result<Vec<Tracee>, DumpError> {
     let mut threads: Vec<Tracee> = Vec::new();
     loop {
         let tids = thread_ids(pid)?;

@@ -1,9 +1,12 @@
-//! Files on anonymous inodes, one module per kind: what `/proc/PID/fdinfo` shows of each (the
-//! dump side) and how the controller makes a new one in that state (the restore side).
+//! Open files, one module per kind: what `/proc/PID/fdinfo` (or the file itself) shows of each
+//! (the dump side) and how the controller makes a new one in that state (the restore side).
+//! Files on anonymous inodes (eventfd, epoll, signalfd, timerfd, inotify, fanotify), unix
+//! sockets, ptys, unlinked ("ghost") files, file locks.
 
 pub mod epoll;
 pub mod eventfd;
 pub mod fanotify;
+pub mod ghost;
 pub mod inotify;
 pub mod locks;
 pub mod signalfd;

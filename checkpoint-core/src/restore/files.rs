@@ -8,12 +8,11 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::rc::Rc;
-use std::time::Duration;
 
 use super::plan::Tree;
 use super::{in_place, object, RestoreError};
 use crate::image::{ImageDir, ImageKind};
-use crate::sys;
+use crate::{fds, sys};
 
 /// Opens the file a task had open at `path` again (inside `root`, a container's, if given).
 pub(super) fn open_reg(root: Option<&OwnedFd>, pid: i32, path: &str, flags: u32) -> Result<File, RestoreError> {
@@ -126,60 +125,14 @@ impl SharedFiles {
         flags: u32,
     ) -> Result<File, RestoreError> {
         use std::os::fd::AsRawFd;
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         if let std::collections::btree_map::Entry::Vacant(slot) = self.ghosts.entry(ghost_id) {
             let (entry, data) = tree.ghosts.get(&ghost_id).ok_or_else(|| RestoreError::Invalid {
                 what: format!("pid {pid}: ghost file {ghost_id} is not in the checkpoint"),
             })?;
             let what = || format!("{path} (deleted)");
-            // Made at its path (its filesystem, its directory) and unlinked at once: the
-            // contents go in through the open file.
-            let make = || -> io::Result<File> {
-                let mut name = std::path::PathBuf::from(path);
-                let mut tries = 0;
-                let file = loop {
-                    match OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .custom_flags(libc::O_CLOEXEC)
-                        .open(&name)
-                    {
-                        Ok(f) => break f,
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => {
-                            tries += 1;
-                            name =
-                                std::path::PathBuf::from(format!("{path}.stasis-ghost-{}-{tries}", std::process::id()));
-                        }
-                        Err(e) => return Err(e),
-                    }
-                };
-                std::fs::remove_file(&name)?;
-                Ok(file)
-            };
-            let file = in_place(self.container, make).map_err(object(pid, format!("making {} again", what())))?;
-            let made = (|| -> io::Result<()> {
-                use std::io::Write;
-                (&file).write_all(data)?;
-                file.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777))?;
-                std::os::unix::fs::fchown(&file, Some(entry.uid), Some(entry.gid))?;
-                let t = |tv: &Option<crate::image::pb::Timeval>| {
-                    tv.as_ref()
-                        .map(|t| std::time::UNIX_EPOCH + Duration::new(t.tv_sec, (t.tv_usec * 1000) as u32))
-                };
-                let times = std::fs::FileTimes::new();
-                let times = match t(&entry.atim) {
-                    Some(a) => times.set_accessed(a),
-                    None => times,
-                };
-                let times = match t(&entry.mtim) {
-                    Some(m) => times.set_modified(m),
-                    None => times,
-                };
-                file.set_times(times)
-            })();
-            made.map_err(object(pid, format!("filling {}", what())))?;
+            let file = in_place(self.container, || fds::ghost::make(path))
+                .map_err(object(pid, format!("making {} again", what())))?;
+            fds::ghost::fill(&file, entry, data).map_err(object(pid, format!("filling {}", what())))?;
             slot.insert(file);
         }
         let ours = &self.ghosts[&ghost_id];

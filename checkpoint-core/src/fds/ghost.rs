@@ -1,0 +1,93 @@
+//! Files unlinked while open ("ghost" files): the dump saves their attributes and contents
+//! (up to [`GHOST_LIMIT`]); the restore makes each again at its old path (or beside it), fills
+//! it, and unlinks it, so that the tasks hold an unlinked file again.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::time::Duration;
+
+use crate::image::pb;
+
+/// The largest unlinked file whose contents a dump saves (as CRIU's default --ghost-limit).
+pub const GHOST_LIMIT: u64 = 1 << 20;
+
+/// The ghost-file entry of an unlinked file (`meta` its attributes): refused, with the reason,
+/// unless it is a regular file of at most [`GHOST_LIMIT`] bytes.
+pub fn entry(meta: &fs::Metadata) -> Result<pb::GhostFileEntry, String> {
+    if !meta.file_type().is_file() {
+        return Err("an unlinked file that is not a regular file".into());
+    }
+    if meta.len() > GHOST_LIMIT {
+        return Err(format!(
+            "an unlinked file of {} bytes: more than the {GHOST_LIMIT} saved with the dump",
+            meta.len()
+        ));
+    }
+    let time = |s: i64, ns: i64| pb::Timeval {
+        tv_sec: s as u64,
+        tv_usec: (ns / 1000) as u64,
+    };
+    Ok(pb::GhostFileEntry {
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode(),
+        // The kernel's encoding of the device (CRIU finds the mount by it).
+        dev: Some((libc::major(meta.dev()) << 20) | libc::minor(meta.dev())),
+        ino: Some(meta.ino()),
+        atim: Some(time(meta.atime(), meta.atime_nsec())),
+        mtim: Some(time(meta.mtime(), meta.mtime_nsec())),
+        size: Some(meta.len()),
+        ..Default::default()
+    })
+}
+
+/// A new file made at `path` (its filesystem, its directory), or beside it if that name is
+/// taken, and unlinked at once: its contents go in through the open file.
+pub fn make(path: &str) -> io::Result<File> {
+    let mut name = std::path::PathBuf::from(path);
+    let mut tries = 0;
+    let file = loop {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&name)
+        {
+            Ok(f) => break f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => {
+                tries += 1;
+                name = std::path::PathBuf::from(format!("{path}.stasis-ghost-{}-{tries}", std::process::id()));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    fs::remove_file(&name)?;
+    Ok(file)
+}
+
+/// Writes a ghost file's contents `data` into `file` and gives it the mode, owner and times of
+/// `entry`.
+pub fn fill(file: &File, entry: &pb::GhostFileEntry, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut writer = file;
+    writer.write_all(data)?;
+    file.set_permissions(fs::Permissions::from_mode(entry.mode & 0o7777))?;
+    std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid))?;
+    let t = |tv: &Option<pb::Timeval>| {
+        tv.as_ref()
+            .map(|t| std::time::UNIX_EPOCH + Duration::new(t.tv_sec, (t.tv_usec * 1000) as u32))
+    };
+    let times = fs::FileTimes::new();
+    let times = match t(&entry.atim) {
+        Some(a) => times.set_accessed(a),
+        None => times,
+    };
+    let times = match t(&entry.mtim) {
+        Some(m) => times.set_modified(m),
+        None => times,
+    };
+    file.set_times(times)
+}
