@@ -42,6 +42,7 @@ pub(super) fn open_reg(root: Option<&OwnedFd>, pid: i32, path: &str, flags: u32)
 /// Open files shared by the tasks of the tree: one per files.img id, and the pipes.
 #[derive(Default)]
 pub struct SharedFiles {
+    /// Our open file for each files.img id opened so far (the unix sockets among them).
     pub(super) by_id: BTreeMap<u32, Rc<OwnedFd>>,
     /// By pipe id: our read and write ends, and whether each was handed out already.
     pipes: BTreeMap<u32, (OwnedFd, OwnedFd, bool, bool)>,
