@@ -1,7 +1,7 @@
 //! The puppet: a process forked at a dumped pid, stopped under ptrace, that runs nothing but
 //! the single syscalls we inject from a scratch area of its own. Here its life: the scratch
 //! area, one syscall, a child forked, a zombie made, the remote helpers every step uses. What it
-//! is turned into is built in [`build`], from its memory ([`memory`]), files ([`files`]),
+//! is turned into is built in [`mod@build`], from its memory ([`memory`]), files ([`files`]),
 //! process-wide state ([`process`]), threads ([`threads`]) and credentials ([`creds`]).
 
 pub mod build;
