@@ -6,16 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, tee, FcntlArg, OFlag, SpliceFFlags};
 
-use super::cvt;
-
-/// Borrows the caller's open fd number `fd` for one call.
-///
-/// # Safety
-/// `fd` must stay open while the borrow lives (the callers hold it, and pass its number).
-unsafe fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: as the caller promises.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
+use super::{borrow, cvt};
 
 /// Whether our fd `fd` is a terminal.
 pub fn isatty(fd: RawFd) -> bool {

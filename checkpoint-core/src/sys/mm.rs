@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::ptr::NonNull;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -108,6 +108,5 @@ pub fn add_seals(file: &File, seals: u32) -> io::Result<()> {
 /// The seals of a memfd (F_GET_SEALS) behind our fd `fd`.
 pub fn seals(fd: RawFd) -> io::Result<u32> {
     // SAFETY: the caller's fd, open during the call.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    Ok(fcntl(fd, FcntlArg::F_GET_SEALS)? as u32)
+    Ok(fcntl(unsafe { super::borrow(fd) }, FcntlArg::F_GET_SEALS)? as u32)
 }

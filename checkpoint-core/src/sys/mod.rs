@@ -33,7 +33,7 @@ pub use socket::*;
 pub use tty::*;
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// A raw libc result as `io::Result`, with the errno of a failure.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -49,6 +49,15 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     let fd = cvt(fd)?;
     // SAFETY: the kernel just returned this new fd to us.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Borrows the caller's open fd number `fd` for one call (the raw-fd functions take numbers).
+///
+/// # Safety
+/// `fd` must stay open while the borrow lives (the callers hold it, and pass its number).
+unsafe fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: as the caller promises.
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
 /// `s` as a C string (a NUL inside it is invalid input).
