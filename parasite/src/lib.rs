@@ -575,8 +575,8 @@ impl Drop for Injector<'_> {
 /// Keeps the caller and a tracee on the caller's current CPU; puts both back on drop.
 pub struct Pinned {
     pid: i32,
-    mine: Option<libc::cpu_set_t>,
-    theirs: Option<libc::cpu_set_t>,
+    mine: Option<sys::CpuMask>,
+    theirs: Option<sys::CpuMask>,
 }
 
 impl Pinned {
