@@ -125,7 +125,8 @@ impl Bundle {
         if let Some(linux) = self.linux() {
             out.extend(linux.masked_paths().iter().flatten().cloned());
             out.extend(linux.readonly_paths().iter().flatten().cloned());
-            out.extend(linux.devices().iter().flatten().map(|d| text(d.path())));
+            let devices = linux.devices().iter().flatten().map(|d| text(d.path()));
+            out.extend(devices.filter(|p| !p.is_empty()));
         }
         out.extend(DEFAULT_DEVICES.map(str::to_owned));
         if self.terminal() {
