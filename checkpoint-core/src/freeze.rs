@@ -1,6 +1,19 @@
 //! Freezing a cgroup: the v1 freezer (`freezer.state`, FREEZING until FROZEN) or cgroup v2
 //! (`cgroup.freeze`, confirmed by `frozen 1` in `cgroup.events`). A frozen cgroup cannot fork
 //! while its tasks are seized, which a ptrace-only freeze has to chase.
+//!
+//! Own code, not cgroups-rs 0.5.1's `FreezerController`, measured on a hybrid machine
+//! (kernel 6.18; v1 freezer at /sys/fs/cgroup/freezer, cgroup2 at /sys/fs/cgroup/unified):
+//! - its v2 `state()` reads `cgroup.freeze`, the state asked for, not `cgroup.events`, the
+//!   state reached: with 20 busy tasks in a v2 cgroup it said `Frozen` right after `freeze()`
+//!   while `cgroup.events` said `frozen 0` in 199 of 200 tries; in the child of a frozen
+//!   cgroup it said `Thawed` while the child's tasks were frozen (`frozen 1`);
+//! - its `freeze()` does not wait for the result, so there is no timeout, no thaw on failure;
+//! - on a hybrid layout it finds no cgroup v2 at all (see `ns::cgroup`).
+//!
+//! Its v1 `state()` is right (`Freezing` read right after `freeze()`, `Frozen` 50 ms later),
+//! but two file writes do not justify its 73 crates (nix 0.25, thiserror 1, zbus 5) in the
+//! engine, nor does a feature flag off by default (code the tests would not build).
 
 use std::fs;
 use std::io;

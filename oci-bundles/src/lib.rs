@@ -4,7 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use oci_spec::runtime::{Linux, LinuxNamespace, Spec};
+use serde::Deserialize;
 use serde_json::{json, Value};
+
+pub use oci_spec::runtime::LinuxNamespaceType;
 
 /// Why a bundle or a descriptors file could not be used; each names its path.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +31,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
 /// The largest config.json or descriptors.json read (both are untrusted input).
 const MAX_JSON: u64 = 4 << 20;
 
-fn read_json(path: &Path) -> Result<Value, BundleError> {
+/// The bytes of `path`, at most [`MAX_JSON`] of them.
+fn read_text(path: &Path) -> Result<Vec<u8>, BundleError> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let mut text = Vec::new();
@@ -38,7 +43,12 @@ fn read_json(path: &Path) -> Result<Value, BundleError> {
             what: format!("larger than {MAX_JSON} bytes"),
         });
     }
-    serde_json::from_slice(&text).map_err(|source| BundleError::Json {
+    Ok(text)
+}
+
+/// Parses `text` (read from `path`) as JSON of type `T`.
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &[u8]) -> Result<T, BundleError> {
+    serde_json::from_slice(text).map_err(|source| BundleError::Json {
         path: path.to_owned(),
         source,
     })
@@ -62,48 +72,62 @@ fn write_json(path: &Path, value: &Value) -> Result<(), BundleError> {
     f.write_all(&text).map_err(io_err(path))
 }
 
-/// An OCI bundle: its directory and its config.json.
+/// An OCI bundle: its directory and its config.json, held twice. Every decision is made
+/// from the typed [`Spec`]; the shadow config is written from the document as it was, because
+/// oci-spec's `Spec` keeps only the fields it knows: a config re-serialised from it would lose
+/// a vendor's extensions and any field of a newer runtime-spec, which the delegate runtime may
+/// well understand.
 #[derive(Clone, Debug)]
 pub struct Bundle {
     pub dir: PathBuf,
-    pub config: Value,
+    /// The config, typed.
+    pub spec: Spec,
+    /// The config as its JSON document, every field kept.
+    document: Value,
 }
 
 impl Bundle {
-    /// Loads `dir`/config.json.
+    /// Loads `dir`/config.json; it must be a runtime-spec config (as oci-spec reads it).
     pub fn load(dir: &Path) -> Result<Bundle, BundleError> {
         let dir = std::path::absolute(dir).map_err(io_err(dir))?;
-        let config = read_json(&dir.join("config.json"))?;
-        if !config.is_object() {
-            return Err(BundleError::Invalid {
-                path: dir.join("config.json"),
-                what: "not a JSON object".into(),
-            });
+        let path = dir.join("config.json");
+        let text = read_text(&path)?;
+        let document: Value = parse(&path, &text)?;
+        Bundle::from_document(dir, document).map_err(|what| BundleError::Invalid { path, what })
+    }
+
+    /// The bundle in `dir` whose config is `document`.
+    fn from_document(dir: PathBuf, document: Value) -> Result<Bundle, String> {
+        if !document.is_object() {
+            return Err("not a JSON object".into());
         }
-        Ok(Bundle { dir, config })
+        let spec = Spec::deserialize(&document).map_err(|e| format!("not an OCI runtime config: {e}"))?;
+        Ok(Bundle { dir, spec, document })
+    }
+
+    /// The config's Linux part, if it has one.
+    fn linux(&self) -> Option<&Linux> {
+        self.spec.linux().as_ref()
+    }
+
+    /// The namespaces the config lists.
+    fn namespaces(&self) -> &[LinuxNamespace] {
+        self.linux().and_then(|l| l.namespaces().as_deref()).unwrap_or_default()
     }
 
     /// The mount points the runtime makes in the container: its mounts, masked and read-only
     /// paths, its devices and runc's default ones (bound from ours, in a user namespace), and
     /// /dev/console (the console bound there) when its process has a terminal.
     pub fn declared_mounts(&self) -> Vec<String> {
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default()
-        };
-        let mut out: Vec<String> = self.config["mounts"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m["destination"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.extend(strings(&self.config["linux"]["maskedPaths"]));
-        out.extend(strings(&self.config["linux"]["readonlyPaths"]));
-        let devices = self.config["linux"]["devices"].as_array().into_iter().flatten();
-        out.extend(devices.filter_map(|d| d["path"].as_str().map(str::to_owned)));
+        let text = |p: &Path| p.to_string_lossy().into_owned();
+        let mounts = self.spec.mounts().as_deref().unwrap_or_default();
+        let mut out: Vec<String> = mounts.iter().map(|m| text(m.destination())).collect();
+        if let Some(linux) = self.linux() {
+            out.extend(linux.masked_paths().iter().flatten().cloned());
+            out.extend(linux.readonly_paths().iter().flatten().cloned());
+            let devices = linux.devices().iter().flatten().map(|d| text(d.path()));
+            out.extend(devices.filter(|p| !p.is_empty()));
+        }
         out.extend(DEFAULT_DEVICES.map(str::to_owned));
         if self.terminal() {
             out.push("/dev/console".into());
@@ -114,34 +138,31 @@ impl Bundle {
     /// The namespace kinds (as /proc/PID/ns names them) the config has the container join at
     /// a path instead of making them.
     pub fn joined_namespaces(&self) -> Vec<String> {
-        self.config["linux"]["namespaces"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|n| n["path"].as_str().is_some_and(|p| !p.is_empty()))
-                    .filter_map(|n| n["type"].as_str().map(ns_kind))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.namespaces()
+            .iter()
+            .filter(|n| n.path().as_ref().is_some_and(|p| !p.as_os_str().is_empty()))
+            .map(|n| n.typ().to_string())
+            .collect()
     }
 
-    /// Whether the config has the container in a namespace of `kind` (OCI's name: "user",
-    /// "network"...) of its own or joined.
-    pub fn joins_or_makes(&self, kind: &str) -> bool {
-        self.config["linux"]["namespaces"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|n| n["type"] == kind))
+    /// Whether the config has the container in a namespace of `kind` of its own or joined.
+    pub fn joins_or_makes(&self, kind: LinuxNamespaceType) -> bool {
+        self.namespaces().iter().any(|n| n.typ() == kind)
     }
 
-    /// The container's root directory, absolute.
+    /// The container's root directory, absolute (`rootfs` in the bundle if the config names
+    /// none).
     pub fn rootfs(&self) -> PathBuf {
-        let root = self.config["root"]["path"].as_str().unwrap_or("rootfs");
-        self.dir.join(root)
+        let root = self.spec.root().as_ref().map(|r| r.path().as_path());
+        self.dir.join(
+            root.filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("rootfs")),
+        )
     }
 
     /// Whether the container's process has a terminal.
     pub fn terminal(&self) -> bool {
-        self.config["process"]["terminal"].as_bool().unwrap_or(false)
+        self.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)
     }
 
     /// The config a restore creates the container from: the same, but its process runs `exe`
@@ -149,8 +170,12 @@ impl Bundle {
     /// `caps` (a bit per capability: the restorer's own), so that it can become the restored
     /// tree; the tree gets its dumped credentials back. The root path is made absolute (the
     /// shadow lives elsewhere).
+    ///
+    /// Made from the config's JSON document, not from the typed [`Spec`]: only the members
+    /// named here are replaced, every other field (a vendor's, a newer runtime-spec's, one
+    /// inside `process` or `linux`) is carried over as it was read.
     pub fn shadow_config(&self, exe: &str, caps: u64) -> Value {
-        let mut config = self.config.clone();
+        let mut config = self.document.clone();
         config["root"]["path"] = json!(self.rootfs().to_string_lossy());
         let caps: Vec<String> = (0..64)
             .filter(|n| caps & (1u64 << n) != 0)
@@ -193,14 +218,10 @@ pub const DEFAULT_DEVICES: [&str; 6] = [
     "/dev/tty",
 ];
 
-/// The /proc/PID/ns name of an OCI namespace type ("network" is "net", "mount" is "mnt").
+/// The /proc/PID/ns name of an OCI namespace type ("network" is "net", "mount" is "mnt");
+/// a name oci-spec does not know is kept as it is.
 pub fn ns_kind(oci: &str) -> String {
-    match oci {
-        "network" => "net",
-        "mount" => "mnt",
-        other => other,
-    }
-    .to_owned()
+    LinuxNamespaceType::try_from(oci).map_or_else(|_| oci.to_owned(), |t| t.to_string())
 }
 
 /// The capability named by number `n` (as runc's config names them).
@@ -265,20 +286,9 @@ pub fn read_descriptors(images: &Path) -> Result<Vec<String>, BundleError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let v = read_json(&path)?;
-    let list = v.as_array().ok_or_else(|| BundleError::Invalid {
-        path: path.clone(),
-        what: "not a list".into(),
-    })?;
-    list.iter()
-        .take(3)
-        .map(|s| {
-            s.as_str().map(str::to_owned).ok_or_else(|| BundleError::Invalid {
-                path: path.clone(),
-                what: "an entry is not a string".into(),
-            })
-        })
-        .collect()
+    let mut list: Vec<String> = parse(&path, &read_text(&path)?)?;
+    list.truncate(3);
+    Ok(list)
 }
 
 #[cfg(test)]
@@ -286,18 +296,20 @@ mod tests {
     use super::*;
 
     fn bundle() -> Bundle {
-        Bundle {
-            dir: "/b".into(),
-            config: json!({
+        Bundle::from_document(
+            "/b".into(),
+            json!({
                 "root": {"path": "rootfs"},
-                "process": {"args": ["sh"], "user": {"uid": 1000, "gid": 1000}, "terminal": true,
+                "ociVersion": "1.0.2-dev",
+                "process": {"args": ["sh"], "cwd": "/home", "user": {"uid": 1000, "gid": 1000}, "terminal": true,
                             "env": ["A=1"], "capabilities": {"bounding": ["CAP_KILL"]}},
                 "mounts": [{"destination": "/proc"}, {"destination": "/dev"}],
                 "linux": {"maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
                           "namespaces": [{"type": "pid"}, {"type": "network", "path": "/run/netns/x"}],
                           "seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}
             }),
-        }
+        )
+        .unwrap()
     }
 
     #[test]
@@ -311,6 +323,28 @@ mod tests {
     #[test]
     fn namespaces_joined_at_a_path() {
         assert_eq!(bundle().joined_namespaces(), ["net"]);
+        assert!(bundle().joins_or_makes(LinuxNamespaceType::Network));
+        assert!(!bundle().joins_or_makes(LinuxNamespaceType::User));
+    }
+
+    #[test]
+    fn namespace_kinds_by_their_proc_names() {
+        let kinds = [
+            "network", "mount", "pid", "ipc", "uts", "user", "cgroup", "time", "other",
+        ];
+        let want = ["net", "mnt", "pid", "ipc", "uts", "user", "cgroup", "time", "other"];
+        assert_eq!(kinds.map(ns_kind), want);
+    }
+
+    #[test]
+    fn a_config_that_is_no_runtime_config_is_refused() {
+        let refused = |doc| Bundle::from_document("/b".into(), doc).unwrap_err();
+        assert_eq!(refused(json!([1])), "not a JSON object");
+        let e = refused(json!({"mounts": [{"type": "proc"}]}));
+        assert!(
+            e.starts_with("not an OCI runtime config: missing field `destination`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -325,7 +359,7 @@ mod tests {
         let bounding = s["process"]["capabilities"]["bounding"].as_array().unwrap();
         assert_eq!(bounding.len(), 40);
         assert!(!bounding.contains(&json!("CAP_SYS_RESOURCE")));
-        assert_eq!(s["linux"], b.config["linux"], "seccomp and the rest untouched");
-        assert_eq!(s["mounts"], b.config["mounts"]);
+        assert_eq!(s["linux"], b.document["linux"], "seccomp and the rest untouched");
+        assert_eq!(s["mounts"], b.document["mounts"]);
     }
 }

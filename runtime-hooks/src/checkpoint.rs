@@ -7,28 +7,6 @@ use std::path::{Path, PathBuf};
 use crate::cli::{Global, VerbArgs};
 use crate::delegate;
 
-/// The cgroup directory through which `pid` is frozen: its v1 freezer cgroup, else its v2 one.
-fn freezer_dir(pid: i32) -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| format!("pid {pid}: {e}"))?;
-    let find = |controller: &str| {
-        text.lines().find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, c, path) = (parts.next()?, parts.next()?, parts.next()?);
-            (c == controller).then(|| path.trim_start_matches('/').to_owned())
-        })
-    };
-    if let Some(path) = find("freezer").filter(|p| !p.is_empty()) {
-        return Ok(Path::new("/sys/fs/cgroup/freezer").join(path));
-    }
-    let v2 = find("").ok_or_else(|| format!("pid {pid}: no freezer cgroup"))?;
-    let base = if Path::new("/sys/fs/cgroup/unified").exists() {
-        "/sys/fs/cgroup/unified"
-    } else {
-        "/sys/fs/cgroup"
-    };
-    Ok(Path::new(base).join(v2))
-}
-
 /// Creates `dir` (0700) if it is missing.
 pub fn make_dir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
@@ -126,7 +104,10 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         shell_job: flag("shell-job") || bundle.terminal(),
         ext_unix_sk: flag("ext-unix-sk"),
         file_locks: flag("file-locks"),
-        freeze_cgroup: Some(freezer_dir(pid)?),
+        freeze_cgroup: Some(
+            checkpoint_core::ns::cgroup::freezer_dir(pid)
+                .map_err(|e| format!("container {id} (init pid {pid}): its freezer cgroup: {e}"))?,
+        ),
         container: Some(checkpoint_core::ns::ContainerSpec {
             declared_mounts: bundle.declared_mounts(),
             external: bundle

@@ -55,21 +55,68 @@ pub fn run(global: &Global, args: &[&str]) -> Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
-/// What `state ID` says of a container.
+/// What `state ID` says of a container: the runtime-spec state, as runc prints it.
+///
+/// Not oci-spec's `runtime::State`: its status has no `paused`, which runc reports for a
+/// paused container, one that can be checkpointed (with runc 1.1.5, oci-spec 0.10 refuses the
+/// state of a paused container: "unknown variant `paused`"). runc's own additions (`rootfs`,
+/// `created`, `owner`) are not needed and are ignored, as is any other field.
+#[derive(Debug, serde::Deserialize)]
 pub struct State {
+    /// The container's init (0 once it has ended).
+    #[serde(default)]
     pub pid: i32,
+    /// `creating`, `created`, `running`, `paused` or `stopped`.
+    #[serde(default = "unknown")]
     pub status: String,
+    /// The bundle the container was created from.
+    #[serde(default)]
     pub bundle: String,
+}
+
+fn unknown() -> String {
+    "unknown".into()
 }
 
 /// The delegate's public view of container `id`.
 pub fn state(global: &Global, id: &str) -> Result<State, String> {
     let out = run(global, &["state", id])?;
-    let state: serde_json::Value =
-        serde_json::from_slice(&out).map_err(|e| format!("{} state {id}: {e}", program(global)))?;
-    Ok(State {
-        pid: state["pid"].as_i64().and_then(|p| i32::try_from(p).ok()).unwrap_or(0),
-        status: state["status"].as_str().unwrap_or("unknown").to_owned(),
-        bundle: state["bundle"].as_str().unwrap_or_default().to_owned(),
-    })
+    serde_json::from_slice(&out).map_err(|e| format!("{} state {id}: {e}", program(global)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What runc 1.1.5 printed for a paused container.
+    const PAUSED: &str = r#"{
+  "ociVersion": "1.0.2-dev",
+  "id": "ocexp",
+  "pid": 18375,
+  "status": "paused",
+  "bundle": "/tmp/ocispec-exp/bundle",
+  "rootfs": "/tmp/ocispec-exp/bundle/rootfs",
+  "created": "2026-12-04T17:11:06.026348162Z",
+  "owner": ""
+}"#;
+
+    #[test]
+    fn the_state_of_a_paused_container_is_read() {
+        let state: State = serde_json::from_str(PAUSED).unwrap();
+        assert_eq!(state.pid, 18375);
+        assert_eq!(state.status, "paused");
+        assert_eq!(state.bundle, "/tmp/ocispec-exp/bundle");
+        // The reason for the struct of our own.
+        let refused = serde_json::from_str::<oci_spec::runtime::State>(PAUSED).unwrap_err();
+        assert!(refused.to_string().contains("unknown variant `paused`"), "{refused}");
+    }
+
+    #[test]
+    fn a_stopped_container_has_pid_0() {
+        let state: State = serde_json::from_str(r#"{"id": "x", "pid": 0, "status": "stopped"}"#).unwrap();
+        assert_eq!(
+            (state.pid, state.status.as_str(), state.bundle.as_str()),
+            (0, "stopped", "")
+        );
+    }
 }

@@ -129,7 +129,7 @@ fn restore(
     let _ = std::fs::remove_file(&pid_file);
     // The init's way to our fds: a pidfd of us (pidfd_getfd); in a user namespace of its own,
     // which gives it no right over us, a unix socket we send them over.
-    let (ctl, ctl_socket) = if bundle.joins_or_makes("user") {
+    let (ctl, ctl_socket) = if bundle.joins_or_makes(oci_bundles::LinuxNamespaceType::User) {
         let (ours, theirs) =
             checkpoint_core::sys::unix_pair(libc::SOCK_STREAM).map_err(|e| fail(format!("socketpair: {e}")))?;
         (theirs, Some(ours))
