@@ -1,24 +1,23 @@
 # Stasis: the one entry point for people and CI.
 CARGO    ?= cargo
 PREFIX   ?= /usr/local
-SHARED   ?= $(abspath ../shared)
-FIXTURES := $(SHARED)/fixtures/criu-4.2
-export STASIS_SHARED := $(SHARED)
 
-.PHONY: build test demo bench lint install
+.PHONY: build test demo bench lint install fixtures
 
 build:
 	$(CARGO) build --workspace --release --bins
 
-# Unit, format-oracle (crit) and end-to-end tests. Needs crit (Debian package criu).
+# Unit, format-oracle (crit) and end-to-end tests. What they need is installed first when
+# missing (Debian packages, the reference CRIU and checkpointctl): see scripts/test-deps.sh.
 test:
+	scripts/test-deps.sh
 	$(CARGO) build --workspace --bins
-	@# The reference CRIU (cross-restore tests) unpacks itself on first use: do it once, here.
-	$(SHARED)/tools/criu --version
+	@# Tests fork, trace and reap children: nextest gives each its own process; without it,
+	@# one test at a time.
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast; \
+		$(CARGO) test --workspace --no-fail-fast -- --test-threads=1; \
 	fi
 
 # The main job: checkpoint a running workload, kill it, restore it, show it continued.
@@ -29,6 +28,10 @@ demo: build
 bench:
 	$(CARGO) build --release --workspace --bins
 	./target/release/stasis-bench
+
+# Makes the CRIU fixture dumps again (tests/fixtures/README.md); commit what changed.
+fixtures:
+	tests/fixtures/make-fixtures.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,4 +1,5 @@
-//! Shared helpers of the integration tests: where the fixtures are, and `crit` as the oracle.
+//! Shared helpers of the integration tests: where the fixtures and the reference tools are, and
+//! `crit` as the oracle.
 
 pub mod container;
 pub mod containerd;
@@ -10,23 +11,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// `shared/` beside the project root (override with `STASIS_SHARED`).
-pub fn shared_dir() -> PathBuf {
-    let dir = match std::env::var_os("STASIS_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    assert!(
-        dir.join("fixtures").is_dir(),
-        "{}: no fixtures here; the tests need ../shared beside the project root (or STASIS_SHARED)",
-        dir.display()
-    );
-    dir
-}
-
-/// The CRIU 4.2 fixture dumps, one directory each.
+/// The CRIU 4.2 fixture dumps (`tests/fixtures/criu-4.2`, made by
+/// `tests/fixtures/make-fixtures.sh`), one directory each.
 pub fn fixture_dirs() -> Vec<PathBuf> {
-    let root = shared_dir().join("fixtures/criu-4.2");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/criu-4.2");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.expect("readdir").path())
@@ -35,10 +23,48 @@ pub fn fixture_dirs() -> Vec<PathBuf> {
     dirs.sort();
     assert!(
         dirs.len() >= 4,
-        "expected the four CRIU fixture dumps in {}",
+        "expected the four CRIU fixture dumps in {} (tests/fixtures/make-fixtures.sh makes them)",
         root.display()
     );
     dirs
+}
+
+/// The cargo target directory this binary was built into (target/<profile>/deps/<test> or
+/// target/<profile>/<bin>).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("profile dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("profile dir");
+    }
+    dir.parent().expect("target dir").to_path_buf()
+}
+
+/// A wrapper made by `scripts/reference-tools.sh` (`make test` runs it first).
+fn reference_tool(name: &str) -> PathBuf {
+    let tool = target_dir().join("reference-tools/bin").join(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: run scripts/reference-tools.sh (make test does)",
+        tool.display()
+    );
+    tool
+}
+
+/// The reference CRIU of `version`: "4.1" (4.1.1, Debian trixie) or "4.2" (4.2.1, Debian forky),
+/// each run through its own suite's glibc.
+pub fn reference_criu(version: &str) -> PathBuf {
+    assert!(
+        ["4.1", "4.2"].contains(&version),
+        "no reference CRIU {version}: 4.1 and 4.2 are fetched"
+    );
+    reference_tool(&format!("criu-{version}"))
+}
+
+/// checkpointctl (Debian forky's), the inspector of checkpoint archives: go-criu's reading of
+/// the images, a second oracle besides crit.
+pub fn checkpointctl() -> PathBuf {
+    reference_tool("checkpointctl")
 }
 
 /// A binary of this workspace, built next to the test binaries (`make test` builds them first).

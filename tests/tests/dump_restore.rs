@@ -412,13 +412,7 @@ fn check_reports_every_feature_and_what_restore_needs_is_there() {
 }
 
 fn criu() -> std::path::PathBuf {
-    let p = ctests::shared_dir().join("tools/criu");
-    assert!(
-        p.exists(),
-        "{}: the reference CRIU is part of ../shared/tools",
-        p.display()
-    );
-    p
+    ctests::reference_criu("4.1")
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ctests::workload::*;
-use ctests::{crit_decode, shared_dir};
+use ctests::{crit_decode, reference_criu};
 use serde_json::Value;
 
 fn s(p: &Path) -> &str {
@@ -14,7 +14,7 @@ fn s(p: &Path) -> &str {
 }
 
 fn criu() -> PathBuf {
-    shared_dir().join("tools/criu")
+    reference_criu("4.1")
 }
 
 /// Runs `criu ARGS -o LOG` in `images`; panics with the log on failure.

@@ -37,7 +37,7 @@ fn podman_checkpoints_and_restores_through_stasis_runc() {
     let archive = scratch.join("p1.tar.gz");
     podman.ok(&["container", "checkpoint", "--export", archive.to_str().unwrap(), "p1"]);
     let exported = count(&rootfs);
-    let inspect = std::process::Command::new(ctests::shared_dir().join("tools/checkpointctl"))
+    let inspect = std::process::Command::new(ctests::checkpointctl())
         .args(["inspect", "--all"])
         .arg(&archive)
         .output()

@@ -578,7 +578,7 @@ fn a_container_in_a_user_namespace_comes_back_with_its_ids() {
 #[test]
 fn a_container_checkpointed_by_runc_with_criu_is_restored_by_stasis_runc() {
     let (scratch, work, images) = test_dirs("runc-from-criu");
-    let criu = ctests::shared_dir().join("tools/criu");
+    let criu = ctests::reference_criu("4.1");
     let c = Container::counting(&scratch.0, "stasis-from-criu");
     c.start_quiet(&work);
     wait_count_above(&c.rootfs(), 5);

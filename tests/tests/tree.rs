@@ -8,14 +8,14 @@ use std::time::Duration;
 use checkpoint_core::image::pb;
 use checkpoint_core::image::{ImageDir, ImageKind};
 use ctests::workload::*;
-use ctests::{crit_decode, shared_dir};
+use ctests::{crit_decode, reference_criu};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 fn criu() -> PathBuf {
-    shared_dir().join("tools/criu")
+    reference_criu("4.1")
 }
 
 /// pid, parent, group, session, and 'Z' for a zombie or 'A' for a live process (whether it is

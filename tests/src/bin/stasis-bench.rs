@@ -3,10 +3,9 @@
 //! machine's floor for the same bytes (memcpy; a plain write + fsync of the same bytes to the
 //! same filesystem), and the peak RSS of `stasis dump` and `stasis restore`.
 //!
-//! When CRIU is found (`../shared/tools/criu`, or STASIS_BENCH_CRIU=path), the same workload is
-//! also dumped and restored by CRIU in the same run, and CRIU's own timings (stats-dump
-//! frozen_time, stats-restore restore_time) are printed next to ours; set STASIS_BENCH_CRIU=off
-//! to skip it.
+//! CRIU (4.1.1, fetched by `scripts/reference-tools.sh`, or STASIS_BENCH_CRIU=path) dumps and
+//! restores the same workload in the same run, and CRIU's own timings (stats-dump frozen_time,
+//! stats-restore restore_time) are printed next to ours; set STASIS_BENCH_CRIU=off to skip it.
 //!
 //! Then a tree: P processes of T threads each (STASIS_BENCH_TREE, default "50x10"), images on
 //! tmpfs: dump and restore medians, per process, and CRIU's wall-clock times on the same tree.
@@ -86,8 +85,15 @@ fn criu_path() -> Option<PathBuf> {
         Ok(v) if v == "off" => None,
         Ok(v) => Some(PathBuf::from(v)),
         Err(_) => {
-            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/criu");
-            p.exists().then_some(p)
+            // CRIU 4.1.1, fetched (once) by the project's script, which prints where it put it.
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/reference-tools.sh");
+            let out = Command::new(&script)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+            assert!(out.status.success(), "{} failed", script.display());
+            let bin = String::from_utf8(out.stdout).expect("a path");
+            Some(Path::new(bin.trim()).join("criu-4.1"))
         }
     }
 }
