@@ -195,6 +195,32 @@ fn a_unix_socket_connected_outside_the_tree_is_refused_and_the_process_runs_on()
     assert!(result.starts_with("OK"), "{result}");
 }
 
+/// A queue holding a passed fd (SCM_RIGHTS) cannot be saved: the dump is refused naming the
+/// socket, once the tree is frozen (only a peek shows it), and the process is let go untouched.
+#[test]
+fn a_unix_queue_holding_a_passed_fd_is_refused_and_the_process_runs_on() {
+    use std::os::fd::{AsFd, AsRawFd};
+    let (scratch, work, _) = test_dirs("unix-scm-rights");
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let passed = std::fs::File::open("/dev/null").unwrap();
+    checkpoint_core::sys::send_fd(b.as_fd(), passed.as_raw_fd()).unwrap();
+    let ends = [a, b].map(|e| Stdio::from(std::os::fd::OwnedFd::from(e)));
+    let [a, b] = ends;
+    let w = Workload::start_with("verify", &work, None, [a, b, Stdio::null()]);
+    let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("images"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a queue with a passed fd was dumped");
+    assert!(
+        err.contains(&format!("pid {}: fd 0: unix socket", w.pid)) && err.contains("passed fds (SCM_RIGHTS)"),
+        "{err}"
+    );
+    assert_running_untraced(w.pid);
+    w.signal(libc::SIGUSR1);
+    wait_for_file(&work.join("result"), std::time::Duration::from_secs(20));
+    let result = std::fs::read_to_string(work.join("result")).unwrap();
+    assert!(result.starts_with("OK"), "{result}");
+}
+
 fn check_creds_images(images: &Path, pid: i32) {
     // The confined child is the other process: its core has other ids, filters, no_new_privs.
     let tree = crit_decode(&images.join("pstree.img"));

@@ -53,13 +53,23 @@ pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Peeked> {
                 fd.as_raw_fd(),
                 &mut iov,
                 Some(&mut cbuf),
-                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
             )
             .map(|r| {
                 // A truncated control buffer (MSG_CTRUNC) held more fds than it had room for.
-                let rights = r
-                    .cmsgs()
-                    .map_or(true, |mut c| c.any(|m| matches!(m, ControlMessageOwned::ScmRights(_))));
+                let Ok(cmsgs) = r.cmsgs() else {
+                    return (r.bytes, true);
+                };
+                let mut rights = false;
+                for m in cmsgs {
+                    if let ControlMessageOwned::ScmRights(fds) = m {
+                        rights = true;
+                        // Even a peek installs the passed fds in our table: close them again.
+                        for f in fds {
+                            let _ = nix::unistd::close(f);
+                        }
+                    }
+                }
                 (r.bytes, rights)
             })
         };
