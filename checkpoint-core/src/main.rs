@@ -193,8 +193,8 @@ fn peak_rss_kib() -> u64 {
 fn parse_inherit_fd(s: &str) -> Result<(i32, String), String> {
     let rest = s.strip_prefix("fd[").ok_or("expected fd[N]:KEY")?;
     let (n, key) = rest.split_once("]:").ok_or("expected fd[N]:KEY")?;
-    let n = n.parse().map_err(|_| format!("{n:?} is not an fd number"))?;
-    Ok((n, key.to_owned()))
+    let n: u16 = n.parse().map_err(|_| format!("{n:?} is not an fd number"))?;
+    Ok((i32::from(n), key.to_owned()))
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

@@ -120,13 +120,7 @@ fn check_socket_images(images: &Path, _pid: i32) {
     assert_eq!(count(5, 1), 2, "a seqpacket pair");
     // 2 stream pairs, the echo pair, the accepted connection, the waiting client.
     assert_eq!(count(1, 1), 9, "stream sockets");
-    let queues = crit_decode(&images.join("sk-queues.img"));
-    let lengths: Vec<i64> = queues["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|q| q["length"].as_i64())
-        .collect();
+    let lengths = queue_lengths(images);
     // to-b, to-a, 2 datagrams, 2 seqpackets, last words, hello x2, abstract
     assert_eq!(lengths.len(), 10, "queued messages: {lengths:?}");
     assert_eq!(lengths.iter().sum::<i64>(), 4 + 4 + 6 + 9 + 4 + 6 + 10 + 12 + 12 + 8);
@@ -204,8 +198,7 @@ fn a_unix_queue_holding_a_passed_fd_is_refused_and_the_process_runs_on() {
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     let passed = std::fs::File::open("/dev/null").unwrap();
     checkpoint_core::sys::send_fd(b.as_fd(), passed.as_raw_fd()).unwrap();
-    let ends = [a, b].map(|e| Stdio::from(std::os::fd::OwnedFd::from(e)));
-    let [a, b] = ends;
+    let [a, b] = [a, b].map(|e| Stdio::from(std::os::fd::OwnedFd::from(e)));
     let w = Workload::start_with("verify", &work, None, [a, b, Stdio::null()]);
     let out = stasis(&["dump", "-t", &w.pid.to_string(), "-D", s(&scratch.join("images"))]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -219,6 +212,39 @@ fn a_unix_queue_holding_a_passed_fd_is_refused_and_the_process_runs_on() {
     wait_for_file(&work.join("result"), std::time::Duration::from_secs(20));
     let result = std::fs::read_to_string(work.join("result")).unwrap();
     assert!(result.starts_with("OK"), "{result}");
+}
+
+/// A queue whose messages carry credentials (SO_PASSCRED) but no fds is dumped with its data:
+/// only passed fds make a queue unsaveable.
+#[test]
+fn a_unix_queue_with_credentials_but_no_fds_is_dumped_with_its_data() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let (scratch, work, _) = test_dirs("unix-passcred");
+    let images = scratch.join("images");
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    checkpoint_core::sys::set_sockopt(a.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1).unwrap();
+    b.write_all(b"credentials").unwrap();
+    let [a, b] = [a, b].map(|e| Stdio::from(std::os::fd::OwnedFd::from(e)));
+    let w = Workload::start_with("verify", &work, None, [a, b, Stdio::null()]);
+    stasis_ok(&["dump", "-t", &w.pid.to_string(), "-D", s(&images), "--leave-running"]);
+    assert_eq!(queue_lengths(&images), [11], "the queued message");
+    assert_running_untraced(w.pid);
+    w.signal(libc::SIGUSR1);
+    wait_for_file(&work.join("result"), std::time::Duration::from_secs(20));
+    let result = std::fs::read_to_string(work.join("result")).unwrap();
+    assert!(result.starts_with("OK"), "{result}");
+}
+
+/// The length of every queued message in sk-queues.img, in image order.
+fn queue_lengths(images: &Path) -> Vec<i64> {
+    let queues = crit_decode(&images.join("sk-queues.img"));
+    queues["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["length"].as_i64())
+        .collect()
 }
 
 fn check_creds_images(images: &Path, pid: i32) {

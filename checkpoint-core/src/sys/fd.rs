@@ -11,13 +11,13 @@ use super::{borrow, cvt};
 /// Whether our fd `fd` is a terminal.
 pub fn isatty(fd: RawFd) -> bool {
     // SAFETY: the fd number is only inspected during the call; callers pass an open one.
-    nix::unistd::isatty(unsafe { borrow(fd) }).unwrap_or(false)
+    unsafe { borrow(fd) }.is_ok_and(|fd| nix::unistd::isatty(fd).unwrap_or(false))
 }
 
 /// A close-on-exec duplicate of our fd `fd` (the lowest free number).
 pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the caller's fd, open during the call.
-    let new = fcntl(unsafe { borrow(fd) }, FcntlArg::F_DUPFD_CLOEXEC(0))?;
+    let new = fcntl(unsafe { borrow(fd) }?, FcntlArg::F_DUPFD_CLOEXEC(0))?;
     // SAFETY: the kernel just returned this new fd to us.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
@@ -78,7 +78,7 @@ pub fn set_status_flags(fd: BorrowedFd<'_>, flags: i32) -> io::Result<()> {
 /// Writes all of `bytes` to our fd `fd` (one write; a short one is an error).
 pub fn write_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
     // SAFETY: the caller's fd, open during the call.
-    let n = nix::unistd::write(unsafe { borrow(fd) }, bytes)?;
+    let n = nix::unistd::write(unsafe { borrow(fd) }?, bytes)?;
     if n != bytes.len() {
         return Err(io::Error::from(io::ErrorKind::WriteZero));
     }
@@ -88,7 +88,7 @@ pub fn write_all(fd: RawFd, bytes: &[u8]) -> io::Result<()> {
 /// read(2) from our fd `fd` into `buf`.
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: the caller's fd, open during the call.
-    Ok(nix::unistd::read(unsafe { borrow(fd) }, buf)?)
+    Ok(nix::unistd::read(unsafe { borrow(fd) }?, buf)?)
 }
 
 /// Our copy of fd `fd` of task `pid`: the same open file (pidfd_open + pidfd_getfd).

@@ -108,5 +108,5 @@ pub fn add_seals(file: &File, seals: u32) -> io::Result<()> {
 /// The seals of a memfd (F_GET_SEALS) behind our fd `fd`.
 pub fn seals(fd: RawFd) -> io::Result<u32> {
     // SAFETY: the caller's fd, open during the call.
-    Ok(fcntl(unsafe { super::borrow(fd) }, FcntlArg::F_GET_SEALS)? as u32)
+    Ok(fcntl(unsafe { super::borrow(fd) }?, FcntlArg::F_GET_SEALS)? as u32)
 }

@@ -51,13 +51,17 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Borrows the caller's open fd number `fd` for one call (the raw-fd functions take numbers).
+/// Borrows the caller's open fd number `fd` for one call (the raw-fd functions take numbers);
+/// a negative number is EBADF, as the raw call would say (std's borrow panics on -1).
 ///
 /// # Safety
 /// `fd` must stay open while the borrow lives (the callers hold it, and pass its number).
-unsafe fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: as the caller promises.
-    unsafe { BorrowedFd::borrow_raw(fd) }
+unsafe fn borrow<'a>(fd: RawFd) -> io::Result<BorrowedFd<'a>> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: as the caller promises; not -1.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// `s` as a C string (a NUL inside it is invalid input).

@@ -45,7 +45,11 @@ pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Peeked> {
         passes_fds: false,
     };
     let mut buf = vec![0u8; 256 * 1024];
-    let mut cbuf = Vec::with_capacity(512);
+    // nix hands the kernel the buffer's length (not its capacity): zeroed bytes with room for
+    // the most fds one message can pass (SCM_MAX_FD, 253) and credentials, a pidfd or a security
+    // label beside them, so that nothing is cut short (MSG_CTRUNC, taken as passed fds) and
+    // every passed fd is seen, and closed below.
+    let mut cbuf = vec![0u8; 8192];
     let result = loop {
         let peeked = {
             let mut iov = [IoSliceMut::new(&mut buf)];
