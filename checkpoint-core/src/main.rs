@@ -222,3 +222,17 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_inherit_fd;
+
+    #[test]
+    fn inherit_fd_takes_fd_numbers_and_refuses_negative_or_malformed_ones() {
+        assert_eq!(parse_inherit_fd("fd[7]:pipe:[123]"), Ok((7, "pipe:[123]".into())));
+        assert!(parse_inherit_fd("fd[-1]:x").is_err());
+        assert!(parse_inherit_fd("fd[70000]:x").is_err());
+        assert!(parse_inherit_fd("7:x").is_err());
+        assert!(parse_inherit_fd("fd[7]x").is_err());
+    }
+}
