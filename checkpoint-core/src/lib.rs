@@ -9,6 +9,7 @@ pub mod fds;
 pub mod freeze;
 pub mod image;
 pub mod model;
+pub mod netlock;
 pub mod ns;
 pub mod procfs;
 pub mod restore;

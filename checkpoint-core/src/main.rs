@@ -23,6 +23,23 @@ struct Cli {
     command: Command,
 }
 
+/// How a dump treats TCP connections (CRIU's flags).
+#[derive(clap::Args)]
+struct TcpDumpFlags {
+    /// Save established TCP connections (TCP repair mode), locked until the restore.
+    #[arg(long)]
+    tcp_established: bool,
+    /// Save established TCP connections as closed sockets.
+    #[arg(long)]
+    tcp_close: bool,
+    /// Leave out connections not accepted yet instead of refusing the dump.
+    #[arg(long)]
+    skip_in_flight: bool,
+    /// How connections are locked: iptables (CRIU's rules) or skip (the caller does it).
+    #[arg(long, value_name = "iptables|skip", default_value = "iptables")]
+    network_lock: checkpoint_core::netlock::Method,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Checkpoint a running process into an image directory (CRIU format).
@@ -49,6 +66,8 @@ enum Command {
         /// Freeze the tree through this cgroup directory (v1 freezer or v2) while seizing it.
         #[arg(long)]
         freeze_cgroup: Option<PathBuf>,
+        #[command(flatten)]
+        tcp: TcpDumpFlags,
     },
     /// Restore a process from an image directory, at its dumped pid.
     Restore {
@@ -67,6 +86,12 @@ enum Command {
         /// fd[N]:KEY: use our fd N for the dumped file KEY (its path).
         #[arg(long = "inherit-fd", value_name = "fd[N]:KEY", value_parser = parse_inherit_fd)]
         inherit_fd: Vec<(i32, String)>,
+        /// Restore established TCP connections (the dump saved them with --tcp-established).
+        #[arg(long)]
+        tcp_established: bool,
+        /// Restore established TCP connections closed.
+        #[arg(long)]
+        tcp_close: bool,
     },
     /// Probe the kernel features Stasis relies on.
     Check,
@@ -90,8 +115,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ext_unix_sk,
             file_locks,
             freeze_cgroup,
+            tcp,
         } => {
             let opts = DumpOpts {
+                tcp_established: tcp.tcp_established,
+                tcp_close: tcp.tcp_close,
+                skip_in_flight: tcp.skip_in_flight,
+                network_lock: tcp.network_lock,
                 container: None,
                 pid,
                 images: dir,
@@ -119,8 +149,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pid_file,
             shell_job,
             inherit_fd,
+            tcp_established,
+            tcp_close,
         } => {
             let opts = RestoreOpts {
+                tcp_established,
+                tcp_close,
                 images: dir,
                 detach,
                 pid_file,

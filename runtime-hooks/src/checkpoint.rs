@@ -104,6 +104,10 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         shell_job: flag("shell-job") || bundle.terminal(),
         ext_unix_sk: flag("ext-unix-sk"),
         file_locks: flag("file-locks"),
+        tcp_established: flag("tcp-established"),
+        tcp_close: false,
+        skip_in_flight: flag("tcp-skip-in-flight"),
+        network_lock: Default::default(),
         freeze_cgroup: Some(
             checkpoint_core::ns::cgroup::freezer_dir(pid)
                 .map_err(|e| format!("container {id} (init pid {pid}): its freezer cgroup: {e}"))?,

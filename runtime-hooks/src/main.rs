@@ -23,6 +23,7 @@ OPTIONS:
    --parent-path value          path for previous image files in pre-dump
    --leave-running              leave the process running after checkpointing
    --tcp-established            allow open tcp connections
+   --tcp-skip-in-flight         leave out connections not accepted yet
    --ext-unix-sk                allow external unix sockets
    --shell-job                  allow shell jobs
    --file-locks                 handle file locks
@@ -41,7 +42,8 @@ OPTIONS:
    --console-socket value       path to an AF_UNIX socket for the console's master fd
    --image-path value           path to the image files
    --work-path value            path for work files and logs
-   --tcp-established            allow open tcp connections
+   --tcp-established            restore open tcp connections
+   --tcp-close                  restore open tcp connections closed
    --ext-unix-sk                allow external unix sockets
    --shell-job                  allow shell jobs
    --file-locks                 handle file locks

@@ -209,6 +209,8 @@ fn restore(
             // A container's terminal fds get its new console.
             shell_job: flag("shell-job") || bundle.terminal(),
             cgroup_settings,
+            tcp_established: flag("tcp-established"),
+            tcp_close: flag("tcp-close"),
             declared_mounts: bundle.declared_mounts(),
             inherit_fds: descriptors
                 .iter()

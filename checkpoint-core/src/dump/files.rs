@@ -65,6 +65,10 @@ pub enum FileKind {
     Fanotify(pb::FanotifyFileEntry),
     /// An AF_UNIX socket, as sock_diag shows it.
     Unix(sys::UnixDiag),
+    /// An IPv4/IPv6 socket (TCP or UDP).
+    Inet(fds::inet::InetProbe),
+    /// A netlink socket, by inode.
+    Netlink(u32),
 }
 
 /// One open file description, possibly behind several fds.
@@ -109,6 +113,28 @@ fn ghost(path: &str, meta: &fs::Metadata) -> Result<FileKind, String> {
         path: path.to_owned(),
         ghost: fds::ghost::entry(meta)?,
     })
+}
+
+/// A socket that is not AF_UNIX, looked at through our copy of fd `fd` of `pid`.
+fn other_socket(pid: i32, fd: i32, ino: u32) -> Result<FileKind, String> {
+    use std::os::fd::AsFd;
+    let ours = sys::copy_fd_of(pid, fd).map_err(|e| format!("pidfd_getfd: {e}"))?;
+    let (family, kind, proto) = sys::socket_kind(ours.as_fd()).map_err(|e| format!("socket kind: {e}"))?;
+    match family {
+        libc::AF_INET | libc::AF_INET6 => {
+            let p = fds::inet::InetProbe::of(ours.as_fd(), ino).map_err(|e| e.to_string())?;
+            if !p.is_tcp() && !p.is_udp() {
+                return Err(format!(
+                    "{} sockets (type {kind}, protocol {proto}) are not supported: only TCP and UDP",
+                    if family == libc::AF_INET { "IPv4" } else { "IPv6" }
+                ));
+            }
+            Ok(FileKind::Inet(p))
+        }
+        libc::AF_NETLINK => Ok(FileKind::Netlink(ino)),
+        libc::AF_PACKET => Err("packet sockets (AF_PACKET) are not supported yet".into()),
+        _ => Err(format!("sockets of address family {family} are not supported")),
+    }
 }
 
 /// Reads the fd table of `pid`; unsupported fds are errors naming the fd.
@@ -186,11 +212,7 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
         } else if ft.is_socket() {
             match sockets.by_ino.get(&(meta.ino() as u32)) {
                 Some(d) => FileKind::Unix(d.clone()),
-                None => {
-                    return Err(unsupported(
-                        "sockets other than AF_UNIX (inet, netlink, packet) are not supported yet",
-                    ))
-                }
+                None => other_socket(pid, fd, meta.ino() as u32).map_err(|what| unsupported(&what))?,
             }
         } else if let Some(kind) = link.strip_prefix("anon_inode:") {
             let flags = info.flags & !(libc::O_CLOEXEC as u32);

@@ -72,6 +72,10 @@ pub(super) struct FilesImage {
     remaps: Vec<pb::RemapFilePathEntry>,
     /// sk-queues.img: the data queued in each socket (by the id of the socket that reads it).
     sk_queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
+    /// How TCP connections are dumped: (--tcp-established, --tcp-close).
+    pub(super) tcp_mode: (bool, bool),
+    /// The TCP connections to read in repair mode once every file is seen.
+    pub(super) tcp: Vec<fds::tcp::Pending>,
 }
 
 impl FilesImage {
@@ -256,6 +260,56 @@ impl FilesImage {
 
     /// The entry of unix socket `d` (fd `f.first_fd` of `pid`), its queued data, and an entry
     /// for its peer when that is outside the tree.
+    /// An inet socket's entry; an established TCP connection also goes to the list read
+    /// in repair mode later (or is saved closed with --tcp-close).
+    fn inet_socket(&mut self, pid: i32, f: &files::OpenFile, p: &fds::inet::InetProbe) -> Result<u32, DumpError> {
+        use std::os::fd::AsFd;
+        let fd = f.first_fd;
+        let ours = fd_copy(pid, fd)?;
+        let ctx = |e: std::io::Error| DumpError::proc(pid, &format!("fd {fd}: {}", p.describe()), e);
+        // Looked at again now that the tree is stopped.
+        let now = fds::inet::InetProbe::of(ours.as_fd(), p.ino).map_err(ctx)?;
+        let mut entry = fds::inet::collect(&now, f.flags, ours.as_fd()).map_err(ctx)?;
+        let refuse = |what: String| DumpError::Unsupported {
+            pid,
+            what: format!("fd {fd} (socket:[{}], {}): {what}", now.ino, now.describe()),
+        };
+        if now.is_udp() {
+            let queued = sys::inq_len(ours.as_fd()).map_err(ctx)?;
+            if queued > 0 {
+                return Err(refuse(
+                    "datagrams wait in its receive queue: their senders' addresses cannot be kept in the image, so it is not dumped rather than lose them".into(),
+                ));
+            }
+        }
+        let connected = now.is_tcp() && fds::inet::state::connected(now.state);
+        let (established, close) = self.tcp_mode;
+        if connected && close {
+            entry.state = fds::inet::state::CLOSE.into();
+        } else if connected && !established {
+            return Err(refuse(
+                "an established TCP connection: dump with --tcp-established".into(),
+            ));
+        }
+        let id = self.anon(FdTypes::Inetsk, |id, f| {
+            f.isk = Some(pb::InetSkEntry { id, ..entry.clone() })
+        });
+        if connected && !close {
+            let (Some(local), Some(remote)) = (now.local, now.peer) else {
+                return Err(refuse("a connection without addresses".into()));
+            };
+            self.tcp.push(fds::tcp::Pending {
+                pid,
+                fd,
+                ino: now.ino,
+                conn: crate::netlock::Conn { local, remote },
+                what: now.describe(),
+                sock: ours,
+            });
+        }
+        Ok(id)
+    }
+
     fn unix_socket(&mut self, pid: i32, f: &files::OpenFile, d: &sys::UnixDiag) -> Result<u32, DumpError> {
         use std::os::fd::AsFd;
         let fd = f.first_fd;
@@ -346,6 +400,8 @@ impl FilesImage {
             FileKind::Inotify(_) => FdTypes::Inotify,
             FileKind::Fanotify(_) => FdTypes::Fanotify,
             FileKind::Unix(_) => FdTypes::Unixsk,
+            FileKind::Inet(_) => FdTypes::Inetsk,
+            FileKind::Netlink(_) => FdTypes::Netlinksk,
         };
         for &(other_pid, other_fd, id) in self.by_inode.get(&f.dev_ino).map(Vec::as_slice).unwrap_or(&[]) {
             if sys::same_file(pid, f.first_fd, other_pid, other_fd).map_err(|e| DumpError::proc(pid, "kcmp", e))? {
@@ -412,6 +468,16 @@ impl FilesImage {
                 f.epfd = Some(pb::EventpollFileEntry { id, tfd, ..e.clone() })
             }),
             FileKind::Unix(d) => self.unix_socket(pid, f, d)?,
+            FileKind::Inet(p) => self.inet_socket(pid, f, p)?,
+            FileKind::Netlink(ino) => {
+                use std::os::fd::AsFd;
+                let ours = fd_copy(pid, f.first_fd)?;
+                let entry = fds::netlink::collect(*ino, f.flags, ours.as_fd())
+                    .map_err(|e| DumpError::proc(pid, &format!("fd {}: netlink socket {ino}", f.first_fd), e))?;
+                self.anon(FdTypes::Netlinksk, |id, f| {
+                    f.nlsk = Some(pb::NetlinkSkEntry { id, ..entry })
+                })
+            }
             FileKind::Fanotify(e) => self.anon(kind, |id, f| {
                 let mark = e
                     .mark

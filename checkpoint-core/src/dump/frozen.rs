@@ -47,10 +47,11 @@ pub(super) fn dump_frozen(
     dir: &ImageDir,
     opts: &DumpOpts,
     mounts: Option<&crate::ns::mnt::View>,
-) -> Result<DumpReport, DumpError> {
+) -> Result<(DumpReport, crate::fds::tcp::Repaired), DumpError> {
     let mem_start = Instant::now();
     let mut tree_objects = TreeObjects::default();
     tree_objects.files.sockets = precheck::unix_table(opts)?;
+    tree_objects.files.tcp_mode = (opts.tcp_established, opts.tcp_close);
     // What /proc shows of each task, read once now that it is stopped: its stat, and for a
     // live task its fd table.
     let mut seen = Vec::with_capacity(tasks.len());
@@ -144,6 +145,15 @@ pub(super) fn dump_frozen(
     for (id, names) in &utsns {
         dir.write_all(ImageKind::Utsns, (*id).into(), std::slice::from_ref(names))?;
     }
+    // Every connection is locked and read in repair mode; the guard undoes it on error.
+    let tcp = std::mem::take(&mut files.tcp);
+    let net_ns = crate::ns::own_kinds(opts.pid)
+        .contains(&"net")
+        .then(|| fs::File::open(format!("/proc/{}/ns/net", opts.pid)))
+        .transpose()
+        .map_err(|e| DumpError::proc(opts.pid, "ns/net", e))?;
+    let repaired = crate::fds::tcp::save_all(tcp, dir, opts.network_lock, net_ns)
+        .map_err(|(pid, what)| DumpError::Unsupported { pid, what })?;
     files.write_objects(dir)?;
     let mut shmem = shmem;
     for (ino, pid, path, size) in std::mem::take(&mut files.memfd_sources) {
@@ -200,13 +210,15 @@ pub(super) fn dump_frozen(
             ns_per_id: Some(true),
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             dump_uptime: uptime_us,
+            tcp_close: opts.tcp_close.then_some(true),
+            network_lock_method: Some(opts.network_lock.inventory_value()),
             ..Default::default()
         }],
     )?;
     if durable {
         dir.sync()?;
     }
-    Ok(DumpReport {
+    let report = DumpReport {
         pid: opts.pid,
         tasks: tasks.len(),
         vmas: totals.vmas,
@@ -214,5 +226,6 @@ pub(super) fn dump_frozen(
         pages_written: totals.written,
         frozen: Duration::ZERO,
         elapsed: Duration::ZERO,
-    })
+    };
+    Ok((report, repaired))
 }

@@ -47,6 +47,15 @@ pub struct DumpOpts {
     /// The tree is a container's: its pid, mount, network, IPC, UTS and cgroup namespaces are
     /// accepted (its runtime makes them again on restore) and checked against this.
     pub container: Option<crate::ns::ContainerSpec>,
+    /// Save established TCP connections (repair mode); without it they are refused.
+    pub tcp_established: bool,
+    /// Save established TCP connections as closed sockets (the restore makes them closed).
+    pub tcp_close: bool,
+    /// Connections waiting in a listener's queue are left out (their clients see them
+    /// reset) instead of refusing the dump.
+    pub skip_in_flight: bool,
+    /// How connections are locked while they are read and until the restore.
+    pub network_lock: crate::netlock::Method,
 }
 
 /// What a dump did.
@@ -146,8 +155,12 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     let mut refreeze = Refreeze(freezer.filter(|_| refreeze));
     let frozen_at = Instant::now();
     // On error every thread detaches on drop.
-    let mut report = frozen::dump_frozen(&tasks, &dir, opts, container_mounts.as_ref())?;
+    let (mut report, repaired) = frozen::dump_frozen(&tasks, &dir, opts, container_mounts.as_ref())?;
     if opts.leave_running {
+        // The connections talk again, then the tasks run.
+        repaired
+            .resume()
+            .map_err(|e| DumpError::proc(opts.pid, "TCP connections after the dump", e))?;
         for t in tasks.into_iter().flat_map(|t| t.threads) {
             t.detach()?;
         }
@@ -159,6 +172,9 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
         for t in tasks.iter().filter(|t| !t.is_zombie()) {
             let _ = parasite::sys::kill(t.pid, libc::SIGKILL);
         }
+        // Their connections close in repair mode: the peers hear nothing, and stay locked
+        // out until the restore.
+        repaired.keep_locked();
         if opts.container.is_some() {
             // Their ends are reported to us, their tracer, before their parents: a container's
             // init ends only once every other task of its pid namespace is reaped, and its

@@ -65,9 +65,41 @@ pub(super) fn precheck(
             ),
         });
     }
+    check_inet(pid, &fdt, opts)?;
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
     mm::classify(pid, &maps)?;
     Ok(Some(fdt))
+}
+
+/// Refuses inet sockets this dump would lose: connections without `--tcp-established`
+/// (or `--tcp-close`), connections waiting in a listener's queue without
+/// `--skip-in-flight`, TCP states no socket can be made in.
+pub(super) fn check_inet(pid: i32, fdt: &FdTable, opts: &DumpOpts) -> Result<(), DumpError> {
+    use fds::inet::state;
+    for fd in &fdt.fds {
+        let FileKind::Inet(p) = &fdt.files[fd.file].kind else {
+            continue;
+        };
+        let refuse = |what: String| DumpError::Unsupported {
+            pid,
+            what: format!("fd {} (socket:[{}], {}): {what}", fd.fd, p.ino, p.describe()),
+        };
+        if p.is_tcp() && state::connected(p.state) && !opts.tcp_established && !opts.tcp_close {
+            return Err(refuse(
+                "an established TCP connection: dump with --tcp-established to save it (or --tcp-close to restore it closed)".into(),
+            ));
+        }
+        if p.is_tcp() && matches!(p.state, state::SYN_SENT | state::SYN_RECV) {
+            return Err(refuse("a connection being set up cannot be saved".into()));
+        }
+        if p.pending > 0 && !opts.skip_in_flight {
+            return Err(refuse(format!(
+                "{} connection(s) wait to be accepted: dump with --skip-in-flight to leave them out (their clients see them reset)",
+                p.pending
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The indices of the pty masters the fd tables hold (their slaves are the tree's own).

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod prepare;
 pub mod puppet;
 pub mod session;
+pub mod sockets;
 pub mod tree;
 
 use std::io;
@@ -51,6 +52,10 @@ pub struct RestoreOpts {
     /// Inside a container: the mount points its runtime makes (from its config). A saved mount
     /// elsewhere was the container's own, made again (a CRIU image does not say which).
     pub declared_mounts: Vec<String>,
+    /// Restore established TCP connections (CRIU's `--tcp-established`).
+    pub tcp_established: bool,
+    /// Restore established TCP connections closed (CRIU's `--tcp-close`).
+    pub tcp_close: bool,
 }
 
 /// What a restore did.
@@ -237,6 +242,8 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
             .by_id
             .extend(sockets.into_iter().map(|(id, fd)| (id, Rc::new(fd))));
     }
+    let mut sockets = sockets::make(&tree, &dir, opts, init.as_ref().map(|t| t.pid()))?;
+    shared.by_id.extend(std::mem::take(&mut sockets.by_id));
     let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(tree.tasks.len());
     for t in &tree.tasks {
         prepared.push(match &t.body {
@@ -256,7 +263,9 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
     };
     puppets.leaders[0] = Some(root);
     let uts_here = tree.uts.as_ref().filter(|_| contained);
-    if let Err(e) = tree::build_tree(&tree, &steps, &prepared, &mut puppets, uts_here) {
+    if let Err(e) =
+        tree::build_tree(&tree, &steps, &prepared, &mut puppets, uts_here).and_then(|()| sockets.connect(pid))
+    {
         puppets.kill_all();
         return Err(e);
     }
@@ -270,6 +279,10 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
     }
     drop(prepared);
     drop(shared);
+    // The tree runs whatever happens here: a lock that cannot be lifted is reported.
+    if let Err(e) = sockets.unlock(pid) {
+        eprintln!("stasis: warning: {e}");
+    }
     if let Some(path) = &opts.pid_file {
         std::fs::write(path, pid.to_string()).map_err(object(pid, format!("pid file {}", path.display())))?;
     }

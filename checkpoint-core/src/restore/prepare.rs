@@ -134,7 +134,7 @@ pub(super) fn prepare(
                     }
                     (FdTarget::Socket { ino }, None) => {
                         return Err(RestoreError::Invalid {
-                            what: format!("pid {pid}: fd {}: unix socket {ino} was not rebuilt", p.fd),
+                            what: format!("pid {pid}: fd {}: socket {ino} was not rebuilt", p.fd),
                         })
                     }
                     (FdTarget::Anon(e), None) => {

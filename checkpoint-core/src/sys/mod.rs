@@ -9,6 +9,7 @@
 mod anonfd;
 mod fd;
 mod fs;
+mod inet;
 mod ipc;
 mod mm;
 mod net;
@@ -22,6 +23,7 @@ mod tty;
 pub use anonfd::*;
 pub use fd::*;
 pub use fs::*;
+pub use inet::*;
 pub use ipc::*;
 pub use mm::*;
 pub use net::*;

@@ -143,6 +143,12 @@ pub struct Tree {
     /// Every unix socket of files.img, and the data queued in each (by the reader's id).
     pub unix: Vec<pb::UnixSkEntry>,
     pub unix_queues: BTreeMap<u32, Vec<Vec<u8>>>,
+    /// Every IPv4/IPv6 socket of files.img (by files.img id in `id`).
+    pub inet: Vec<pb::InetSkEntry>,
+    /// Every netlink socket of files.img.
+    pub netlink: Vec<pb::NetlinkSkEntry>,
+    /// How the dump locked its connections (the inventory's network_lock_method).
+    pub net_lock: crate::netlock::Method,
     /// seccomp.img: every filter, each pointing at the one installed before it.
     pub seccomp: Vec<pb::SeccompFilter>,
     /// Unlinked files: their attributes and contents, by ghost id.
@@ -278,6 +284,10 @@ impl Tree {
         let fifos = load_pipe_data(dir, ImageKind::FifoData)?;
         let shmem = load_shmem(dir, &tasks, memfd_inodes)?;
         let unix: Vec<pb::UnixSkEntry> = files.values().filter_map(|f| f.usk.clone()).collect();
+        let inet: Vec<pb::InetSkEntry> = files.values().filter_map(|f| f.isk.clone()).collect();
+        let netlink: Vec<pb::NetlinkSkEntry> = files.values().filter_map(|f| f.nlsk.clone()).collect();
+        let net_lock = crate::netlock::Method::from_inventory(inv.network_lock_method)
+            .map_err(|what| invalid(format!("inventory.img: {what}")))?;
         let mut unix_queues: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
         if let Some(mut rd) = dir.reader(ImageKind::SkQueues, 0)? {
             while let Some(e) = rd.next_entry::<pb::SkPacketEntry>()? {
@@ -393,6 +403,9 @@ impl Tree {
             shmem,
             unix,
             unix_queues,
+            inet,
+            netlink,
+            net_lock,
             seccomp,
         })
     }

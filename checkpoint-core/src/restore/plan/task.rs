@@ -280,6 +280,12 @@ impl Plan {
                 (Ok(FdTypes::Unixsk), _, _) if file.usk.is_some() => FdTarget::Socket {
                     ino: file.usk.as_ref().map_or(0, |u| u.ino),
                 },
+                (Ok(FdTypes::Inetsk), _, _) if file.isk.is_some() => FdTarget::Socket {
+                    ino: file.isk.as_ref().map_or(0, |u| u.ino),
+                },
+                (Ok(FdTypes::Netlinksk), _, _) if file.nlsk.is_some() => FdTarget::Socket {
+                    ino: file.nlsk.as_ref().map_or(0, |u| u.ino),
+                },
                 (Ok(FdTypes::Tty), _, Some(t)) => {
                     let regf = t.regf_id.and_then(|id| files.get(&id)?.reg.as_ref());
                     let path = regf.map(|r| r.name.clone());
