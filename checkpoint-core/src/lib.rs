@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod dump;
+pub mod fault;
 pub mod fds;
 pub mod freeze;
 pub mod image;

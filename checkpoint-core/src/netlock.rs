@@ -213,12 +213,82 @@ fn rule_line(op: &str, (chain, src, sport, dst, dport): (&str, IpAddr, u16, IpAd
     )
 }
 
+/// A shell that lifts the rules we added if we die first (SIGKILL cannot be caught): it
+/// waits on a pipe from us, and when the pipe ends without a word ("keep": the lock stays
+/// for the restore; "done": we lifted it), it runs the removal itself. Its script is a file
+/// of ours in the temporary directory, which it removes.
+#[derive(Debug)]
+struct Keeper(std::process::Child);
+
+impl Keeper {
+    fn spawn(ns: Option<&File>, added: &[(bool, Vec<String>)]) -> Result<Keeper, NetLockError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |what: &str| {
+            let what = what.to_owned();
+            move |source| NetLockError { what, source }
+        };
+        let mut script = String::from("read -r word\ncase \"$word\" in keep|done) ;; *)\n");
+        for (v6, lines) in added.iter().filter(|(_, l)| !l.is_empty()) {
+            let removal: Vec<String> = lines.iter().map(|l| l.replacen("-I ", "-D ", 1)).collect();
+            script += &format!(
+                "{} -w --noflush <<'RULES'\n*filter\n{}\nCOMMIT\nRULES\n",
+                tool(*v6, true),
+                removal.join("\n")
+            );
+        }
+        script += ";; esac\nrm -f -- \"$0\"\n";
+        let path = std::env::temp_dir().join(format!(
+            "stasis-netlock-{}-{}.sh",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(script.as_bytes()))
+            .map_err(err("the lock's keeper script"))?;
+        let go = || {
+            // Its own session: a Ctrl-C meant for us does not reach it.
+            Command::new("setsid")
+                .arg("sh")
+                .arg(&path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        let child = match ns {
+            Some(ns) => crate::sys::in_net_ns(ns, go),
+            None => go(),
+        };
+        match child {
+            Ok(c) => Ok(Keeper(c)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(err("starting the lock's keeper (setsid sh)")(e))
+            }
+        }
+    }
+
+    fn tell(mut self, word: &str) {
+        if let Some(mut stdin) = self.0.stdin.take() {
+            let _ = writeln!(stdin, "{word}");
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// Locked connections. Dropping it unlocks them unless [`NetLock::keep`] was called.
 #[derive(Debug)]
 pub struct NetLock {
     conns: Vec<Conn>,
     ns: Option<File>,
     held: bool,
+    keeper: Option<Keeper>,
 }
 
 impl NetLock {
@@ -228,6 +298,7 @@ impl NetLock {
             conns: Vec::new(),
             ns: None,
             held: false,
+            keeper: None,
         }
     }
 
@@ -237,7 +308,13 @@ impl NetLock {
         if method == Method::Skip || conns.is_empty() {
             return Ok(NetLock::none());
         }
-        let lock = NetLock { conns, ns, held: true };
+        let mut lock = NetLock {
+            conns,
+            ns,
+            held: true,
+            keeper: None,
+        };
+        let mut added = Vec::new();
         for v6 in [false, true] {
             let mine: Vec<&Conn> = lock.conns.iter().filter(|c| c.v6() == v6).collect();
             if mine.is_empty() {
@@ -250,6 +327,15 @@ impl NetLock {
                 .filter(|r| !present.iter().any(|p| same(p, r)))
                 .map(|r| rule_line("-I", r))
                 .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            // The keeper first: from the moment a rule exists, something lifts it.
+            added.push((v6, lines.clone()));
+            if let Some(k) = lock.keeper.take() {
+                k.tell("done");
+            }
+            lock.keeper = Some(Keeper::spawn(lock.ns.as_ref(), &added)?);
             batch(lock.ns.as_ref(), v6, &lines)?;
         }
         Ok(lock)
@@ -258,12 +344,20 @@ impl NetLock {
     /// The connections stay locked (a dump whose tasks are gone: the restore unlocks).
     pub fn keep(mut self) {
         self.held = false;
+        if let Some(k) = self.keeper.take() {
+            k.tell("keep");
+        }
     }
 
     /// Lifts the lock of every connection: each of its rules, as many times as it is there.
     pub fn unlock(mut self) -> Result<(), NetLockError> {
         self.held = false;
-        unlock(&self.conns, self.ns.as_ref())
+        let result = unlock(&self.conns, self.ns.as_ref());
+        if let Some(k) = self.keeper.take() {
+            // Lifted: the keeper has nothing to do. (Not lifted: it tries, as we would.)
+            k.tell(if result.is_ok() { "done" } else { "lift" });
+        }
+        result
     }
 }
 
@@ -296,8 +390,12 @@ impl Drop for NetLock {
     fn drop(&mut self) {
         if self.held {
             self.held = false;
-            if let Err(e) = unlock(&self.conns, self.ns.as_ref()) {
+            let result = unlock(&self.conns, self.ns.as_ref());
+            if let Err(e) = &result {
                 eprintln!("stasis: {e}");
+            }
+            if let Some(k) = self.keeper.take() {
+                k.tell(if result.is_ok() { "done" } else { "lift" });
             }
         }
     }

@@ -153,6 +153,7 @@ pub fn save_all(
         socks: Vec::with_capacity(pending.len()),
         lock: Some(lock),
     };
+    crate::fault::point("tcp-locked").map_err(|e| (first_pid, e.to_string()))?;
     for p in pending {
         let fail = |e: &dyn std::fmt::Display| (p.pid, format!("fd {} ({}): {e}", p.fd, p.what));
         tcp_repair::set_repair(p.sock.as_fd(), true).map_err(|e| fail(&e))?;
@@ -168,6 +169,7 @@ pub fn save_all(
         };
         write().map_err(|e| fail(&e))?;
     }
+    crate::fault::point("tcp-repaired").map_err(|e| (first_pid, e.to_string()))?;
     Ok(repaired)
 }
 

@@ -1,0 +1,255 @@
+//! IPv4/IPv6 and netlink sockets of a process on the host: listeners, UDP, netlink and
+//! connections (with --tcp-established), dumped and restored by Stasis; what is refused, and
+//! what a failed dump leaves (nothing locked, nothing in repair mode).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ctests::crit_decode;
+use ctests::workload::*;
+use serde_json::Value;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The socket server of tests/workloads/sockets.py, started in `work`.
+struct Server {
+    child: Option<Child>,
+    pid: i32,
+    work: PathBuf,
+    /// TCP v4, TCP v6, UDP v4, UDP sink ports.
+    ports: [u16; 4],
+}
+
+impl Server {
+    fn start(work: &Path) -> Server {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/sockets.py");
+        let child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(work)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(work.join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        wait_for_file(&work.join("ready"), Duration::from_secs(30));
+        let text = std::fs::read_to_string(work.join("ports")).unwrap();
+        let p: Vec<u16> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        Server {
+            child: Some(child),
+            pid,
+            work: work.to_owned(),
+            ports: [p[0], p[1], p[2], p[3]],
+        }
+    }
+
+    /// A new connection to the v4 (or v6) listener, past its greeting (returned).
+    fn connect(&self, v6: bool) -> (BufReader<TcpStream>, String) {
+        let addr = if v6 {
+            format!("[::1]:{}", self.ports[1])
+        } else {
+            format!("127.0.0.1:{}", self.ports[0])
+        };
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = BufReader::new(c);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        (r, line.trim().to_owned())
+    }
+
+    fn options(&self, file: &str) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.work.join(file)).unwrap()).unwrap()
+    }
+
+    /// Asks the server for its sockets' options after a restore, and compares them with
+    /// what they were at its start.
+    fn assert_same_options(&self) {
+        checkpoint_core::sys::send_signal(self.pid, libc::SIGUSR1).unwrap();
+        wait_for_file(&self.work.join("result"), Duration::from_secs(20));
+        assert_eq!(self.options("result"), self.options("before"));
+    }
+
+    /// Reaps the original process, killed by a dump.
+    fn reap_original(&mut self) {
+        let st = self.child.take().unwrap().wait().unwrap();
+        assert!(!st.success(), "the server ended by itself: {st}");
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.work.join("stderr")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        } else if Path::new(&format!("/proc/{}", self.pid)).exists() {
+            let _ = checkpoint_core::sys::send_signal(self.pid, libc::SIGKILL);
+            let _ = checkpoint_core::sys::wait_exit(self.pid);
+        }
+    }
+}
+
+fn ping(c: &mut BufReader<TcpStream>) -> String {
+    c.get_mut().write_all(b"ping\n").unwrap();
+    let mut line = String::new();
+    c.read_line(&mut line).unwrap();
+    line.trim().to_owned()
+}
+
+fn udp_echo(port: u16, data: &str) -> String {
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    u.send_to(data.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 256];
+    let n = u.recv(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The lock rules (mark 0xc114) naming `port`, in both families.
+fn lock_rules(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for tool in ["iptables", "ip6tables"] {
+        let text = Command::new(tool).args(["-w", "-S"]).output().unwrap().stdout;
+        out.extend(
+            String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|l| l.contains("0xc114") && l.contains(&format!("port {port} ")))
+                .map(str::to_owned),
+        );
+    }
+    out
+}
+
+/// Whether socket inode `ino`'s connection is in repair mode cannot be read from outside; a
+/// connection out of repair mode answers: that is what is checked.
+#[test]
+fn listeners_udp_and_netlink_sockets_come_back_with_their_options() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("inet-listeners");
+    let mut srv = Server::start(&work);
+    assert_eq!(srv.connect(false).1, "hello 1");
+    assert_eq!(udp_echo(srv.ports[2], "a"), "echo 2:a");
+    // The connection above is closed by us: the server's end is left closing; wait for it
+    // to be gone from its table (it closes on EOF).
+    std::thread::sleep(Duration::from_millis(300));
+    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images)]);
+    srv.reap_original();
+    let files = crit_decode(&images.join("files.img"));
+    let kinds: Vec<&str> = files["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .filter(|t| t.ends_with("SK"))
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "INETSK").count(), 5, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "NETLINKSK").count(), 1, "{kinds:?}");
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    assert_eq!(srv.connect(false).1, "hello 3");
+    assert_eq!(srv.connect(true).1, "hello 4");
+    assert_eq!(udp_echo(srv.ports[2], "b"), "echo 5:b");
+    srv.assert_same_options();
+    assert!(srv.stderr().is_empty(), "{}", srv.stderr());
+}
+
+#[test]
+fn an_established_connection_is_refused_without_tcp_established_and_the_server_serves_on() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("inet-refused");
+    let srv = Server::start(&work);
+    let (mut c, hello) = srv.connect(false);
+    assert_eq!(hello, "hello 1");
+    assert_eq!(ping(&mut c), "pong 1");
+    let out = stasis(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let local = format!("127.0.0.1:{}", srv.ports[0]);
+    let peer = c.get_ref().local_addr().unwrap().to_string();
+    for want in [&format!("pid {}", srv.pid), "fd ", &local, &peer, "--tcp-established"] {
+        assert!(err.contains(want), "{want:?} not in: {err}");
+    }
+    assert_running_untraced(srv.pid);
+    assert_eq!(ping(&mut c), "pong 2");
+    assert_eq!(srv.connect(false).1, "hello 2");
+    assert!(lock_rules(srv.ports[0]).is_empty());
+}
+
+#[test]
+fn datagrams_waiting_in_a_udp_socket_are_refused_by_name_and_the_server_runs_on() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("inet-udp-queue");
+    let srv = Server::start(&work);
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.send_to(b"lost?", ("127.0.0.1", srv.ports[3])).unwrap();
+    let out = stasis(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("127.0.0.1:{}", srv.ports[3])) && err.contains("datagrams"), "{err}");
+    assert_running_untraced(srv.pid);
+    assert_eq!(udp_echo(srv.ports[2], "c"), "echo 1:c");
+}
+
+#[test]
+fn a_connection_to_a_peer_outside_the_tree_continues_after_a_restore() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("inet-established");
+    let mut srv = Server::start(&work);
+    let (mut c4, _) = srv.connect(false);
+    let (mut c6, _) = srv.connect(true);
+    assert_eq!(ping(&mut c4), "pong 1");
+    assert_eq!(ping(&mut c6), "pong 2");
+    // Unread by the server at the dump: a ping it has not answered yet.
+    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images), "--tcp-established"]);
+    c4.get_mut().write_all(b"pi").unwrap();
+    srv.reap_original();
+    // The dump's lock holds until the restore.
+    assert_eq!(lock_rules(srv.ports[0]).len(), 2, "{:?}", lock_rules(srv.ports[0]));
+    assert_eq!(lock_rules(srv.ports[1]).len(), 2);
+    stasis_ok(&["restore", "-D", s(&images), "-d", "--tcp-established"]);
+    c4.get_mut().write_all(b"ng\n").unwrap();
+    let mut line = String::new();
+    c4.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "pong 3");
+    assert_eq!(ping(&mut c6), "pong 4");
+    assert_eq!(srv.connect(false).1, "hello 3");
+    assert!(lock_rules(srv.ports[0]).is_empty() && lock_rules(srv.ports[1]).is_empty());
+    srv.assert_same_options();
+    // The server ends the connection cleanly when we close ours.
+    drop(c6);
+    c4.get_mut().shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c4.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+/// A dump that fails after the connections are locked and read leaves them working and
+/// unlocked, the server running untraced; a failure right after the lock too.
+#[test]
+fn a_dump_failing_after_the_lock_leaves_connections_working_and_unlocked() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("inet-fault");
+    let srv = Server::start(&work);
+    let (mut c, _) = srv.connect(false);
+    for (i, point) in ["tcp-locked", "tcp-repaired"].into_iter().enumerate() {
+        let out = Command::new(ctests::workspace_bin("stasis"))
+            .args(["dump", "-t", &srv.pid.to_string(), "-D", s(&images), "--tcp-established"])
+            .env("STASIS_FAULT", point)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(point), "{err}");
+        assert_running_untraced(srv.pid);
+        assert!(lock_rules(srv.ports[0]).is_empty(), "{point}: {:?}", lock_rules(srv.ports[0]));
+        assert_eq!(ping(&mut c), format!("pong {}", i + 1));
+        let _ = std::fs::remove_dir_all(&images);
+    }
+}
