@@ -193,7 +193,10 @@ fn datagrams_waiting_in_a_udp_socket_are_refused_by_name_and_the_server_runs_on(
     let out = stasis(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains(&format!("127.0.0.1:{}", srv.ports[3])) && err.contains("datagrams"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", srv.ports[3])) && err.contains("datagrams"),
+        "{err}"
+    );
     assert_running_untraced(srv.pid);
     assert_eq!(udp_echo(srv.ports[2], "c"), "echo 1:c");
 }
@@ -208,7 +211,14 @@ fn a_connection_to_a_peer_outside_the_tree_continues_after_a_restore() {
     assert_eq!(ping(&mut c4), "pong 1");
     assert_eq!(ping(&mut c6), "pong 2");
     // Unread by the server at the dump: a ping it has not answered yet.
-    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images), "--tcp-established"]);
+    stasis_ok(&[
+        "dump",
+        "-t",
+        &srv.pid.to_string(),
+        "-D",
+        s(&images),
+        "--tcp-established",
+    ]);
     c4.get_mut().write_all(b"pi").unwrap();
     srv.reap_original();
     // The dump's lock holds until the restore.
@@ -241,15 +251,52 @@ fn a_dump_failing_after_the_lock_leaves_connections_working_and_unlocked() {
     let (mut c, _) = srv.connect(false);
     for (i, point) in ["tcp-locked", "tcp-repaired"].into_iter().enumerate() {
         let out = Command::new(ctests::workspace_bin("stasis"))
-            .args(["dump", "-t", &srv.pid.to_string(), "-D", s(&images), "--tcp-established"])
+            .args([
+                "dump",
+                "-t",
+                &srv.pid.to_string(),
+                "-D",
+                s(&images),
+                "--tcp-established",
+            ])
             .env("STASIS_FAULT", point)
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(point), "{err}");
         assert_running_untraced(srv.pid);
-        assert!(lock_rules(srv.ports[0]).is_empty(), "{point}: {:?}", lock_rules(srv.ports[0]));
+        assert!(
+            lock_rules(srv.ports[0]).is_empty(),
+            "{point}: {:?}",
+            lock_rules(srv.ports[0])
+        );
         assert_eq!(ping(&mut c), format!("pong {}", i + 1));
         let _ = std::fs::remove_dir_all(&images);
     }
+}
+
+/// A restore whose listening port is taken fails naming the task, fd and address, and leaves
+/// nothing behind; once the port is free it succeeds.
+#[test]
+fn a_restore_whose_port_is_taken_fails_naming_it_and_leaves_nothing() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("inet-port-taken");
+    let mut srv = Server::start(&work);
+    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images)]);
+    srv.reap_original();
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", srv.ports[0])).unwrap();
+    let out = stasis(&["restore", "-D", s(&images), "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let addr = format!("127.0.0.1:{}", srv.ports[0]);
+    for want in [&format!("pid {}", srv.pid), "fd 3", &addr, "bind", "in use"] {
+        assert!(err.contains(want), "{want:?} not in: {err}");
+    }
+    assert!(
+        !Path::new(&format!("/proc/{}", srv.pid)).exists(),
+        "a restored process is left"
+    );
+    drop(blocker);
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    assert_eq!(srv.connect(false).1, "hello 1");
 }

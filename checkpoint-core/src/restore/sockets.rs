@@ -85,6 +85,19 @@ pub fn make(
             );
     }
     let tcp_close = opts.tcp_close || !opts.tcp_established;
+    // Which task and fd held each socket, for errors.
+    let holder = |id: u32| {
+        tree.alive()
+            .flat_map(|(_, p)| p.fds.iter().map(move |f| (p.pid, f)))
+            .find(|(_, f)| f.file_id == id)
+            .map_or((pid0, -1), |(pid, f)| (pid, f.fd))
+    };
+    let failed = |id: u32| {
+        move |e: std::io::Error| {
+            let (pid, fd) = holder(id);
+            std::io::Error::new(e.kind(), format!("pid {pid}: fd {fd}: {e}"))
+        }
+    };
     let build = || -> std::io::Result<Vec<(u32, OwnedFd, bool)>> {
         let mut out = Vec::new();
         let order = |e: &&crate::image::pb::InetSkEntry| match e.state as u8 {
@@ -101,18 +114,18 @@ pub fn make(
                 closed.state = state::CLOSE.into();
                 closed.src_port = 0;
                 closed.src_addr.iter_mut().for_each(|w| *w = 0);
-                out.push((e.id, inet::make(&closed)?, false));
+                out.push((e.id, inet::make(&closed).map_err(failed(e.id))?, false));
                 continue;
             }
-            let fd = inet::make(e)?;
+            let fd = inet::make(e).map_err(failed(e.id))?;
             let repaired = is_connection(e);
             if repaired {
-                crate::fds::tcp::restore(fd.as_fd(), e, dir)?;
+                crate::fds::tcp::restore(fd.as_fd(), e, dir).map_err(failed(e.id))?;
             }
             out.push((e.id, fd, repaired));
         }
         for e in &tree.netlink {
-            out.push((e.id, crate::fds::netlink::make(e)?, false));
+            out.push((e.id, crate::fds::netlink::make(e).map_err(failed(e.id))?, false));
         }
         Ok(out)
     };
