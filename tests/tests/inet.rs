@@ -300,3 +300,53 @@ fn a_restore_whose_port_is_taken_fails_naming_it_and_leaves_nothing() {
     stasis_ok(&["restore", "-D", s(&images), "-d"]);
     assert_eq!(srv.connect(false).1, "hello 1");
 }
+
+/// A dumper killed (SIGKILL) once the connections are locked and read leaves the server
+/// running untraced, its connection working and unlocked (the lock's keeper lifts it).
+#[test]
+fn a_dumper_killed_after_the_lock_leaves_connections_working_and_unlocked() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("inet-killed");
+    let srv = Server::start(&work);
+    let (mut c, _) = srv.connect(false);
+    let mut dumper = Command::new(ctests::workspace_bin("stasis"))
+        .args([
+            "dump",
+            "-t",
+            &srv.pid.to_string(),
+            "-D",
+            s(&images),
+            "--tcp-established",
+        ])
+        .env("STASIS_FAULT", "tcp-repaired:stop")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dpid = dumper.id() as i32;
+    let start = std::time::Instant::now();
+    while !status_field(dpid, "State").unwrap_or_default().starts_with('T') {
+        assert!(start.elapsed() < Duration::from_secs(20), "the dumper never stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lock_rules(srv.ports[0]).len(), 2, "locked while the dumper is there");
+    dumper.kill().unwrap();
+    dumper.wait().unwrap();
+    let start = std::time::Instant::now();
+    while !lock_rules(srv.ports[0]).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            lock_rules(srv.ports[0])
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = std::time::Instant::now();
+    while status_field(srv.pid, "TracerPid").as_deref() != Some("0") {
+        assert!(start.elapsed() < Duration::from_secs(20), "still traced");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_running_untraced(srv.pid);
+    assert_eq!(ping(&mut c), "pong 1");
+}

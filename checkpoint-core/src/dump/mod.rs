@@ -166,6 +166,7 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
         }
     } else {
         refreeze.0 = None;
+        repaired.before_kill();
         // SIGKILL cannot be blocked or caught: the tasks are gone from here on. Their memory is
         // freed by the kernel after we return (waiting for it cost ~10% of a dump), and their
         // parents reap them as usual.

@@ -1,11 +1,13 @@
 //! Established TCP connections (`--tcp-established`): their state in `tcp-stream-<ino>.img`,
 //! read and made again with the `tcp-repair` crate, under the network lock.
 //!
-//! Dump: every connection of the tree is locked ([`crate::netlock`]), then put in repair
-//! mode and read. The [`Repaired`] guard then holds them: a dump that fails or leaves the
-//! tree running takes them out of repair mode and unlocks them; a dump whose tasks are killed
-//! closes them in repair mode (no FIN, no reset reaches the peer) and leaves the lock for the
-//! restore to lift.
+//! Dump: every connection of the tree is locked ([`crate::netlock`]), then read in repair
+//! mode, and taken out of it again at once: the lock (not repair mode) keeps the connection
+//! still while the tree is frozen, so a dumper killed at any point leaves no connection stuck
+//! in repair mode (and its lock's keeper lifts the lock). The [`Repaired`] guard then holds
+//! them: a dump that fails or leaves the tree running unlocks them; a dump whose tasks are
+//! killed puts them back in repair mode just before, so that they close without a FIN or a
+//! reset and leave no state behind, and leaves the lock for the restore to lift.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -101,22 +103,24 @@ impl Repaired {
         }
     }
 
-    /// The tasks run on: the connections leave repair mode, then are unlocked.
+    /// The tasks run on: the connections are unlocked.
     pub fn resume(mut self) -> io::Result<()> {
-        let socks = std::mem::take(&mut self.socks);
-        let mut first = Ok(());
-        for s in &socks {
-            if let Err(e) = tcp_repair::set_repair(s.as_fd(), false) {
-                first = first.and(Err(io::Error::other(e.to_string())));
-            }
-        }
+        self.socks.clear();
         if let Some(lock) = self.lock.take() {
             lock.unlock().map_err(io::Error::other)?;
         }
-        first
+        Ok(())
     }
 
-    /// The tasks were killed: our copies are closed in repair mode (nothing reaches the
+    /// The tasks are about to be killed: their connections go back to repair mode, so that
+    /// closing them sends nothing and leaves nothing.
+    pub fn before_kill(&self) {
+        for s in &self.socks {
+            let _ = tcp_repair::set_repair(s.as_fd(), true);
+        }
+    }
+
+    /// The tasks were killed: our copies are closed (in repair mode: nothing reaches the
     /// peer), and the lock stays for the restore.
     pub fn keep_locked(mut self) {
         self.socks.clear();
@@ -128,10 +132,11 @@ impl Repaired {
 
 impl Drop for Repaired {
     fn drop(&mut self) {
+        // A failed dump: a connection put back in repair mode for a kill that did not come
+        // leaves it. (The lock unlocks itself when dropped.)
         for s in &self.socks {
             let _ = tcp_repair::set_repair(s.as_fd(), false);
         }
-        // The lock unlocks itself when dropped.
     }
 }
 
@@ -157,9 +162,11 @@ pub fn save_all(
     for p in pending {
         let fail = |e: &dyn std::fmt::Display| (p.pid, format!("fd {} ({}): {e}", p.fd, p.what));
         tcp_repair::set_repair(p.sock.as_fd(), true).map_err(|e| fail(&e))?;
+        let saved = save(p.sock.as_fd());
+        let left = tcp_repair::set_repair(p.sock.as_fd(), false);
         repaired.socks.push(p.sock);
-        let sock = repaired.socks.last().map(AsFd::as_fd);
-        let c = save(sock.expect("just pushed")).map_err(|e| fail(&e))?;
+        let c = saved.map_err(|e| fail(&e))?;
+        left.map_err(|e| fail(&e))?;
         let (entry, data) = stream_entry(&c);
         let write = || -> Result<(), crate::image::ImageError> {
             let mut w = dir.writer(ImageKind::TcpStream, p.ino.into())?;
