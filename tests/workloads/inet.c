@@ -623,7 +623,7 @@ static int conns_mode(int n) {
         write_stream(s[i], k, 2 * i + 1, 0, "s");
     }
     close(l);
-    add_info("conns %d\n", n);
+    add_info("port %d\nconns %d\n", port_of(s[0], 0), n);
     signal(SIGUSR1, on_usr1);
     ready_and_wait();
     for (int i = 0; i < n; i++) {
