@@ -12,6 +12,11 @@ pub fn workload_bin() -> PathBuf {
     c_bin("workload", &[])
 }
 
+/// `tests/workloads/inet.c`: the inet, netlink and many-connections workload.
+pub fn inet_bin() -> PathBuf {
+    c_bin("inet", &[])
+}
+
 /// `tests/workloads/sysv.c`, built static (it runs in a busybox container).
 pub fn sysv_bin() -> PathBuf {
     c_bin("sysv", &["-static"])
@@ -94,7 +99,20 @@ impl Workload {
     /// `workload MODE DIR ARGS...` with `env` added and the given stdio; waits until it
     /// reports ready.
     pub fn start_args(mode: &str, dir: &Path, args: &[String], env: &[(&str, &str)], stdio: [Stdio; 3]) -> Workload {
-        let mut cmd = Command::new(workload_bin());
+        Self::start_program(&workload_bin(), mode, dir, args, env, stdio)
+    }
+
+    /// `PROGRAM MODE DIR ARGS...` (another workload binary) with `env` added and the given
+    /// stdio; waits until it reports ready.
+    pub fn start_program(
+        program: &Path,
+        mode: &str,
+        dir: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        stdio: [Stdio; 3],
+    ) -> Workload {
+        let mut cmd = Command::new(program);
         cmd.arg(mode).arg(dir).args(args).envs(env.iter().copied());
         let [i, o, e] = stdio;
         let child = cmd.stdin(i).stdout(o).stderr(e).spawn().unwrap();

@@ -12,7 +12,14 @@
 //!
 //! Then a container: a busybox container counting in its shell's memory (as the tests run it),
 //! checkpointed and restored by `stasis-runc` and by runc with CRIU (`runc --criu`), wall
-//! clock of the whole runtime commands (restore includes runc creating the container).
+//! clock of the whole runtime commands (restore includes runc creating the container), and the
+//! frozen time each checkpoint recorded in its stats-dump image.
+//!
+//! Then TCP: a process with STASIS_BENCH_CONNS (default 1000) established loopback connections,
+//! dumped with `--tcp-established` and restored by Stasis and by CRIU 4.2.1 (CRIU 4.1 cannot
+//! dump inet sockets here) in the same run, STASIS_BENCH_CONNS_RUNS runs (default 3: CRIU's
+//! iptables lock makes one run take minutes); medians, ratios, and the workload's own check of
+//! every byte after each restore. STASIS_BENCH_ONLY=conns runs just this row.
 //!
 //! Environment: STASIS_BENCH_SIZES (MiB, default "64,512,2048"), STASIS_BENCH_RUNS (default 5),
 //! STASIS_BENCH_EXT4 (default /var/tmp), STASIS_BENCH_TMPFS (default /dev/shm).
@@ -22,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use ctests::inet::Tool;
 use ctests::workload::{become_subreaper, wait_for_file, Workload};
 use ctests::workspace_bin;
 
@@ -240,10 +248,11 @@ fn tree_bench(runs: usize, tmpfs: &Path, criu: Option<&Path>) {
 }
 
 /// Checkpoint and restore of a counting busybox container by `runtime` (global args before
-/// the verb); wall-clock seconds of each run, and how many went on counting afterwards.
-fn container_runs(name: &str, global: &[&str], runs: usize) -> (Vec<f64>, Vec<f64>, usize) {
+/// the verb); wall-clock seconds of each run, the frozen time the checkpoint recorded
+/// (stats-dump in the image path), and how many went on counting afterwards.
+fn container_runs(name: &str, global: &[&str], runs: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, usize) {
     use ctests::container::{count, Container};
-    let (mut dumps, mut restores, mut ok) = (Vec::new(), Vec::new(), 0);
+    let (mut dumps, mut restores, mut frozen, mut ok) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for run in 0..runs {
         let dir = std::env::temp_dir().join(format!("stasis-bench-ct-{name}-{}-{run}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -275,6 +284,7 @@ fn container_runs(name: &str, global: &[&str], runs: usize) -> (Vec<f64>, Vec<f6
             continue;
         }
         dumps.push(t.elapsed().as_secs_f64());
+        frozen.extend(frozen_secs(&images));
         let _ = quiet(c.cmd("runc", &["delete", "{}"]));
         let dumped = count(&c.rootfs());
         let t = Instant::now();
@@ -293,15 +303,15 @@ fn container_runs(name: &str, global: &[&str], runs: usize) -> (Vec<f64>, Vec<f6
         drop(c);
         let _ = std::fs::remove_dir_all(&dir);
     }
-    (dumps, restores, ok)
+    (dumps, restores, frozen, ok)
 }
 
 fn container_bench(runs: usize, criu: Option<&Path>) {
     println!();
     println!("container: busybox counting, checkpoint (killing it) and restore (runc creating it again), {runs} runs; medians, wall clock.");
     println!(
-        "{:>12} | {:>10} | {:>10} | {:>5}",
-        "runtime", "checkpoint", "restore", "ok"
+        "{:>12} | {:>10} | {:>8} | {:>10} | {:>5}",
+        "runtime", "checkpoint", "frozen", "restore", "ok"
     );
     let criu_arg = criu.map(|c| c.to_str().unwrap().to_owned());
     let mut runtimes: Vec<(&str, Vec<&str>)> = vec![("stasis", vec![])];
@@ -309,22 +319,152 @@ fn container_bench(runs: usize, criu: Option<&Path>) {
         runtimes.push(("runc+criu", vec!["--criu", c.as_str()]));
     }
     for (name, global) in runtimes {
-        let (mut d, mut r, ok) = container_runs(name, &global, runs);
+        let (mut d, mut r, mut f, ok) = container_runs(name, &global, runs);
         if d.is_empty() || r.is_empty() {
             println!("{name:>12} | failed");
             continue;
         }
+        let f = if f.is_empty() {
+            "-".into()
+        } else {
+            format!("{:.3}", median(&mut f))
+        };
         println!(
-            "{name:>12} | {:>10.3} | {:>10.3} | {ok}/{runs}",
+            "{name:>12} | {:>10.3} | {f:>8} | {:>10.3} | {ok}/{runs}",
             median(&mut d),
             median(&mut r)
         );
     }
 }
 
+/// `frozen_time` of the stats-dump image in `images` (both tools write it), in seconds.
+fn frozen_secs(images: &Path) -> Option<f64> {
+    use checkpoint_core::image::{pb, ImageDir, ImageKind};
+    let dir = ImageDir::open(images).ok()?;
+    let d = dir.read_one::<pb::StatsEntry>(ImageKind::StatsDump, 0).ok()??.dump?;
+    Some(f64::from(d.frozen_time) / 1e6)
+}
+
+/// Dumps (`--tcp-established`, killing it) and restores a process holding `n` established
+/// loopback connections (both ends its own, 4 KiB unread each way on each), `runs` times with
+/// `tool`; returns dump and restore wall-clock seconds, frozen seconds (stats-dump), how many
+/// lock rules the restores left in all, and how many restored workloads verified every byte.
+fn conns_runs(tool: Tool, base: &Path, n: u32, runs: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, usize, usize) {
+    let (mut dumps, mut restores, mut frozen, mut left, mut ok) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
+    for run in 0..runs {
+        let work = base.join(format!(
+            "stasis-bench-conns-{}-{}-{run}",
+            tool.name(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let images = work.join("images");
+        let null = || [Stdio::null(), Stdio::null(), Stdio::null()];
+        let bin = ctests::workload::inet_bin();
+        let mut w = Workload::start_program(&bin, "conns", &work, &[n.to_string()], &[], null());
+        if let Ok(r) = std::fs::read_to_string(work.join("result")) {
+            panic!("conns workload: {r}");
+        }
+        // every lock rule names the listener's port (as source or destination)
+        let port: u16 = ctests::inet::read_info(&work)["port"].parse().unwrap();
+        let _rules = ctests::inet::LockRulesGuard(vec![port]);
+        let t = Instant::now();
+        let dumped = tool.dump(w.pid, &images, &[]);
+        let d = t.elapsed().as_secs_f64();
+        if let Err(e) = dumped {
+            eprintln!("{e}");
+            drop(w);
+            let _ = std::fs::remove_dir_all(&work);
+            continue;
+        }
+        w.reap_original();
+        dumps.push(d);
+        frozen.extend(frozen_secs(&images));
+        let t = Instant::now();
+        let restored = tool.restore(&images, &[]);
+        let r = t.elapsed().as_secs_f64();
+        left += ctests::inet::lock_rules(&[port]).len();
+        match restored {
+            Ok(_) => {
+                restores.push(r);
+                w.signal(libc::SIGUSR1);
+                wait_for_file(&work.join("result"), std::time::Duration::from_secs(300));
+                let _ = checkpoint_core::sys::wait_exit(w.pid);
+                if std::fs::read_to_string(work.join("result")).unwrap().starts_with("OK") {
+                    ok += 1;
+                }
+            }
+            Err(e) => eprintln!("{e}"),
+        }
+        drop(w);
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    (dumps, restores, frozen, left, ok)
+}
+
+/// The connections row: Stasis and CRIU 4.2.1 on the same workload in the same run, medians,
+/// and the ratio Stasis / CRIU.
+fn conns_bench(runs: usize, tmpfs: &Path, criu: bool) {
+    let n: u32 = std::env::var("STASIS_BENCH_CONNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let runs = std::env::var("STASIS_BENCH_CONNS_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(runs.min(3));
+    println!();
+    println!(
+        "tcp: {n} established loopback connections in one process (4 KiB unread each way on each), --tcp-established,"
+    );
+    println!("images on tmpfs, {runs} runs; medians, wall clock; frozen = stats-dump frozen_time; locks = rules left after restores.");
+    println!(
+        "{:>7} | {:>8} | {:>8} | {:>8} | {:>5} | {:>5}",
+        "tool", "dump s", "restore", "frozen", "locks", "ok"
+    );
+    let mut tools = vec![Tool::Stasis];
+    if criu {
+        tools.push(Tool::Criu);
+    }
+    let mut medians = Vec::new();
+    for tool in tools {
+        let (mut d, mut r, mut f, left, ok) = conns_runs(tool, tmpfs, n, runs);
+        if d.is_empty() || r.is_empty() {
+            println!("{:>7} | failed", tool.name());
+            continue;
+        }
+        let (d, r) = (median(&mut d), median(&mut r));
+        let f = if f.is_empty() {
+            "-".into()
+        } else {
+            format!("{:.3}", median(&mut f))
+        };
+        println!(
+            "{:>7} | {d:>8.3} | {r:>8.3} | {f:>8} | {left:>5} | {ok}/{runs}",
+            tool.name()
+        );
+        medians.push((tool, d, r));
+    }
+    if let [(Tool::Stasis, sd, sr), (Tool::Criu, cd, cr)] = medians[..] {
+        println!("stasis / criu: dump {:.2}, restore {:.2}", sd / cd, sr / cr);
+    }
+}
+
 fn main() {
     become_subreaper();
-    if std::env::var("STASIS_BENCH_ONLY").as_deref() == Ok("container") {
+    let only = std::env::var("STASIS_BENCH_ONLY").unwrap_or_default();
+    if only == "conns" {
+        let runs = std::env::var("STASIS_BENCH_RUNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5);
+        let tmpfs = PathBuf::from(std::env::var("STASIS_BENCH_TMPFS").unwrap_or_else(|_| "/dev/shm".into()));
+        let criu = std::env::var("STASIS_BENCH_CRIU").as_deref() != Ok("off");
+        conns_bench(runs, &tmpfs, criu);
+        return;
+    }
+    if only == "container" {
         let runs = std::env::var("STASIS_BENCH_RUNS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -430,4 +570,5 @@ fn main() {
     }
     tree_bench(runs, &targets[1].1, criu.as_deref());
     container_bench(runs, criu.as_deref());
+    conns_bench(runs, &targets[1].1, criu.is_some());
 }
