@@ -227,16 +227,14 @@ pub fn set_socket_opts(fd: BorrowedFd<'_>, o: &SkOptsEntry) -> io::Result<()> {
             .map_err(|e| io::Error::new(e.kind(), format!("socket option {name}: {e}")))
     };
     let on = |v: Option<bool>| i32::from(v.unwrap_or(false));
-    let lock = o.so_buf_lock.unwrap_or(0);
     // The kernel doubles what is set and reports the doubled value: half of it is set again.
-    // Only sizes the application chose are set (the others are the kernel's to tune).
-    if lock & SNDBUF_LOCK != 0 {
-        set(libc::SO_SNDBUFFORCE, (o.so_sndbuf / 2) as i32)?;
+    // Setting a size locks it; SO_BUF_LOCK then says which sizes the application had chosen
+    // (the others are the kernel's to tune again), as CRIU restores them.
+    set(libc::SO_SNDBUFFORCE, (o.so_sndbuf / 2) as i32)?;
+    set(libc::SO_RCVBUFFORCE, (o.so_rcvbuf / 2) as i32)?;
+    if let Some(lock) = o.so_buf_lock {
+        set(SO_BUF_LOCK, (lock & (SNDBUF_LOCK | RCVBUF_LOCK)) as i32)?;
     }
-    if lock & RCVBUF_LOCK != 0 {
-        set(libc::SO_RCVBUFFORCE, (o.so_rcvbuf / 2) as i32)?;
-    }
-    set(SO_BUF_LOCK, lock as i32)?;
     let tv = |s: u64, us: u64| {
         let mut b = s.to_ne_bytes().to_vec();
         b.extend_from_slice(&us.to_ne_bytes());
@@ -300,10 +298,12 @@ pub fn collect(p: &InetProbe, flags: u32, fd: BorrowedFd<'_>) -> io::Result<Inet
     let local = p.local.unwrap_or_else(|| unspecified(p.family));
     let peer = p.peer;
     let int = |level, name| sys::sockopt(fd, level, name);
+    // As CRIU: flags only when set.
+    let on = |level, name| int(level, name).map(|v| (v != 0).then_some(true));
     let tcp_opts = if p.is_tcp() {
         Some(TcpOptsEntry {
-            nodelay: Some(int(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0),
-            cork: Some(int(libc::IPPROTO_TCP, libc::TCP_CORK)? != 0),
+            nodelay: on(libc::IPPROTO_TCP, libc::TCP_NODELAY)?,
+            cork: on(libc::IPPROTO_TCP, libc::TCP_CORK)?,
             keepcnt: Some(int(libc::IPPROTO_TCP, libc::TCP_KEEPCNT)? as u32),
             keepidle: Some(int(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE)? as u32),
             keepintvl: Some(int(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL)? as u32),
@@ -333,7 +333,15 @@ pub fn collect(p: &InetProbe, flags: u32, fd: BorrowedFd<'_>) -> io::Result<Inet
         src_port: local.port().into(),
         dst_port: peer.map_or(0, |a| a.port().into()),
         flags,
-        backlog: p.backlog,
+        // A listener's backlog; of a connection, its send queue's bytes (sock_diag's wqueue,
+        // which CRIU stores there).
+        backlog: if p.state == state::LISTEN {
+            p.backlog
+        } else if p.is_tcp() {
+            sys::outq_len(fd)?
+        } else {
+            0
+        },
         src_addr: addr_words(local.ip()),
         dst_addr: addr_words(peer.map_or_else(|| unspecified(p.family).ip(), |a| a.ip())),
         fown: Default::default(),
@@ -344,7 +352,12 @@ pub fn collect(p: &InetProbe, flags: u32, fd: BorrowedFd<'_>) -> io::Result<Inet
             None
         },
         ip_opts: Some(IpOptsEntry {
-            freebind: Some(freebind != 0),
+            freebind: (freebind != 0).then_some(true),
+            ttl: if v6 {
+                None
+            } else {
+                Some(int(libc::IPPROTO_IP, libc::IP_TTL)? as u32)
+            },
             ..Default::default()
         }),
         ifname: None,
@@ -405,6 +418,12 @@ pub fn make(e: &InetSkEntry) -> io::Result<OwnedFd> {
             (libc::IPPROTO_IP, libc::IP_FREEBIND)
         };
         sys::set_sockopt(b, level, name, 1).map_err(ctx(e, "freebind"))?;
+    }
+    // A TTL the application chose (a new socket says the system's default otherwise).
+    if let Some(ttl) = e.ip_opts.as_ref().and_then(|o| o.ttl).filter(|_| !v6) {
+        if sys::sockopt(b, libc::IPPROTO_IP, libc::IP_TTL).map_err(ctx(e, "IP_TTL"))? as u32 != ttl {
+            sys::set_sockopt(b, libc::IPPROTO_IP, libc::IP_TTL, ttl as i32).map_err(ctx(e, "IP_TTL"))?;
+        }
     }
     if let Some(t) = &e.tcp_opts {
         for (name, v) in [

@@ -14,8 +14,7 @@ pub fn collect(ino: u32, flags: u32, fd: BorrowedFd<'_>) -> io::Result<NetlinkSk
     let (portid, _) = sys::netlink_name(fd, false)?;
     let (dst_portid, dst_group) = sys::netlink_name(fd, true)?;
     let groups = sys::netlink_groups(fd)?;
-    let mut opts = super::inet::socket_opts(fd)?;
-    opts.so_buf_lock = None;
+    let opts = super::inet::socket_opts(fd)?;
     Ok(NetlinkSkEntry {
         id: 0,
         ino,
@@ -51,9 +50,7 @@ pub fn make(e: &NetlinkSkEntry) -> io::Result<OwnedFd> {
     let fd = sys::new_socket(libc::AF_NETLINK, libc::SOCK_RAW, e.protocol as i32).map_err(ctx(e, "socket"))?;
     let b = fd.as_fd();
     sys::set_status_flags(b, e.flags as i32 & libc::O_NONBLOCK).map_err(ctx(e, "file flags"))?;
-    let mut opts = e.opts.clone();
-    opts.so_buf_lock = None;
-    super::inet::set_socket_opts(b, &opts).map_err(ctx(e, "socket options"))?;
+    super::inet::set_socket_opts(b, &e.opts).map_err(ctx(e, "socket options"))?;
     if e.portid != 0 {
         sys::netlink_bind(b, e.portid, e.groups.first().copied().unwrap_or(0), false).map_err(ctx(e, "bind"))?;
     }

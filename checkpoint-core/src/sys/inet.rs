@@ -113,6 +113,14 @@ pub fn inq_len(fd: BorrowedFd<'_>) -> io::Result<u32> {
     Ok(n as u32)
 }
 
+/// The bytes written and not yet acknowledged (SIOCOUTQ) of a TCP socket.
+pub fn outq_len(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to the pointer given.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n) })?;
+    Ok(n as u32)
+}
+
 /// A netlink socket's port id and the first 32 groups it is bound to (getsockname); or its
 /// peer's with `peer`.
 pub fn netlink_name(fd: BorrowedFd<'_>, peer: bool) -> io::Result<(u32, u32)> {
