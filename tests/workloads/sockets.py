@@ -7,7 +7,8 @@ it never reads, and a NETLINK_ROUTE socket bound to the link group. It writes DI
 DIR/before (the options of each socket) and DIR/ready. Each accepted connection gets
 "hello N" (N counts connections) and is kept open: it answers each line "ping" with "pong M"
 (M counts pings over all connections). Each datagram to the UDP socket gets "echo N:DATA".
-On SIGUSR1 it writes the options again to DIR/result.
+On SIGUSR1 it writes the datagrams waiting in the sink, with their senders' ports, to DIR/sink,
+then the options again to DIR/result.
 """
 import json
 import os
@@ -83,6 +84,15 @@ count = pings = 0
 while True:
     if report:
         report = False
+        sink.setblocking(False)
+        got = []
+        try:
+            while True:
+                data, peer = sink.recvfrom(4096)
+                got.append([data.decode(), peer[1]])
+        except BlockingIOError:
+            pass
+        write("sink", json.dumps(got))
         write("result", json.dumps(opts()))
     try:
         ready, _, _ = select.select([l4, l6, u4] + list(conns.values()), [], [], 0.2)

@@ -274,14 +274,13 @@ impl FilesImage {
             pid,
             what: format!("fd {fd} (socket:[{}], {}): {what}", now.ino, now.describe()),
         };
-        if now.is_udp() {
-            let queued = sys::inq_len(ours.as_fd()).map_err(ctx)?;
-            if queued > 0 {
-                return Err(refuse(
-                    "datagrams wait in its receive queue: their senders' addresses cannot be kept in the image, so it is not dumped rather than lose them".into(),
-                ));
-            }
-        }
+        // Datagrams waiting to be read are kept, with their senders.
+        let datagrams = if now.is_udp() && sys::inq_len(ours.as_fd()).map_err(ctx)? > 0 {
+            sys::peek_datagrams(ours.as_fd())
+                .map_err(|e| refuse(format!("datagrams wait in its receive queue and cannot be read: {e}")))?
+        } else {
+            Vec::new()
+        };
         let connected = now.is_tcp() && fds::inet::state::connected(now.state);
         let (established, close) = self.tcp_mode;
         if connected && close {
@@ -294,6 +293,15 @@ impl FilesImage {
         let id = self.anon(FdTypes::Inetsk, |id, f| {
             f.isk = Some(pb::InetSkEntry { id, ..entry.clone() })
         });
+        for (from, data) in datagrams {
+            let e = pb::SkPacketEntry {
+                id_for: id,
+                length: data.len() as u32,
+                addr: Some(fds::udp::encode_addr(from)),
+                scm: Vec::new(),
+            };
+            self.sk_queues.push((e, data));
+        }
         if connected && !close {
             let (Some(local), Some(remote)) = (now.local, now.peer) else {
                 return Err(refuse("a connection without addresses".into()));
@@ -340,6 +348,7 @@ impl FilesImage {
             let e = pb::SkPacketEntry {
                 id_for: id,
                 length: m.len() as u32,
+                addr: None,
                 scm: Vec::new(),
             };
             self.sk_queues.push((e, m));

@@ -309,7 +309,8 @@ pub fn collect(p: &InetProbe, flags: u32, fd: BorrowedFd<'_>) -> io::Result<Inet
             keepintvl: Some(int(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL)? as u32),
         })
     } else {
-        None
+        // CRIU writes an empty one for UDP.
+        Some(TcpOptsEntry::default())
     };
     let v6 = p.family == libc::AF_INET6;
     let freebind = if v6 {

@@ -15,6 +15,7 @@ pub mod signalfd;
 pub mod tcp;
 pub mod timerfd;
 pub mod tty;
+pub mod udp;
 pub mod unix;
 
 /// The value after `key:` on the first fdinfo line that starts with it.

@@ -124,6 +124,21 @@ pub fn make(
             }
             out.push((e.id, fd, repaired));
         }
+        // Datagrams waiting in UDP sockets come again from their senders.
+        for (id, fd, _) in &out {
+            let Some(queue) = tree.inet_queues.get(id) else {
+                continue;
+            };
+            let local =
+                crate::sys::inet_name(fd.as_fd())?.ok_or_else(|| std::io::Error::other("an unnamed UDP socket"))?;
+            for (from, data) in queue {
+                let dst = crate::fds::udp::destination(local, *from);
+                let packet = crate::fds::udp::packet(*from, dst, data)?;
+                crate::sys::send_raw_ip(dst, &packet)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("a datagram from {from} to {dst}: {e}")))
+                    .map_err(failed(*id))?;
+            }
+        }
         for e in &tree.netlink {
             out.push((e.id, crate::fds::netlink::make(e).map_err(failed(e.id))?, false));
         }

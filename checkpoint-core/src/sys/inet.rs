@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -111,6 +111,73 @@ pub fn inq_len(fd: BorrowedFd<'_>) -> io::Result<u32> {
     // SAFETY: FIONREAD (SIOCINQ) writes one int to the pointer given.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
     Ok(n as u32)
+}
+
+/// Every datagram waiting in UDP socket `fd`'s receive queue, with its sender, read without
+/// taking it (SO_PEEK_OFF moves through the queue; it is put back as it was).
+pub fn peek_datagrams(fd: BorrowedFd<'_>) -> io::Result<Vec<(SocketAddr, Vec<u8>)>> {
+    use nix::sys::socket::{recvmsg, MsgFlags};
+    use std::io::IoSliceMut;
+    let old = sockopt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    super::set_sockopt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let result = loop {
+        let got = {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            recvmsg::<SockaddrStorage>(
+                fd.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+            )
+            .map(|r| (r.bytes, r.address))
+        };
+        match got {
+            Ok((n, Some(from))) => match inet_addr(&from) {
+                Some(a) => out.push((a, buf[..n].to_vec())),
+                None => break Err(io::Error::other("a datagram from a non-inet address")),
+            },
+            Ok((_, None)) => break Err(io::Error::other("a datagram without a sender")),
+            Err(Errno::EAGAIN) => break Ok(()),
+            Err(e) => break Err(e.into()),
+        }
+    };
+    super::set_sockopt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
+    result.map(|()| out)
+}
+
+/// Sends `packet`, a whole IPv4 or IPv6 packet with its header, to `dst` through a raw
+/// socket (IPPROTO_RAW; IPv6 with IPV6_HDRINCL): a datagram made again with its sender's
+/// address.
+pub fn send_raw_ip(dst: SocketAddr, packet: &[u8]) -> io::Result<()> {
+    use nix::sys::socket::{sendto, MsgFlags};
+    const IPV6_HDRINCL: i32 = 36;
+    let v6 = dst.is_ipv6();
+    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    let sock = new_socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+    if v6 {
+        super::set_sockopt(sock.as_fd(), libc::IPPROTO_IPV6, IPV6_HDRINCL, 1)?;
+    }
+    // The port of a raw socket's destination must be 0 (it names a protocol for IPv6).
+    let n = match dst {
+        SocketAddr::V4(a) => sendto(
+            sock.as_raw_fd(),
+            packet,
+            &SockaddrIn::from(SocketAddrV4::new(*a.ip(), 0)),
+            MsgFlags::empty(),
+        )?,
+        SocketAddr::V6(a) => sendto(
+            sock.as_raw_fd(),
+            packet,
+            &SockaddrIn6::from(SocketAddrV6::new(*a.ip(), 0, 0, a.scope_id())),
+            MsgFlags::empty(),
+        )?,
+    };
+    if n != packet.len() {
+        return Err(io::Error::from(io::ErrorKind::WriteZero));
+    }
+    Ok(())
 }
 
 /// The bytes written and not yet acknowledged (SIOCOUTQ) of a TCP socket.

@@ -337,6 +337,11 @@ pub struct SkPacketEntry {
     pub id_for: u32,
     #[prost(uint32, required, tag = "2")]
     pub length: u32,
+    /// The sender's address (a sockaddr_in or sockaddr_in6, as the kernel lays it out): the
+    /// field CRIU's format reserves for it; written for UDP datagrams.
+    #[prost(bytes = "vec", optional, tag = "3")]
+    #[serde(serialize_with = "super::opt_hex")]
+    pub addr: Option<Vec<u8>>,
     #[prost(message, repeated, tag = "4")]
     pub scm: Vec<ScmEntry>,
 }

@@ -145,6 +145,8 @@ pub struct Tree {
     pub unix_queues: BTreeMap<u32, Vec<Vec<u8>>>,
     /// Every IPv4/IPv6 socket of files.img (by files.img id in `id`).
     pub inet: Vec<pb::InetSkEntry>,
+    /// The datagrams waiting in UDP sockets, with their senders (by the socket's id).
+    pub inet_queues: BTreeMap<u32, Vec<(std::net::SocketAddr, Vec<u8>)>>,
     /// Every netlink socket of files.img.
     pub netlink: Vec<pb::NetlinkSkEntry>,
     /// How the dump locked its connections (the inventory's network_lock_method).
@@ -289,8 +291,24 @@ impl Tree {
         let net_lock = crate::netlock::Method::from_inventory(inv.network_lock_method)
             .map_err(|what| invalid(format!("inventory.img: {what}")))?;
         let mut unix_queues: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut inet_queues: BTreeMap<u32, Vec<(std::net::SocketAddr, Vec<u8>)>> = BTreeMap::new();
         if let Some(mut rd) = dir.reader(ImageKind::SkQueues, 0)? {
             while let Some(e) = rd.next_entry::<pb::SkPacketEntry>()? {
+                if let Some(udp) = inet.iter().find(|i| i.id == e.id_for) {
+                    let from = e
+                        .addr
+                        .as_deref()
+                        .and_then(crate::fds::udp::decode_addr)
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "sk-queues.img: a datagram for socket {} without a sender's address",
+                                udp.ino
+                            ))
+                        })?;
+                    let data = rd.read_payload(e.length.into())?;
+                    inet_queues.entry(e.id_for).or_default().push((from, data));
+                    continue;
+                }
                 if !unix.iter().any(|u| u.id == e.id_for) {
                     return Err(invalid(format!(
                         "sk-queues.img: data for socket {}, which is not in files.img",
@@ -404,6 +422,7 @@ impl Tree {
             unix,
             unix_queues,
             inet,
+            inet_queues,
             netlink,
             net_lock,
             seccomp,
