@@ -47,8 +47,8 @@ pub(super) fn dump_frozen(
     dir: &ImageDir,
     opts: &DumpOpts,
     mounts: Option<&crate::ns::mnt::View>,
+    frozen_since: Instant,
 ) -> Result<(DumpReport, crate::fds::tcp::Repaired), DumpError> {
-    let mem_start = Instant::now();
     let mut tree_objects = TreeObjects::default();
     tree_objects.files.sockets = precheck::unix_table(opts)?;
     tree_objects.files.tcp_mode = (opts.tcp_established, opts.tcp_close);
@@ -178,7 +178,7 @@ pub(super) fn dump_frozen(
         &[pb::StatsEntry {
             dump: Some(pb::DumpStatsEntry {
                 freezing_time: 0,
-                frozen_time: elapsed_us(mem_start),
+                frozen_time: elapsed_us(frozen_since),
                 memdump_time: totals.memdump_us,
                 memwrite_time: totals.memdump_us,
                 pages_scanned: totals.scanned,

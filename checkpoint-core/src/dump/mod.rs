@@ -146,6 +146,8 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
         seize::check_cgroup_members(opts.pid, f)?;
     }
     let dir = ImageDir::create(&opts.images)?;
+    // The tasks are stopped from the moment the freeze begins.
+    let frozen_at = Instant::now();
     let (tasks, refreeze) = match &freezer {
         Some(f) => seize::freeze_in_cgroup(opts.pid, f)?,
         None => (seize::freeze(opts.pid)?, false),
@@ -153,9 +155,8 @@ pub fn dump(opts: &DumpOpts) -> Result<DumpReport, DumpError> {
     // Whatever happens next, a cgroup its owner had frozen is frozen again when we let go
     // (unless its tasks were killed: they must run to end).
     let mut refreeze = Refreeze(freezer.filter(|_| refreeze));
-    let frozen_at = Instant::now();
     // On error every thread detaches on drop.
-    let (mut report, repaired) = frozen::dump_frozen(&tasks, &dir, opts, container_mounts.as_ref())?;
+    let (mut report, repaired) = frozen::dump_frozen(&tasks, &dir, opts, container_mounts.as_ref(), frozen_at)?;
     if opts.leave_running {
         // The connections talk again, then the tasks run.
         repaired
