@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod containerd;
+pub mod net;
 pub mod podman;
 pub mod workload;
 
