@@ -386,3 +386,24 @@ pub fn fd_of_connection(pid: i32, local: SocketAddr, peer: SocketAddr) -> Option
             (link.to_str()? == want).then(|| e.file_name().to_str()?.parse().ok())?
         })
 }
+
+/// The two rules of the lock of the connection `local` (the dumped side) <-> `peer`, as
+/// `iptables -S` (or `ip6tables -S`) prints them, prefixed with the tool like [`lock_rules`]:
+/// INPUT drops what comes from the peer, OUTPUT what goes to it, marked packets excepted.
+pub fn expected_lock_rules(local: SocketAddr, peer: SocketAddr) -> Vec<String> {
+    let (tool, bits) = if local.is_ipv4() {
+        ("iptables", 32)
+    } else {
+        ("ip6tables", 128)
+    };
+    let rule = |chain: &str, from: SocketAddr, to: SocketAddr| {
+        format!(
+            "{tool} -A {chain} -s {}/{bits} -d {}/{bits} -p tcp -m mark ! --mark {LOCK_MARK} -m tcp --sport {} --dport {} -j DROP",
+            from.ip(),
+            to.ip(),
+            from.port(),
+            to.port()
+        )
+    };
+    vec![rule("INPUT", peer, local), rule("OUTPUT", local, peer)]
+}

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ctests::net::{assert_no_lock_rules, free_port, lock_rules, write_file, LockRulesCleanup, Server, Tool, PYTHON};
+use ctests::net::{
+    assert_no_lock_rules, expected_lock_rules, free_port, lock_rules, write_file, LockRulesCleanup, Server, Tool,
+    PYTHON,
+};
 use ctests::workload::{assert_running_untraced, test_dirs, wait_for_file, Descendants};
 
 const EST: &[&str] = &["--tcp-established"];
@@ -69,6 +72,7 @@ os.rename(result + ".tmp", result)
 /// The peer: a writer thread sending numbered blocks as fast as the connection takes them,
 /// and a reader thread checking every byte that comes back.
 struct Stream {
+    local: SocketAddr,
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
@@ -79,6 +83,7 @@ struct Stream {
 impl Stream {
     fn start(addr: SocketAddr) -> Stream {
         let s = TcpStream::connect(addr).unwrap();
+        let local = s.local_addr().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
         let (stop, sent, received) = (
@@ -132,6 +137,7 @@ impl Stream {
             Ok(total)
         });
         Stream {
+            local,
             stop,
             sent,
             received,
@@ -221,10 +227,11 @@ fn stream_across_dump_and_restore(tool: Tool) {
 
     tool.dump_ok(s.server.pid, &images, EST);
     s.server.reap_original();
-    assert!(
-        !lock_rules(&[s.port]).is_empty(),
-        "{tool:?}: no lock rule after the dump"
-    );
+    let mut held = lock_rules(&[s.port]);
+    held.sort();
+    let mut expected = expected_lock_rules(s.addr, stream.local);
+    expected.sort();
+    assert_eq!(held, expected, "{tool:?}: the lock rules after the dump");
     // The peer goes on sending into the lock for a while.
     std::thread::sleep(Duration::from_millis(500));
     let at_restore = stream.received.load(Ordering::Relaxed);

@@ -136,6 +136,15 @@ fn held_connection_through_checkpoints(runtime: Runtime) {
     assert_eq!(held.ask("a"), "1 a");
     assert_eq!(held.ask("b"), "2 b");
 
+    // Without --tcp-established the checkpoint is refused and the container runs on.
+    let out = net.cmd(&["container", "checkpoint", "n1"]).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "{runtime:?}: a checkpoint of an established connection without --tcp-established"
+    );
+    assert_eq!(net.inspect("n1", "{{.State.Status}}"), "running");
+    assert_eq!(held.ask("b2"), "3 b2", "the held connection after the refusal");
+
     // Checkpoint (the container stops) and restore: the same connection goes on.
     net.ok(&["container", "checkpoint", "--tcp-established", "n1"]);
     assert_eq!(net.inspect("n1", "{{.State.Status}}"), "exited");
@@ -146,7 +155,7 @@ fn held_connection_through_checkpoints(runtime: Runtime) {
         ip,
         "the container kept its address"
     );
-    assert_eq!(held.ask("c"), "3 c", "the held connection goes on");
+    assert_eq!(held.ask("c"), "4 c", "the held connection goes on");
     assert_eq!(LineClient::connect(addr).ask("x"), "1 x", "a new client");
 
     // --export, the container removed, --import: the connection and new clients again.
@@ -173,13 +182,13 @@ fn held_connection_through_checkpoints(runtime: Runtime) {
         ip,
         "the imported container kept its address"
     );
-    assert_eq!(held.ask("d"), "4 d", "the held connection goes on after the import");
+    assert_eq!(held.ask("d"), "5 d", "the held connection goes on after the import");
     assert_eq!(
         LineClient::connect(addr).ask("y"),
         "1 y",
         "a new client after the import"
     );
-    assert_eq!(held.ask("e"), "5 e");
+    assert_eq!(held.ask("e"), "6 e");
     drop(held);
     net.ok(&["rm", "--force", "--time", "0", "n1"]);
     assert_no_lock_rules(&[host_port, 7000], &format!("{runtime:?}: at the end"));

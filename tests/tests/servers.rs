@@ -480,6 +480,95 @@ fn an_established_connection_is_refused_without_tcp_established_criu() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// In-flight connections: accepted by the kernel, not yet by the server
+
+/// Accepts only once the file GO exists; then answers every connection "hi" and closes it.
+const LAZY_PY: &str = r#"
+import os, socket, sys, time
+port, ready, go = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", port))
+l.listen(8)
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.02)
+while True:
+    c, _ = l.accept()
+    c.sendall(b"hi\n")
+    c.close()
+"#;
+
+fn in_flight(tool: Tool) {
+    let (scratch, work, images) = test_dirs(&format!("in-flight-{tool:?}"));
+    let _reaper = Descendants;
+    let port = free_port();
+    let _rules = LockRulesCleanup(vec![port]);
+    let script = write_file(&scratch.0, "lazy.py", LAZY_PY);
+    let (ready, go) = (work.join("ready"), work.join("go"));
+    let p = port.to_string();
+    let mut server = Server::start(
+        &[
+            PYTHON,
+            script.to_str().unwrap(),
+            &p,
+            ready.to_str().unwrap(),
+            go.to_str().unwrap(),
+        ],
+        &scratch.join("stderr"),
+    );
+    wait_for_file(&ready, Duration::from_secs(20));
+    // Connected by the kernel, waiting in the listener's accept queue.
+    let mut pending = TcpStream::connect(v4(port)).unwrap();
+
+    let out = tool.dump(server.pid, &images, EST);
+    assert!(
+        !out.status.success(),
+        "{tool:?}: a listener with an in-flight connection was dumped"
+    );
+    let text = match tool {
+        Tool::Stasis => String::from_utf8_lossy(&out.stderr).into_owned(),
+        Tool::Criu => errors_of_log(&images.join("dump.log")),
+    };
+    assert!(
+        text.contains("--skip-in-flight"),
+        "{tool:?} does not name --skip-in-flight: {text}"
+    );
+    if tool == Tool::Stasis {
+        assert!(text.contains(&format!("pid {}", server.pid)), "{text}");
+    }
+    assert_running_untraced(server.pid);
+    assert_no_lock_rules(&[port], &format!("{tool:?}: after the refused dump"));
+
+    // With --skip-in-flight: the pending connection is dropped (its client sees it end), the
+    // listener is restored and serves.
+    std::fs::remove_dir_all(&images).unwrap();
+    tool.dump_ok(server.pid, &images, &["--tcp-established", "--skip-in-flight"]);
+    server.reap_original();
+    tool.restore_ok(&images, EST);
+    assert_running_untraced(server.pid);
+    std::fs::write(&go, "").unwrap();
+    let how = expect_closed(&mut pending, Duration::from_secs(10));
+    eprintln!("the in-flight connection ended: {how}");
+    let mut fresh = TcpStream::connect(v4(port)).unwrap();
+    fresh.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut hi = String::new();
+    std::io::Read::read_to_string(&mut fresh, &mut hi).unwrap();
+    assert_eq!(hi, "hi\n");
+    assert_no_lock_rules(&[port], &format!("{tool:?}: after the restore"));
+}
+
+#[test]
+fn an_in_flight_connection_is_refused_unless_skipped_then_the_listener_serves_stasis() {
+    in_flight(Tool::Stasis);
+}
+
+#[test]
+fn an_in_flight_connection_is_refused_unless_skipped_then_the_listener_serves_criu() {
+    in_flight(Tool::Criu);
+}
+
+// ---------------------------------------------------------------------------------------------
 // A server running as nobody (CRIU cannot dump it here: it lacks CAP_SYS_RESOURCE)
 
 #[test]
