@@ -4,6 +4,7 @@
 pub mod container;
 pub mod containerd;
 pub mod inet;
+pub mod net;
 pub mod podman;
 pub mod workload;
 
