@@ -114,7 +114,14 @@ pub fn make(
                 closed.state = state::CLOSE.into();
                 closed.src_port = 0;
                 closed.src_addr.iter_mut().for_each(|w| *w = 0);
-                out.push((e.id, inet::make(&closed).map_err(failed(e.id))?, false));
+                let fd = inet::make(&closed).map_err(failed(e.id))?;
+                // Shut down both ways: a read says end of file, a write EPIPE, as after the
+                // peer closed (the kernel records the shutdown though it says ENOTCONN).
+                match crate::sys::shutdown(fd.as_fd(), libc::SHUT_RDWR) {
+                    Err(x) if x.raw_os_error() != Some(libc::ENOTCONN) => return Err(failed(e.id)(x)),
+                    _ => {}
+                }
+                out.push((e.id, fd, false));
                 continue;
             }
             let fd = inet::make(e).map_err(failed(e.id))?;
