@@ -184,9 +184,8 @@ fn save(fd: BorrowedFd<'_>) -> Result<Connection, tcp_repair::Error> {
     tcp_repair::save(fd)
 }
 
-/// Makes new socket `fd` (options set, unbound) into the connection of `e` saved in `dir`;
-/// it is left in repair mode (see [`leave_repair`]).
-pub fn restore(fd: BorrowedFd<'_>, e: &InetSkEntry, dir: &ImageDir) -> io::Result<()> {
+/// The saved connection of socket `e`, from its tcp-stream image in `dir`.
+pub fn load(e: &InetSkEntry, dir: &ImageDir) -> io::Result<Connection> {
     let what = format!("socket {} ({})", e.ino, super::inet::describe(e));
     let err = |step: &str, x: &dyn std::fmt::Display| io::Error::other(format!("{what}: {step}: {x}"));
     let mut rd = dir
@@ -201,8 +200,14 @@ pub fn restore(fd: BorrowedFd<'_>, e: &InetSkEntry, dir: &ImageDir) -> io::Resul
         .read_payload(s.inq_len.into())
         .map_err(|x| err("receive queue", &x))?;
     let outq = rd.read_payload(s.outq_len.into()).map_err(|x| err("send queue", &x))?;
-    let c = connection(e, &s, inq, outq);
-    tcp_repair::restore(fd, &c).map_err(|x| err("repair", &x))
+    Ok(connection(e, &s, inq, outq))
+}
+
+/// Makes new socket `fd` (options set, unbound) into connection `c` of socket `e`; it is
+/// left in repair mode (see [`leave_repair`]).
+pub fn restore(fd: BorrowedFd<'_>, e: &InetSkEntry, c: &Connection) -> io::Result<()> {
+    tcp_repair::restore(fd, c)
+        .map_err(|x| io::Error::other(format!("socket {} ({}): repair: {x}", e.ino, super::inet::describe(e))))
 }
 
 /// Takes a restored connection out of repair mode: from here on it talks to its peer.

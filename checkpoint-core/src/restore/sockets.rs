@@ -85,6 +85,15 @@ pub fn make(
             );
     }
     let tcp_close = opts.tcp_close || !opts.tcp_established;
+    // Read here: the sockets are made inside a container's mount namespace, where the
+    // images are not.
+    let mut saved = std::collections::BTreeMap::new();
+    if !tcp_close {
+        for e in &connections {
+            let c = crate::fds::tcp::load(e, dir).map_err(object(pid0, "a TCP connection's image"))?;
+            saved.insert(e.id, c);
+        }
+    }
     // Which task and fd held each socket, for errors.
     let holder = |id: u32| {
         tree.alive()
@@ -127,7 +136,11 @@ pub fn make(
             let fd = inet::make(e).map_err(failed(e.id))?;
             let repaired = is_connection(e);
             if repaired {
-                crate::fds::tcp::restore(fd.as_fd(), e, dir).map_err(failed(e.id))?;
+                let c = saved
+                    .get(&e.id)
+                    .ok_or_else(|| std::io::Error::other(format!("socket {}: no saved connection", e.ino)))
+                    .map_err(failed(e.id))?;
+                crate::fds::tcp::restore(fd.as_fd(), e, c).map_err(failed(e.id))?;
             }
             out.push((e.id, fd, repaired));
         }
