@@ -12,12 +12,15 @@
 #   podman, conmon, catatonit, containernetworking-plugins
 #                        the podman tests, without recommends: crun, podman's default runtime,
 #                        cannot run on these hybrid cgroups (the tests name stasis-runc anyway)
+#   redis-server, redis-tools, python3
+#                        the real servers of tests/tests/unix_servers.rs and their clients
 #   the rest             tools the tests and scripts call (unshare, nsenter, mount, flock, tar...)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(criu make gcc libc6-dev runc busybox-static containerd umoci tar hostname util-linux mount
-    ca-certificates debian-archive-keyring)
+    ca-certificates debian-archive-keyring
+    redis-server redis-tools python3)
 bare_packages=(podman conmon catatonit containernetworking-plugins)
 
 missing() {
