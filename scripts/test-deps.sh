@@ -13,7 +13,8 @@
 #                        the podman tests, without recommends: crun, podman's default runtime,
 #                        cannot run on these hybrid cgroups (the tests name stasis-runc anyway)
 #   redis-server, redis-tools, nginx-light, python3, iptables
-#                        the network tests' servers, clients and the network lock's rules
+#                        the network and unix-socket tests' servers, clients and the network
+#                        lock's rules
 #   the rest             tools the tests and scripts call (unshare, nsenter, mount, flock, tar...)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -1,5 +1,6 @@
 //! AF_UNIX sockets: stream, datagram and seqpacket; pairs, names (paths and abstract),
-//! listeners with connections not accepted yet, queued data and shutdowns.
+//! socket files with their owner and mode, listeners with connections not accepted yet,
+//! queued data and shutdowns.
 //!
 //! The dump side reads each socket's state from sock_diag (peer, name, pending connections,
 //! queue length, shutdown) and its queue by peeking at it through a copy of the fd. The
@@ -183,9 +184,37 @@ fn bind(fd: &OwnedFd, e: &UnixSkEntry, bound: &mut Vec<std::path::PathBuf>) -> i
             std::fs::remove_file(path).map_err(err(e, "removing the old socket file"))?;
         }
     }
-    sys::unix_bind(fd.as_fd(), name).map_err(err(e, "bind"))?;
-    bound.extend(path);
-    Ok(())
+    let (Some(path), Some(perms)) = (path, e.file_perms.as_ref()) else {
+        return sys::unix_bind(fd.as_fd(), name).map_err(err(e, "bind"));
+    };
+    // The file is made with no permission bits (umask 0777, in a thread of its own), then
+    // given its owner, then its mode: no one else can use it before it has both.
+    sys::with_umask(0o777, || sys::unix_bind(fd.as_fd(), name)).map_err(err(e, "bind"))?;
+    bound.push(path.clone());
+    set_file_perms(fd, &path, perms).map_err(err(e, "owner and mode of the socket file"))
+}
+
+/// Gives the socket file `path` just made by binding `fd` the owner, group and mode the
+/// image records (CRIU's file_perms), on the file itself: a symlink or another file put in
+/// its place meanwhile is refused, never followed.
+fn set_file_perms(fd: &OwnedFd, path: &std::path::Path, perms: &FilePermsEntry) -> io::Result<()> {
+    let file = sys::open_nofollow(path)?;
+    let (mode, uid, _, ino) = sys::stat_fd(file.as_fd())?;
+    let sock_ino = sys::stat_fd(fd.as_fd())?.3;
+    let vfs_ino = sys::unix_sockets()?
+        .into_iter()
+        .find(|d| u64::from(d.ino) == sock_ino)
+        .and_then(|d| d.vfs)
+        .map(|(_, ino)| u64::from(ino));
+    let ours = mode & libc::S_IFMT == libc::S_IFSOCK && uid == sys::euid() && vfs_ino == Some(ino);
+    if !ours {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is no longer the socket file just bound", path.display()),
+        ));
+    }
+    sys::chown_fd(file.as_fd(), perms.uid, perms.gid)?;
+    sys::chmod_fd(file.as_fd(), perms.mode & 0o7777)
 }
 
 /// The socket files a restore made; removed when dropped unless [`Bound::keep`] (a failed

@@ -85,3 +85,73 @@ pub fn open_by_handle(mount: BorrowedFd<'_>, kind: i32, handle: &[u8]) -> io::Re
         ) as libc::c_int
     })
 }
+
+/// Runs `f` in a short-lived thread whose filesystem context (root, cwd, umask) is its own
+/// copy of the caller's, with umask `mask`: what it creates gets that umask, and no other
+/// thread's files do.
+pub fn with_umask<T: Send>(mask: u32, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask as libc::mode_t));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("a thread with its own umask panicked")))
+    })
+}
+
+/// Opens `path` itself, never a symlink's target (O_PATH | O_NOFOLLOW): a handle to change
+/// that very file's owner and mode.
+pub fn open_nofollow(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    Ok(nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())?)
+}
+
+/// (mode, uid, gid, inode) of the file `fd` refers to (an O_PATH fd too).
+pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32, u64)> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok((st.st_mode, st.st_uid, st.st_gid, st.st_ino))
+}
+
+/// Changes the owner and group of the file `fd` (an O_PATH fd too) refers to: fchownat
+/// with AT_EMPTY_PATH, no path looked up.
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // Raw: nix's fchownat needs its `user` feature, which this crate does not enable.
+    // SAFETY: an empty NUL-terminated path and plain integers; the kernel reads only the path.
+    let ret = unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) };
+    super::cvt(ret).map(drop)
+}
+
+/// Our effective uid.
+pub fn euid() -> u32 {
+    // Raw: nix's geteuid needs its `user` feature.
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Changes the mode of the file `fd` (an O_PATH fd too) refers to: fchmodat2 with
+/// AT_EMPTY_PATH (Linux 6.6), else through /proc/self/fd (an O_PATH fd cannot fchmod).
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // Raw: nix 0.31 has no fchmodat2, and glibc's fchmodat takes no AT_EMPTY_PATH.
+    // SAFETY: an empty NUL-terminated path and plain integers; the kernel reads only the path.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(e);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
