@@ -359,3 +359,38 @@ fn a_dumper_killed_after_the_lock_leaves_connections_working_and_unlocked() {
     assert_running_untraced(srv.pid);
     assert_eq!(ping(&mut c), "pong 1");
 }
+
+/// A connection its client shut down on its side (the server's end in CLOSE_WAIT, ours in
+/// FIN_WAIT2) comes back half-closed: the server still writes to it, then closes it, and we
+/// see its bytes and then the end.
+#[test]
+fn a_half_closed_connection_comes_back_half_closed() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("inet-half-closed");
+    let mut srv = Server::start(&work);
+    let (mut c, _) = srv.connect(false);
+    c.get_mut().write_all(b"keep\n").unwrap();
+    assert_eq!(ping(&mut c), "pong 1");
+    c.get_mut().shutdown(std::net::Shutdown::Write).unwrap();
+    let mut line = String::new();
+    c.read_line(&mut line).unwrap();
+    assert_eq!(line, "eof\n");
+    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images), "--tcp-established"]);
+    srv.reap_original();
+    let files = crit_decode(&images.join("files.img"));
+    let states: Vec<String> = files["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["isk"].is_object())
+        .map(|e| e["isk"]["state"].to_string())
+        .collect();
+    // crit names some states and not others: CLOSE_WAIT is 8.
+    assert!(states.iter().any(|s| s == "\"CLOSE_WAIT\"" || s == "8"), "{states:?}");
+    stasis_ok(&["restore", "-D", s(&images), "-d", "--tcp-established"]);
+    srv.assert_same_options();
+    let mut rest = String::new();
+    c.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "bye\n");
+    assert_eq!(srv.connect(false).1, "hello 2");
+}

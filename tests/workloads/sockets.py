@@ -6,7 +6,10 @@ receive buffer it chose), a TCP listener on [::1] (IPV6_V6ONLY, backlog 3), a UD
 it never reads, and a NETLINK_ROUTE socket bound to the link group. It writes DIR/ports,
 DIR/before (the options of each socket) and DIR/ready. Each accepted connection gets
 "hello N" (N counts connections) and is kept open: it answers each line "ping" with "pong M"
-(M counts pings over all connections). Each datagram to the UDP socket gets "echo N:DATA".
+(M counts pings over all connections); it closes a connection whose client closed its side,
+unless the client said "keep" first: then it sends "eof" and keeps it half-closed (CLOSE_WAIT)
+until SIGUSR1, which sends it "bye" and closes it.
+Each datagram to the UDP socket gets "echo N:DATA".
 On SIGUSR1 it writes the datagrams waiting in the sink, with their senders' ports, to DIR/sink,
 then the options again to DIR/result.
 """
@@ -79,11 +82,15 @@ write("ports", "%d %d %d %d\n" % (l4.getsockname()[1], l6.getsockname()[1], u4.g
                                   sink.getsockname()[1]))
 write("before", json.dumps(opts()))
 write("ready", "")
-conns, pending = {}, {}
+conns, pending, halfclosed, keep = {}, {}, [], set()
 count = pings = 0
 while True:
     if report:
         report = False
+        for c in halfclosed:
+            c.sendall(b"bye\n")
+            c.close()
+        halfclosed = []
         sink.setblocking(False)
         got = []
         try:
@@ -112,12 +119,20 @@ while True:
         else:
             data = s.recv(4096)
             if not data:
-                conns.pop(s.fileno()).close()
+                c = conns.pop(s.fileno())
+                if c.fileno() in keep:
+                    keep.discard(c.fileno())
+                    c.sendall(b"eof\n")
+                    halfclosed.append(c)
+                else:
+                    c.close()
                 continue
             buf = pending[s.fileno()] + data
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                if line == b"ping":
+                if line == b"keep":
+                    keep.add(s.fileno())
+                elif line == b"ping":
                     pings += 1
                     s.sendall(b"pong %d\n" % pings)
             pending[s.fileno()] = buf
