@@ -36,6 +36,9 @@
 //! `struct tcp_repair_window`, and the inet socket entry's `state` is [`Connection::state`].
 //! The queue bytes follow the entry in the image: first `inq`, then `outq`.
 //!
+//! Not carried over (as in CRIU): ECN (TCPI_OPT_ECN is saved in `opt_mask` but the kernel has
+//! no repair option for it), microsecond timestamps (they follow the route), urgent data.
+//!
 //! Turning repair mode off resets SO_REUSEADDR (the kernel sets `sk_reuse` to "no"): a
 //! caller that wants it set again sets it after `set_repair(fd, false)`.
 

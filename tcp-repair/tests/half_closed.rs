@@ -18,9 +18,10 @@ struct Conn {
     ba: Stream,
 }
 
-fn setup(v6: bool) -> Conn {
+/// `v6`: 0 IPv4, 1 IPv6, 2 IPv6 sockets with v4-mapped addresses.
+fn setup(v6: u8) -> Conn {
     private_netns();
-    let (a, b) = pair(v6);
+    let (a, b) = if v6 == 2 { pair_mapped() } else { pair(v6 == 1) };
     let mut c = Conn {
         a,
         b,
@@ -46,7 +47,7 @@ fn write_fails(s: &mut TcpStream) {
 
 /// Peer closed its side, we have not read all: CLOSE_WAIT. After restore we read the rest,
 /// then EOF, and can still write.
-fn close_wait(v6: bool) {
+fn close_wait(v6: u8) {
     let mut c = setup(v6);
     c.ba.write(&mut c.b, 50_000);
     shut(&c.b);
@@ -69,7 +70,7 @@ fn close_wait(v6: bool) {
 
 /// We closed our side and the peer acknowledged it: FIN_WAIT2. The peer has read our EOF;
 /// it keeps writing, we read everything and its EOF; we cannot write.
-fn fin_wait2(v6: bool) {
+fn fin_wait2(v6: u8) {
     let mut c = setup(v6);
     shut(&c.a);
     c.ab.read_to_eof(&mut c.b);
@@ -90,7 +91,7 @@ fn fin_wait2(v6: bool) {
 
 /// We wrote and closed, nothing of it acknowledged: FIN_WAIT1 with data and FIN in the
 /// send queue. After restore the peer gets the data and then EOF.
-fn fin_wait1(v6: bool) {
+fn fin_wait1(v6: u8) {
     let mut c = setup(v6);
     c.ba.write(&mut c.b, 30_000);
     c.ba.read(&mut c.a, 10_000);
@@ -111,7 +112,7 @@ fn fin_wait1(v6: bool) {
 }
 
 /// The peer closed, then we wrote and closed, unacknowledged: LAST_ACK.
-fn last_ack(v6: bool) {
+fn last_ack(v6: u8) {
     let mut c = setup(v6);
     c.ba.write(&mut c.b, 30_000);
     shut(&c.b);
@@ -133,7 +134,7 @@ fn last_ack(v6: bool) {
 }
 
 /// Both closed at once, our FIN not acknowledged, the peer's received: CLOSING.
-fn closing(v6: bool) {
+fn closing(v6: u8) {
     let mut c = setup(v6);
     c.ba.write(&mut c.b, 30_000);
     c.ba.read(&mut c.a, 10_000);
@@ -155,41 +156,51 @@ fn closing(v6: bool) {
 
 #[test]
 fn close_wait_v4() {
-    close_wait(false);
+    close_wait(0);
 }
 #[test]
 fn close_wait_v6() {
-    close_wait(true);
+    close_wait(1);
 }
 #[test]
 fn fin_wait2_v4() {
-    fin_wait2(false);
+    fin_wait2(0);
 }
 #[test]
 fn fin_wait2_v6() {
-    fin_wait2(true);
+    fin_wait2(1);
 }
 #[test]
 fn fin_wait1_v4() {
-    fin_wait1(false);
+    fin_wait1(0);
 }
 #[test]
 fn fin_wait1_v6() {
-    fin_wait1(true);
+    fin_wait1(1);
 }
 #[test]
 fn last_ack_v4() {
-    last_ack(false);
+    last_ack(0);
 }
 #[test]
 fn last_ack_v6() {
-    last_ack(true);
+    last_ack(1);
 }
 #[test]
 fn closing_v4() {
-    closing(false);
+    closing(0);
 }
 #[test]
 fn closing_v6() {
-    closing(true);
+    closing(1);
+}
+
+/// A dual-stack socket talking IPv4: the peer's FIN is made as an IPv4 packet.
+#[test]
+fn close_wait_v4_mapped() {
+    close_wait(2);
+}
+#[test]
+fn closing_v4_mapped() {
+    closing(2);
 }

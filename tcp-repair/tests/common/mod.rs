@@ -43,6 +43,19 @@ pub fn pair(v6: bool) -> (TcpStream, TcpStream) {
     (a, b)
 }
 
+/// A connected pair of IPv6 sockets talking IPv4 (addresses ::ffff:127.0.0.1).
+pub fn pair_mapped() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("[::]:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let a = TcpStream::connect(("::ffff:127.0.0.1", port)).unwrap();
+    let (b, _) = l.accept().unwrap();
+    for s in [&a, &b] {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
+    (a, b)
+}
+
 /// A netfilter rule dropping the packets from `from` to `to` (one direction of a connection)
 /// as they come in (INPUT: for the sender they were sent; a drop in OUTPUT would leave them
 /// unsent), removed by the same spec on drop.
@@ -54,6 +67,14 @@ pub struct DropRule {
 
 impl DropRule {
     pub fn new(from: SocketAddr, to: SocketAddr) -> DropRule {
+        let unmap = |a: SocketAddr| match a {
+            SocketAddr::V6(v) => match v.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), v.port()),
+                None => a,
+            },
+            a => a,
+        };
+        let (from, to) = (unmap(from), unmap(to));
         let tool = if from.is_ipv6() { "ip6tables" } else { "iptables" };
         let args: Vec<String> = [
             "INPUT",
