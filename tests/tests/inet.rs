@@ -242,6 +242,10 @@ fn a_connection_to_a_peer_outside_the_tree_continues_after_a_restore() {
     assert_eq!(srv.connect(false).1, "hello 3");
     assert!(lock_rules(srv.ports[0]).is_empty() && lock_rules(srv.ports[1]).is_empty());
     srv.assert_same_options();
+    // Leaving repair mode clears SO_REUSEADDR: the v4 connection (from the listener that
+    // has it) have it again, the v6 one (whose listener has not) has not.
+    let reuse: Value = serde_json::from_str(&std::fs::read_to_string(work.join("conns")).unwrap()).unwrap();
+    assert_eq!(reuse, serde_json::json!([false, true]));
     // The server ends the connection cleanly when we close ours.
     drop(c6);
     c4.get_mut().shutdown(std::net::Shutdown::Write).unwrap();
@@ -375,7 +379,14 @@ fn a_half_closed_connection_comes_back_half_closed() {
     let mut line = String::new();
     c.read_line(&mut line).unwrap();
     assert_eq!(line, "eof\n");
-    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images), "--tcp-established"]);
+    stasis_ok(&[
+        "dump",
+        "-t",
+        &srv.pid.to_string(),
+        "-D",
+        s(&images),
+        "--tcp-established",
+    ]);
     srv.reap_original();
     let files = crit_decode(&images.join("files.img"));
     let states: Vec<String> = files["entries"]

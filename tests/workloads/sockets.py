@@ -100,6 +100,8 @@ while True:
         except BlockingIOError:
             pass
         write("sink", json.dumps(got))
+        # SO_REUSEADDR of each open connection (accepted ones inherit their listener's).
+        write("conns", json.dumps(sorted(c.getsockopt(S, socket.SO_REUSEADDR) != 0 for c in conns.values())))
         write("result", json.dumps(opts()))
     try:
         ready, _, _ = select.select([l4, l6, u4] + list(conns.values()), [], [], 0.2)

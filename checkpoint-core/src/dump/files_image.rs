@@ -313,6 +313,7 @@ impl FilesImage {
                 conn: crate::netlock::Conn { local, remote },
                 what: now.describe(),
                 sock: ours,
+                reuseaddr: entry.opts.reuseaddr == Some(true),
             });
         }
         Ok(id)

@@ -85,12 +85,15 @@ pub struct Pending {
     pub conn: Conn,
     pub what: String,
     pub sock: OwnedFd,
+    /// SO_REUSEADDR, which leaving repair mode clears: set again after.
+    pub reuseaddr: bool,
 }
 
 /// The connections a dump put in repair mode, and their lock.
 #[derive(Debug)]
 pub struct Repaired {
-    socks: Vec<OwnedFd>,
+    /// Our copies of the connections, and whether each had SO_REUSEADDR.
+    socks: Vec<(OwnedFd, bool)>,
     lock: Option<NetLock>,
 }
 
@@ -115,7 +118,7 @@ impl Repaired {
     /// The tasks are about to be killed: their connections go back to repair mode, so that
     /// closing them sends nothing and leaves nothing.
     pub fn before_kill(&self) {
-        for s in &self.socks {
+        for (s, _) in &self.socks {
             let _ = tcp_repair::set_repair(s.as_fd(), true);
         }
     }
@@ -134,8 +137,8 @@ impl Drop for Repaired {
     fn drop(&mut self) {
         // A failed dump: a connection put back in repair mode for a kill that did not come
         // leaves it. (The lock unlocks itself when dropped.)
-        for s in &self.socks {
-            let _ = tcp_repair::set_repair(s.as_fd(), false);
+        for (s, reuseaddr) in &self.socks {
+            let _ = leave_repair(s.as_fd(), *reuseaddr);
         }
     }
 }
@@ -163,8 +166,8 @@ pub fn save_all(
         let fail = |e: &dyn std::fmt::Display| (p.pid, format!("fd {} ({}): {e}", p.fd, p.what));
         tcp_repair::set_repair(p.sock.as_fd(), true).map_err(|e| fail(&e))?;
         let saved = save(p.sock.as_fd());
-        let left = tcp_repair::set_repair(p.sock.as_fd(), false);
-        repaired.socks.push(p.sock);
+        let left = leave_repair(p.sock.as_fd(), p.reuseaddr);
+        repaired.socks.push((p.sock, p.reuseaddr));
         let c = saved.map_err(|e| fail(&e))?;
         left.map_err(|e| fail(&e))?;
         let (entry, data) = stream_entry(&c);
@@ -210,7 +213,13 @@ pub fn restore(fd: BorrowedFd<'_>, e: &InetSkEntry, c: &Connection) -> io::Resul
         .map_err(|x| io::Error::other(format!("socket {} ({}): repair: {x}", e.ino, super::inet::describe(e))))
 }
 
-/// Takes a restored connection out of repair mode: from here on it talks to its peer.
-pub fn leave_repair(fd: BorrowedFd<'_>) -> io::Result<()> {
-    tcp_repair::set_repair(fd, false).map_err(io::Error::other)
+/// Takes a connection out of repair mode: from here on it talks to its peer. Leaving repair
+/// mode clears SO_REUSEADDR (the kernel forces reuse while in it): it is set again if the
+/// socket had it.
+pub fn leave_repair(fd: BorrowedFd<'_>, reuseaddr: bool) -> io::Result<()> {
+    tcp_repair::set_repair(fd, false).map_err(io::Error::other)?;
+    if reuseaddr {
+        crate::sys::set_sockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    }
+    Ok(())
 }

@@ -18,8 +18,8 @@ use crate::netlock::{Conn, NetLock};
 pub struct MadeSockets {
     /// Our fd for each socket, by files.img id.
     pub by_id: Vec<(u32, Rc<OwnedFd>)>,
-    /// The connections in repair mode.
-    repaired: Vec<Rc<OwnedFd>>,
+    /// The connections in repair mode, and whether each had SO_REUSEADDR.
+    repaired: Vec<(Rc<OwnedFd>, bool)>,
     /// The lock held until the tree runs, and the connections whose lock (ours, or the
     /// dump's) is lifted then.
     lock: Option<NetLock>,
@@ -107,6 +107,11 @@ pub fn make(
             std::io::Error::new(e.kind(), format!("pid {pid}: fd {fd}: {e}"))
         }
     };
+    let reuse: std::collections::BTreeMap<u32, bool> = tree
+        .inet
+        .iter()
+        .map(|e| (e.id, e.opts.reuseaddr == Some(true)))
+        .collect();
     let build = || -> std::io::Result<Vec<(u32, OwnedFd, bool)>> {
         let mut out = Vec::new();
         let order = |e: &&crate::image::pb::InetSkEntry| match e.state as u8 {
@@ -172,7 +177,8 @@ pub fn make(
     for (id, fd, repaired) in sockets {
         let fd = Rc::new(fd);
         if repaired {
-            made.repaired.push(fd.clone());
+            made.repaired
+                .push((fd.clone(), reuse.get(&id).copied().unwrap_or(false)));
         }
         made.by_id.push((id, fd));
     }
@@ -182,8 +188,9 @@ pub fn make(
 impl MadeSockets {
     /// The tree is built: the connections leave repair mode.
     pub fn connect(&mut self, pid: i32) -> Result<(), RestoreError> {
-        for fd in self.repaired.drain(..) {
-            crate::fds::tcp::leave_repair(fd.as_fd()).map_err(object(pid, "a TCP connection leaving repair mode"))?;
+        for (fd, reuseaddr) in self.repaired.drain(..) {
+            crate::fds::tcp::leave_repair(fd.as_fd(), reuseaddr)
+                .map_err(object(pid, "a TCP connection leaving repair mode"))?;
         }
         Ok(())
     }
