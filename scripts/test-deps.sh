@@ -12,11 +12,12 @@
 #   podman, conmon, catatonit, containernetworking-plugins
 #                        the podman tests, without recommends: crun, podman's default runtime,
 #                        cannot run on these hybrid cgroups (the tests name stasis-runc anyway)
+#   iproute2, iptables   what a container's own network namespace is saved and made again with
 #   the rest             tools the tests and scripts call (unshare, nsenter, mount, flock, tar...)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-packages=(criu make gcc libc6-dev runc busybox-static containerd umoci tar hostname util-linux mount
+packages=(criu make gcc libc6-dev runc busybox-static containerd umoci tar hostname util-linux mount iproute2 iptables
     ca-certificates debian-archive-keyring)
 bare_packages=(podman conmon catatonit containernetworking-plugins)
 

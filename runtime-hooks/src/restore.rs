@@ -210,6 +210,7 @@ fn restore(
             shell_job: flag("shell-job") || bundle.terminal(),
             cgroup_settings,
             declared_mounts: bundle.declared_mounts(),
+            externals: args.externals.clone(),
             inherit_fds: descriptors
                 .iter()
                 .enumerate()

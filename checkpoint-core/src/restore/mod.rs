@@ -51,6 +51,9 @@ pub struct RestoreOpts {
     /// Inside a container: the mount points its runtime makes (from its config). A saved mount
     /// elsewhere was the container's own, made again (a CRIU image does not say which).
     pub declared_mounts: Vec<String>,
+    /// Inside a container: `--external` values (CRIU's forms), e.g. `veth[IF]:OUTSIDE[@BRIDGE]`
+    /// for the outside end of a veth pair of its network namespace.
+    pub externals: Vec<String>,
 }
 
 /// What a restore did.
