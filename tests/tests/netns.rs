@@ -137,7 +137,7 @@ fn pings(addr: &str) -> bool {
 /// 1400, a route through .1), `outside` on the host (.1/24), and a sysctl or two changed.
 fn container_with_veth(scratch: &Path, work: &Path, id: &str, n: &Names) -> (Container, HostLink, i32, u64) {
     let c = Container::counting(scratch, id);
-    let init = c.start(work);
+    let init = c.start_quiet(work);
     let before = wait_count_above(&c.rootfs(), 3);
     let peer = format!("{}p", n.outside);
     host_ip(&["link", "add", &n.outside, "type", "veth", "peer", "name", &peer]);
@@ -224,6 +224,19 @@ fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_
             "no {prefix}*.img in {listed:?}"
         );
     }
+    // CRIU's crit reads the devices and sysctls as saved.
+    let netdev = listed.iter().find(|f| f.starts_with("netdev-")).unwrap();
+    let devices = ctests::crit_decode(&images.join(netdev));
+    let eth0 = devices["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "eth0")
+        .unwrap_or_else(|| panic!("no eth0 in {devices}"));
+    assert_eq!((&eth0["type"], &eth0["mtu"]), (&"VETH".into(), &1400.into()), "{eth0}");
+    assert_eq!(eth0["conf4"].as_array().map(Vec::len), Some(30), "{eth0}");
+    let netns = ctests::crit_decode(&images.join(netdev.replace("netdev-", "netns-")));
+    assert_eq!(netns["entries"][0]["unix_conf"][0]["iarg"], 77, "{netns}");
     // The container's namespace is gone, and with it (once the kernel cleaned it up) both
     // ends of the pair.
     let start = std::time::Instant::now();

@@ -212,6 +212,14 @@ pub fn restore(pid: i32, dir: &ImageDir, externals: &[ExternalLink]) -> Result<(
     };
     let devices: Vec<NetDeviceEntry> = dir.read_all(ImageKind::Netdev, id).map_err(|e| e.to_string())?;
     let netns: Option<NetnsEntry> = dir.read_one(ImageKind::Netns, id).map_err(|e| e.to_string())?;
+    // Only into a new namespace: one joined by path (the manager's) is not ours to change.
+    let present = in_ns(pid, links::list)?;
+    if let Some(other) = present.iter().find(|l| l.kind != "loopback") {
+        return Err(format!(
+            "the container's network namespace is not a new one (it has the device {}): the saved one is not made again in it",
+            other.name
+        ));
+    }
     let mut made = links::Made::default();
     let result = (|| {
         if let Some(n) = &netns {
