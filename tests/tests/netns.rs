@@ -88,6 +88,17 @@ fn net_state(pid: i32) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(","),
         inside(pid, "ip", &["-4", "route", "show"]),
+        inside(pid, "ip", &["-6", "addr", "show", "dev", "eth0", "scope", "global"])
+            .lines()
+            .filter(|l| l.contains("inet6 "))
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(","),
+        inside(pid, "ip", &["-6", "route", "show", "table", "main"])
+            .lines()
+            .filter(|l| l.starts_with("fd1"))
+            .collect::<Vec<_>>()
+            .join("\n"),
         format!("arp_ignore {}", sysctl(pid, "net/ipv4/conf/eth0/arp_ignore")),
         format!("default rp_filter {}", sysctl(pid, "net/ipv4/conf/default/rp_filter")),
         format!("max_dgram_qlen {}", sysctl(pid, "net/unix/max_dgram_qlen")),
@@ -157,6 +168,12 @@ fn container_with_veth(scratch: &Path, work: &Path, id: &str, n: &Names) -> (Con
     );
     inside(init, "ip", &["addr", "add", &addr, "dev", "eth0"]);
     inside(init, "ip", &["route", "add", &far, "via", &gw]);
+    let (addr6, far6) = (
+        format!("fd13:{:x}::2/64", n.subnet),
+        format!("fd14:{:x}::/64", n.subnet),
+    );
+    inside(init, "ip", &["-6", "addr", "add", &addr6, "dev", "eth0", "nodad"]);
+    inside(init, "ip", &["-6", "route", "add", &far6, "dev", "eth0", "metric", "7"]);
     set_sysctl(init, "net/ipv4/conf/eth0/arp_ignore", "2");
     set_sysctl(init, "net/ipv4/conf/default/rp_filter", "2");
     set_sysctl(init, "net/unix/max_dgram_qlen", "77");
@@ -203,6 +220,19 @@ fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_
     );
 
     let state = net_state(init);
+    let all = state.join("\n");
+    for part in [
+        "mtu 1400",
+        "10.214.",
+        "inet6 fd13:",
+        "fd14:",
+        "arp_ignore 2",
+        "rp_filter 2",
+        "qlen 77",
+        "--dport 9 -j DROP",
+    ] {
+        assert!(all.contains(part), "{part} is not in what is compared: {all}");
+    }
     let counted = wait_count_above(&c.rootfs(), 5);
     ok("checkpoint", checkpoint(&c, &images, &["--external", "veth[eth0]"]));
     c.wait_gone();
