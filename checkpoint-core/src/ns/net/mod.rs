@@ -137,6 +137,52 @@ fn run(program: &str, args: &[&str], input: Option<File>, output: Option<File>) 
     Ok(if captured { out.stdout } else { Vec::new() })
 }
 
+/// A program started by [`Running::start`], writing into an image.
+struct Running {
+    child: std::process::Child,
+    what: String,
+    /// An image left empty if the program fails (else the failure is an error).
+    may_fail: Option<std::path::PathBuf>,
+}
+
+impl Running {
+    /// Starts `program args` (in the calling thread's network namespace), its stdout into
+    /// `output`.
+    fn start(program: &str, args: &[&str], output: File, may_fail: Option<std::path::PathBuf>) -> Result<Self, String> {
+        let child = Command::new(program)
+            .args(args)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{program}: {e}"))?;
+        Ok(Running {
+            child,
+            what: format!("{program} {}", args.join(" ")),
+            may_fail,
+        })
+    }
+
+    /// Waits for it; an error names the command and what it said.
+    fn finish(self) -> Result<(), String> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| format!("{}: {e}", self.what))?;
+        match self.may_fail {
+            _ if out.status.success() => Ok(()),
+            Some(path) => std::fs::write(&path, b"").map_err(|e| format!("{}: {e}", path.display())),
+            None => Err(format!(
+                "`{}` failed ({}): {}",
+                self.what,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        }
+    }
+}
+
 /// Whether `program` is on the PATH.
 fn have(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
@@ -154,21 +200,6 @@ pub fn check(pid: i32, externals: &[ExternalLink]) -> Result<(), String> {
 /// namespace sysctls, addresses, routes, rules, iptables.
 pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) -> Result<(), String> {
     let id = u64::from(ns_id);
-    let (devices, netns) = in_ns(pid, || {
-        let devices = links::list()?;
-        links::check(&devices, externals)?;
-        let mut entries: Vec<NetDeviceEntry> = devices.into_iter().map(|d| d.entry(ns_id)).collect();
-        for e in &mut entries {
-            e.conf4 = sysctl::read_conf(sysctl::V4, &e.name);
-            e.conf6 = sysctl::read_conf(sysctl::V6, &e.name);
-        }
-        Ok((entries, sysctl::read_netns()))
-    })
-    .map_err(|e| format!("its network namespace: {e}"))?;
-    dir.write_all(ImageKind::Netdev, id, &devices)
-        .map_err(|e| e.to_string())?;
-    dir.write_all(ImageKind::Netns, id, &[netns])
-        .map_err(|e| e.to_string())?;
     let raw = |kind| dir.create_raw(kind, id).map_err(|e| e.to_string());
     let images = routing::Images {
         ifaddr: raw(ImageKind::Ifaddr)?,
@@ -180,11 +211,29 @@ pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) ->
         v4: raw(ImageKind::Iptables)?,
         v6: raw(ImageKind::Ip6tables)?,
     };
-    in_ns(pid, move || {
-        routing::save(images)?;
-        netfilter::save(tables)
+    // The tree is frozen meanwhile: the programs run side by side, while the links and
+    // sysctls are read.
+    let (devices, netns) = in_ns(pid, move || {
+        let mut running = routing::start_save(images)?;
+        running.extend(netfilter::start_save(tables)?);
+        let read = (|| -> Result<_, String> {
+            let devices = links::list()?;
+            links::check(&devices, externals)?;
+            let mut entries: Vec<NetDeviceEntry> = devices.into_iter().map(|d| d.entry(ns_id)).collect();
+            for e in &mut entries {
+                e.conf4 = sysctl::read_conf(sysctl::V4, &e.name);
+                e.conf6 = sysctl::read_conf(sysctl::V6, &e.name);
+            }
+            Ok((entries, sysctl::read_netns()))
+        })();
+        let saved: Result<Vec<()>, String> = running.into_iter().map(Running::finish).collect();
+        let read = read?;
+        saved.map(|_| read)
     })
-    .map_err(|e| format!("its network namespace: {e}"))
+    .map_err(|e| format!("its network namespace: {e}"))?;
+    dir.write_all(ImageKind::Netdev, id, &devices)
+        .map_err(|e| e.to_string())?;
+    dir.write_all(ImageKind::Netns, id, &[netns]).map_err(|e| e.to_string())
 }
 
 /// Makes the saved network namespace again in the new one of `pid` (a new container's init):

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 
-use super::{have, run};
+use super::{have, run, Running};
 
 /// The images a dump writes (created, empty).
 pub struct Images {
@@ -20,16 +20,17 @@ pub struct Saved {
     pub v6: Option<File>,
 }
 
-/// Saves the calling thread's namespace's iptables and ip6tables rules. Without the
-/// programs on this host the images stay empty: nothing made rules through them.
-pub fn save(images: Images) -> Result<(), String> {
+/// Starts saving the calling thread's namespace's iptables and ip6tables rules. Without
+/// the programs on this host the images stay empty: nothing made rules through them.
+pub(super) fn start_save(images: Images) -> Result<Vec<Running>, String> {
+    let mut running = Vec::new();
     if have("iptables-save") {
-        run("iptables-save", &[], None, Some(images.v4.0))?;
+        running.push(Running::start("iptables-save", &[], images.v4.0, None)?);
     }
     if have("ip6tables-save") && std::path::Path::new("/proc/sys/net/ipv6").exists() {
-        run("ip6tables-save", &[], None, Some(images.v6.0))?;
+        running.push(Running::start("ip6tables-save", &[], images.v6.0, None)?);
     }
-    Ok(())
+    Ok(running)
 }
 
 /// Makes the saved rules again in the calling thread's namespace.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use std::io::Read;
 
-use super::run;
+use super::{run, Running};
 
 /// The images a dump writes (created, empty).
 pub struct Images {
@@ -34,19 +34,19 @@ fn ipv6() -> bool {
     std::path::Path::new("/proc/sys/net/ipv6").exists()
 }
 
-/// Saves the calling thread's namespace's addresses, routes and rules.
-pub fn save(images: Images) -> Result<(), String> {
-    run("ip", &["addr", "save"], None, Some(images.ifaddr.0))?;
-    run("ip", &["route", "save"], None, Some(images.route.0))?;
+/// Starts saving the calling thread's namespace's addresses, routes and rules.
+pub(super) fn start_save(images: Images) -> Result<Vec<Running>, String> {
+    let mut running = vec![
+        Running::start("ip", &["addr", "save"], images.ifaddr.0, None)?,
+        Running::start("ip", &["route", "save"], images.route.0, None)?,
+    ];
     if ipv6() {
-        run("ip", &["-6", "route", "save"], None, Some(images.route6.0))?;
+        running.push(Running::start("ip", &["-6", "route", "save"], images.route6.0, None)?);
     }
     // As CRIU: an `ip` that cannot save rules leaves the image empty, not the dump failed.
     let (rule, path) = images.rule;
-    if run("ip", &["rule", "save"], None, Some(rule)).is_err() {
-        let _ = std::fs::write(&path, b"");
-    }
-    Ok(())
+    running.push(Running::start("ip", &["rule", "save"], rule, Some(path))?);
+    Ok(running)
 }
 
 /// Makes the saved addresses, routes and rules again in the calling thread's namespace.
