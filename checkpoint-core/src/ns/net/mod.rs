@@ -248,6 +248,7 @@ pub fn restore(pid: i32, dir: &ImageDir, externals: &[ExternalLink]) -> Result<(
         .filter(|(k, _)| *k == ImageKind::Netdev)
         .map(|(_, id)| id)
         .collect();
+    ids.sort_unstable();
     ids.dedup();
     let id = match ids.as_slice() {
         [] => return Ok(()),
