@@ -12,15 +12,16 @@
 #   podman, conmon, catatonit, containernetworking-plugins
 #                        the podman tests, without recommends: crun, podman's default runtime,
 #                        cannot run on these hybrid cgroups (the tests name stasis-runc anyway)
-#   redis-server, redis-tools, nginx-light, python3, iptables
-#                        the network and unix-socket tests' servers, clients and the network
-#                        lock's rules
+#   redis-server, redis-tools, nginx-light, python3
+#                        the network and unix-socket tests' servers and clients
+#   iproute2, iptables   the network lock's rules; what a container's own network namespace is
+#                        saved and made again with
 #   the rest             tools the tests and scripts call (unshare, nsenter, mount, flock, tar...)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-packages=(criu make gcc libc6-dev runc busybox-static containerd umoci tar hostname util-linux mount
-    ca-certificates debian-archive-keyring redis-server redis-tools nginx-light python3 iptables)
+packages=(criu make gcc libc6-dev runc busybox-static containerd umoci tar hostname util-linux mount iproute2 iptables
+    ca-certificates debian-archive-keyring redis-server redis-tools nginx-light python3)
 bare_packages=(podman conmon catatonit containernetworking-plugins)
 
 missing() {

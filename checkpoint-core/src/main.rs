@@ -162,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 inherit_fds: inherit_fd,
                 cgroup_settings: false,
                 declared_mounts: Vec::new(),
+                externals: Vec::new(),
             };
             let r = restore::restore(&opts)?;
             eprintln!(

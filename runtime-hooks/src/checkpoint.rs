@@ -119,6 +119,7 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
                 .into_iter()
                 .chain(args.flags.get("empty-ns").map(|k| oci_bundles::ns_kind(k)))
                 .collect(),
+            externals: args.externals.clone(),
         }),
     };
     let report = checkpoint_core::dump::dump(&opts)

@@ -147,6 +147,9 @@ pub struct VerbArgs {
     pub flags: BTreeMap<String, String>,
     pub id: Option<String>,
     pub help: bool,
+    /// Ours, repeatable (runc has none): `--external KEY[:VALUE]` as CRIU takes it, e.g.
+    /// `veth[eth0]:vethXYZ@br0` for a veth pair of the container's own network namespace.
+    pub externals: Vec<String>,
 }
 
 /// Parses what follows `checkpoint` or `restore`.
@@ -157,6 +160,18 @@ pub fn parse_verb(verb: &'static str, rest: &[String]) -> Result<VerbArgs, CliEr
     while i < rest.len() {
         match flag(&rest[i]) {
             Some(("help" | "h", _)) => out.help = true,
+            Some(("external", inline)) => {
+                let value = match inline {
+                    Some(v) => v.to_owned(),
+                    None => {
+                        i += 1;
+                        rest.get(i)
+                            .cloned()
+                            .ok_or_else(|| CliError::MissingValue("external".into()))?
+                    }
+                };
+                out.externals.push(value);
+            }
             Some((name, inline)) => {
                 let &(_, takes) = known
                     .iter()
@@ -241,5 +256,16 @@ mod tests {
         );
         assert!(parse_verb("checkpoint", &args("--leave-running")).is_err());
         assert!(parse_verb("checkpoint", &args("--help")).unwrap().help);
+    }
+
+    #[test]
+    fn external_repeats() {
+        let v = parse_verb(
+            "restore",
+            &args("--external veth[eth0]:a --external=veth[eth1]:b@br id"),
+        )
+        .unwrap();
+        assert_eq!(v.externals, args("veth[eth0]:a veth[eth1]:b@br"));
+        assert_eq!(v.id.as_deref(), Some("id"));
     }
 }

@@ -30,6 +30,8 @@ OPTIONS:
    --pre-dump                   dump the container's memory only, leave it running
    --manage-cgroups-mode value  cgroups mode: 'soft' (default), 'full' and 'strict'
    --empty-ns value             create a namespace, but don't restore its properties
+   --external value             (Stasis, repeatable) a device whose other side is outside the
+                                container's network namespace: veth[IF], macvlan[IF]
 ";
 
 const RESTORE_HELP: &str = "NAME:
@@ -54,6 +56,9 @@ OPTIONS:
    --no-subreaper               disable the use of the subreaper used to reap reparented processes
    --no-pivot                   do not use pivot root to jail process inside rootfs
    --empty-ns value             create a namespace, but don't restore its properties
+   --external value             (Stasis, repeatable) the outside side of a device of the
+                                container's network namespace: veth[IF]:NAME[@BRIDGE] makes the
+                                veth pair's outside end NAME here (on BRIDGE), macvlan[IF]:LOWER
 ";
 
 /// Hands the whole command line to the delegate runtime (replacing this process).

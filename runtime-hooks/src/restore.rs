@@ -212,6 +212,7 @@ fn restore(
             tcp_established: flag("tcp-established"),
             tcp_close: flag("tcp-close"),
             declared_mounts: bundle.declared_mounts(),
+            externals: args.externals.clone(),
             inherit_fds: descriptors
                 .iter()
                 .enumerate()

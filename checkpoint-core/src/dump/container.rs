@@ -1,6 +1,6 @@
 //! A container's dump: its namespaces checked before anything is frozen (it is a whole
 //! container, and holds nothing its runtime would not make again), then what they hold saved
-//! (mounts, tmpfs contents, SysV IPC, loopback state, cgroup settings).
+//! (mounts, tmpfs contents, SysV IPC, its network namespace, cgroup settings).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,7 +11,7 @@ use crate::image::pb;
 use crate::image::{ImageDir, ImageKind};
 
 /// A container's namespaces, checked at its root (its init) before anything is frozen: it is
-/// the init of its pid namespace, its network namespace has only a loopback device, its IPC
+/// the init of its pid namespace, its network namespace has only devices made again, its IPC
 /// namespace is empty, and its mounts are those its runtime makes. Returns the container's
 /// mounts, if it has its own mount namespace.
 pub(super) fn check_container(
@@ -30,13 +30,8 @@ pub(super) fn check_container(
         }
     }
     if own.contains(&"net") && !spec.external.iter().any(|k| k == "net") {
-        let devices = ns::net::devices(root).map_err(|e| DumpError::proc(root, "net/dev", e))?;
-        if let Some(dev) = devices.iter().find(|d| *d != "lo") {
-            return Err(refuse(format!(
-                "its network namespace has the device {dev}: only a loopback device is made again"
-            )));
-        }
-        ns::net::check(root).map_err(refuse)?;
+        let externals = ns::net::externals(&spec.externals).map_err(refuse)?;
+        ns::net::check(root, &externals).map_err(refuse)?;
     }
     if own.contains(&"ipc") && !spec.external.iter().any(|k| k == "ipc") {
         let n = ns::ipc::posix_queues(root);
@@ -83,7 +78,7 @@ pub(super) fn check_container_files(
 
 /// What a container's own namespaces (`own`, of root task `root` with namespace ids `ids`)
 /// and cgroups hold that its runtime does not make again: its mounts and tmpfs contents, its
-/// SysV objects (made again at their ids), its loopback's state, its cgroups' settings.
+/// SysV objects (made again at their ids), its network namespace, its cgroups' settings.
 pub(super) fn dump_container(
     dir: &ImageDir,
     root: i32,
@@ -98,7 +93,8 @@ pub(super) fn dump_container(
         dump_mounts(dir, root, ids.mnt_ns_id.unwrap_or(0), view)?;
     }
     if saved("net") {
-        crate::ns::net::dump(root, dir, ids.net_ns_id.unwrap_or(0)).map_err(refuse)?;
+        let externals = crate::ns::net::externals(&spec.externals).map_err(refuse)?;
+        crate::ns::net::dump(root, dir, ids.net_ns_id.unwrap_or(0), &externals).map_err(refuse)?;
     }
     if saved("ipc") {
         crate::ns::ipc::dump(root, dir, ids.ipc_ns_id.unwrap_or(0)).map_err(refuse)?;

@@ -26,6 +26,9 @@ pub struct ContainerSpec {
     /// Namespace kinds (as /proc/PID/ns names them) whose contents are not the container's
     /// to save: joined at a path its config names, or set up by the caller (`--empty-ns`).
     pub external: Vec<String>,
+    /// `--external` values (CRIU's forms): `veth[IF]` and `macvlan[IF]` declare devices of its
+    /// own network namespace whose other side is outside (see [`net::parse_external`]).
+    pub externals: Vec<String>,
 }
 
 /// The inode of `pid`'s namespace of `kind` (`pid` may be "self").

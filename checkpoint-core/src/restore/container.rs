@@ -1,6 +1,6 @@
 //! A restore into a container: its init (made by its runtime) checked and taken over, and what
 //! the container's namespaces held made again before any file is opened: its own tmpfs mounts
-//! and their contents, its SysV IPC objects, its loopback's state, its cgroup settings.
+//! and their contents, its SysV IPC objects, its network namespace, its cgroup settings.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -44,7 +44,9 @@ pub(super) fn prepare(
         shared.console = Some(console);
     }
     restore_ipc(dir, &listed, init.pid(), pid0)?;
-    crate::ns::net::restore(init.pid(), dir).map_err(|what| RestoreError::Unsupported { pid: pid0, what })?;
+    crate::ns::net::externals(&opts.externals)
+        .and_then(|ext| crate::ns::net::restore(init.pid(), dir, &ext))
+        .map_err(|what| RestoreError::Unsupported { pid: pid0, what })?;
     if opts.cgroup_settings {
         if let Some(saved) = dir.read_one::<crate::image::pb::CgroupEntry>(ImageKind::Cgroup, 0)? {
             crate::ns::cgroup::apply(init.pid(), &saved)

@@ -56,6 +56,9 @@ pub struct RestoreOpts {
     pub tcp_established: bool,
     /// Restore established TCP connections closed (CRIU's `--tcp-close`).
     pub tcp_close: bool,
+    /// Inside a container: `--external` values (CRIU's forms), e.g. `veth[IF]:OUTSIDE[@BRIDGE]`
+    /// for the outside end of a veth pair of its network namespace.
+    pub externals: Vec<String>,
 }
 
 /// What a restore did.

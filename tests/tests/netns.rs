@@ -1,0 +1,438 @@
+//! A runc container that owns its network namespace, with a veth pair to the host (or a
+//! macvlan), checkpointed and restored through stasis-runc: its devices (name, MAC, MTU,
+//! state), addresses, routes, sysctls and iptables rules come back, the outside end of the
+//! pair is made again in our namespace under the name `--external veth[eth0]:NAME` gives (on
+//! a bridge with `@BRIDGE`), the address answers pings from the host, and the container's
+//! counter goes on. Every device the tests make is named after the test's pid and removed by
+//! name however the test ends; the containers are deleted on drop.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use ctests::container::{assert_counts_on_from, ok, wait_count_above, Container};
+use ctests::workload::test_dirs;
+
+/// A host network device of ours, removed (by name) on drop; removing one end of a veth pair
+/// removes both.
+struct HostLink(String);
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        let _ = run("ip", &["link", "del", "dev", &self.0]);
+    }
+}
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin).args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// Runs `ip ARGS` on the host, asserting success; its stdout.
+fn host_ip(args: &[&str]) -> String {
+    String::from_utf8(ok(&format!("ip {args:?}"), run("ip", args))).unwrap()
+}
+
+/// Runs `program ARGS` in the network namespace of `pid` (nsenter), asserting success.
+fn inside(pid: i32, program: &str, args: &[&str]) -> String {
+    let ns = format!("--net=/proc/{pid}/ns/net");
+    let mut argv = vec![ns.as_str(), program];
+    argv.extend(args);
+    String::from_utf8(ok(&format!("{program} {args:?} in {pid}"), run("nsenter", &argv))).unwrap()
+}
+
+/// Reads a sysctl of the network namespace of `pid` (`net/ipv4/conf/eth0/arp_ignore`...).
+fn sysctl(pid: i32, path: &str) -> String {
+    inside(pid, "cat", &[&format!("/proc/sys/{path}")]).trim().to_owned()
+}
+
+fn set_sysctl(pid: i32, path: &str, value: &str) {
+    inside(pid, "sh", &["-c", &format!("echo {value} > /proc/sys/{path}")]);
+}
+
+/// The names the test's devices take, and its subnet 10.213.N.0/24.
+struct Names {
+    outside: String,
+    subnet: u32,
+}
+
+fn names(tag: &str) -> Names {
+    let pid = std::process::id();
+    Names {
+        outside: format!("st{tag}h{pid}"),
+        subnet: pid % 250 + 1,
+    }
+}
+
+/// What the test compares before and after: eth0's MAC, MTU and state, the addresses, the
+/// routes, sysctls of the device and the namespace, the iptables rules.
+fn net_state(pid: i32) -> Vec<String> {
+    let link = inside(pid, "ip", &["-j", "link", "show", "eth0"]);
+    let link: serde_json::Value = serde_json::from_str(&link).unwrap();
+    let link = &link[0];
+    let mut flags: Vec<String> = link["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .filter(|f| f != "NO-CARRIER" && f != "LOWER_UP")
+        .collect();
+    flags.sort();
+    vec![
+        format!("ifindex {}", link["ifindex"]),
+        format!("mac {}", link["address"]),
+        format!("mtu {}", link["mtu"]),
+        format!("flags {flags:?}"),
+        inside(pid, "ip", &["-4", "addr", "show", "dev", "eth0"])
+            .lines()
+            .filter(|l| l.contains("inet "))
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(","),
+        inside(pid, "ip", &["-4", "route", "show"]),
+        inside(pid, "ip", &["-6", "addr", "show", "dev", "eth0", "scope", "global"])
+            .lines()
+            .filter(|l| l.contains("inet6 "))
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(","),
+        inside(pid, "ip", &["-6", "route", "show", "table", "main"])
+            .lines()
+            .filter(|l| l.starts_with("fd1"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        format!("arp_ignore {}", sysctl(pid, "net/ipv4/conf/eth0/arp_ignore")),
+        format!("default rp_filter {}", sysctl(pid, "net/ipv4/conf/default/rp_filter")),
+        format!("max_dgram_qlen {}", sysctl(pid, "net/unix/max_dgram_qlen")),
+        inside(pid, "iptables", &["-S"]),
+    ]
+}
+
+fn checkpoint(c: &Container, images: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["checkpoint", "--image-path", images.to_str().unwrap()];
+    args.extend(extra);
+    args.push("{}");
+    c.stasis_runc(&args)
+}
+
+fn restore(c: &Container, images: &Path, work: &Path, extra: &[&str]) -> (bool, String) {
+    let pid_file = work.join("restored.pid");
+    let mut args = vec!["restore"];
+    args.extend(extra);
+    args.extend([
+        "--image-path",
+        images.to_str().unwrap(),
+        "--work-path",
+        work.to_str().unwrap(),
+        "--bundle",
+        c.bundle.to_str().unwrap(),
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "{}",
+    ]);
+    let _ = std::fs::remove_file(work.join("err"));
+    let cmd = c.cmd(ctests::workspace_bin("stasis-runc").to_str().unwrap(), &args);
+    let ok = c.run_detached(cmd, work).success();
+    (ok, std::fs::read_to_string(work.join("err")).unwrap_or_default())
+}
+
+fn init_pid(c: &Container) -> i32 {
+    c.state()["pid"].as_i64().unwrap() as i32
+}
+
+/// The host can reach `addr` (one ping of busybox's, two seconds).
+fn pings(addr: &str) -> bool {
+    run("busybox", &["ping", "-c1", "-W2", addr]).status.success()
+}
+
+/// A counting container with a veth pair to the host: eth0 inside (10.213.N.2/24, MAC, MTU
+/// 1400, a route through .1), `outside` on the host (.1/24), and a sysctl or two changed.
+fn container_with_veth(scratch: &Path, work: &Path, id: &str, n: &Names) -> (Container, HostLink, i32, u64) {
+    let c = Container::counting(scratch, id);
+    let init = c.start_quiet(work);
+    let before = wait_count_above(&c.rootfs(), 3);
+    let peer = format!("{}p", n.outside);
+    host_ip(&["link", "add", &n.outside, "type", "veth", "peer", "name", &peer]);
+    let link = HostLink(n.outside.clone());
+    host_ip(&["link", "set", &peer, "netns", &init.to_string()]);
+    let mac = format!("02:13:00:00:{:02x}:02", n.subnet);
+    let (addr, gw, far) = (
+        format!("10.213.{}.2/24", n.subnet),
+        format!("10.213.{}.1", n.subnet),
+        format!("10.214.{}.0/24", n.subnet),
+    );
+    inside(init, "ip", &["link", "set", &peer, "name", "eth0"]);
+    inside(
+        init,
+        "ip",
+        &["link", "set", "eth0", "address", &mac, "mtu", "1400", "up"],
+    );
+    inside(init, "ip", &["addr", "add", &addr, "dev", "eth0"]);
+    inside(init, "ip", &["route", "add", &far, "via", &gw]);
+    let (addr6, far6) = (
+        format!("fd13:{:x}::2/64", n.subnet),
+        format!("fd14:{:x}::/64", n.subnet),
+    );
+    inside(init, "ip", &["-6", "addr", "add", &addr6, "dev", "eth0", "nodad"]);
+    inside(init, "ip", &["-6", "route", "add", &far6, "dev", "eth0", "metric", "7"]);
+    set_sysctl(init, "net/ipv4/conf/eth0/arp_ignore", "2");
+    set_sysctl(init, "net/ipv4/conf/default/rp_filter", "2");
+    set_sysctl(init, "net/unix/max_dgram_qlen", "77");
+    inside(
+        init,
+        "iptables",
+        &["-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "DROP"],
+    );
+    host_ip(&["addr", "add", &format!("{gw}/24"), "dev", &n.outside]);
+    host_ip(&["link", "set", &n.outside, "up"]);
+    (c, link, init, before)
+}
+
+#[test]
+fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_and_rules() {
+    let (scratch, work, images) = test_dirs("netns-veth");
+    let n = names("v");
+    let (c, _link, init, _) = container_with_veth(&scratch.0, &work, "stasis-veth", &n);
+    let target = format!("10.213.{}.2", n.subnet);
+    assert!(
+        pings(&target),
+        "the container's address does not answer before the checkpoint"
+    );
+
+    // A bridge inside is not made again: refused before freezing, naming it and its kind.
+    inside(init, "ip", &["link", "add", "br9", "type", "bridge"]);
+    let out = checkpoint(&c, &images, &["--external", "veth[eth0]"]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && why.contains("br9") && why.contains("bridge"),
+        "{why}"
+    );
+    inside(init, "ip", &["link", "del", "br9"]);
+    // Without --external, the veth is refused, naming the device and the option.
+    let out = checkpoint(&c, &images, &[]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && why.contains("eth0") && why.contains("--external veth[eth0]"),
+        "{why}"
+    );
+    assert!(
+        c.exists() && pings(&target),
+        "a refused checkpoint left the container changed"
+    );
+
+    let state = net_state(init);
+    let all = state.join("\n");
+    for part in [
+        "mtu 1400",
+        "10.214.",
+        "inet6 fd13:",
+        "fd14:",
+        "arp_ignore 2",
+        "rp_filter 2",
+        "qlen 77",
+        "--dport 9 -j DROP",
+    ] {
+        assert!(all.contains(part), "{part} is not in what is compared: {all}");
+    }
+    let counted = wait_count_above(&c.rootfs(), 5);
+    ok("checkpoint", checkpoint(&c, &images, &["--external", "veth[eth0]"]));
+    c.wait_gone();
+    let listed: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for prefix in [
+        "netdev-",
+        "netns-",
+        "ifaddr-",
+        "route-",
+        "route6-",
+        "rule-",
+        "iptables-",
+    ] {
+        assert!(
+            listed.iter().any(|f| f.starts_with(prefix)),
+            "no {prefix}*.img in {listed:?}"
+        );
+    }
+    // CRIU's crit reads the devices and sysctls as saved.
+    let netdev = listed.iter().find(|f| f.starts_with("netdev-")).unwrap();
+    let devices = ctests::crit_decode(&images.join(netdev));
+    let eth0 = devices["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "eth0")
+        .unwrap_or_else(|| panic!("no eth0 in {devices}"));
+    assert_eq!((&eth0["type"], &eth0["mtu"]), (&"VETH".into(), &1400.into()), "{eth0}");
+    assert_eq!(eth0["conf4"].as_array().map(Vec::len), Some(30), "{eth0}");
+    let netns = ctests::crit_decode(&images.join(netdev.replace("netdev-", "netns-")));
+    assert_eq!(netns["entries"][0]["unix_conf"][0]["iarg"], 77, "{netns}");
+    // The container's namespace is gone, and with it (once the kernel cleaned it up) both
+    // ends of the pair.
+    let start = std::time::Instant::now();
+    while run("ip", &["link", "show", &n.outside]).status.success() {
+        assert!(start.elapsed().as_secs() < 10, "{} outlived the container", n.outside);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let (restored, err) = restore(
+        &c,
+        &images,
+        &work,
+        &["--external", &format!("veth[eth0]:{}", n.outside)],
+    );
+    assert!(restored, "restore: {err}");
+    let init = init_pid(&c);
+    // The outside end is ours again (made up); its address is the host's to give.
+    let shown = host_ip(&["link", "show", &n.outside]);
+    assert!(shown.contains(",UP"), "{shown}");
+    host_ip(&["addr", "add", &format!("10.213.{}.1/24", n.subnet), "dev", &n.outside]);
+    assert_eq!(net_state(init), state);
+    assert!(pings(&target), "the restored container's address does not answer");
+    assert_counts_on_from(&c.rootfs(), counted);
+    c.kill_and_delete();
+}
+
+#[test]
+fn a_veth_restore_whose_outside_name_is_taken_fails_and_one_on_a_bridge_comes_back() {
+    let (scratch, work, images) = test_dirs("netns-bridge");
+    let n = names("b");
+    let (c, _link, _init, _) = container_with_veth(&scratch.0, &work, "stasis-vethbr", &n);
+    let counted = wait_count_above(&c.rootfs(), 5);
+    ok("checkpoint", checkpoint(&c, &images, &["--external", "veth[eth0]"]));
+    c.wait_gone();
+
+    // The outside name is taken (by a pair of ours): the restore fails naming the device and
+    // why, leaves that pair alone, and deletes the container.
+    let blocker = HostLink(n.outside.clone());
+    host_ip(&[
+        "link",
+        "add",
+        &n.outside,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{}q", n.outside),
+    ]);
+    let (restored, err) = restore(
+        &c,
+        &images,
+        &work,
+        &["--external", &format!("veth[eth0]:{}", n.outside)],
+    );
+    assert!(
+        !restored && err.contains("eth0") && err.contains(&n.outside) && err.contains("exists"),
+        "{err}"
+    );
+    assert!(!c.exists());
+    assert!(run("ip", &["link", "show", &format!("{}q", n.outside)])
+        .status
+        .success());
+    drop(blocker);
+
+    // A bridge that is not there: the pair was made, and is removed again.
+    let nobridge = format!("stnb{}", std::process::id());
+    let (restored, err) = restore(
+        &c,
+        &images,
+        &work,
+        &["--external", &format!("veth[eth0]:{}@{nobridge}", n.outside)],
+    );
+    assert!(!restored && err.contains(&nobridge), "{err}");
+    assert!(
+        !run("ip", &["link", "show", &n.outside]).status.success(),
+        "the outside end stayed"
+    );
+    assert!(!c.exists());
+
+    // On a bridge of ours (which carries the host's address): it answers, and counts on.
+    let bridge = format!("stbr{}", std::process::id());
+    host_ip(&["link", "add", &bridge, "type", "bridge"]);
+    let _bridge = HostLink(bridge.clone());
+    host_ip(&["addr", "add", &format!("10.213.{}.1/24", n.subnet), "dev", &bridge]);
+    host_ip(&["link", "set", &bridge, "up"]);
+    let (restored, err) = restore(
+        &c,
+        &images,
+        &work,
+        &["--external", &format!("veth[eth0]:{}@{bridge}", n.outside)],
+    );
+    assert!(restored, "restore: {err}");
+    let _link = HostLink(n.outside.clone());
+    let shown = host_ip(&["link", "show", &n.outside]);
+    assert!(shown.contains(&format!("master {bridge}")), "{shown}");
+    assert!(pings(&format!("10.213.{}.2", n.subnet)));
+    assert_counts_on_from(&c.rootfs(), counted);
+    c.kill_and_delete();
+}
+
+#[test]
+fn a_macvlan_comes_back_on_its_lower_device() {
+    let (scratch, work, images) = test_dirs("netns-macvlan");
+    let pid = std::process::id();
+    let (lower, lower_peer) = (format!("stml{pid}"), format!("stmp{pid}"));
+    host_ip(&["link", "add", &lower, "type", "veth", "peer", "name", &lower_peer]);
+    let _lower = HostLink(lower.clone());
+    host_ip(&["link", "set", &lower, "up"]);
+    let c = Container::counting(&scratch.0, "stasis-macvlan");
+    let init = c.start(&work);
+    host_ip(&[
+        "link",
+        "add",
+        "link",
+        &lower,
+        "name",
+        "mv0",
+        "netns",
+        &init.to_string(),
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ]);
+    inside(
+        init,
+        "ip",
+        &[
+            "link",
+            "set",
+            "mv0",
+            "address",
+            "02:13:11:00:00:07",
+            "mtu",
+            "1300",
+            "up",
+        ],
+    );
+    inside(init, "ip", &["addr", "add", "10.215.7.2/24", "dev", "mv0"]);
+    let show = |pid: i32| {
+        let j: serde_json::Value =
+            serde_json::from_str(&inside(pid, "ip", &["-d", "-j", "addr", "show", "mv0"])).unwrap();
+        let j = &j[0];
+        (
+            j["address"].clone(),
+            j["mtu"].clone(),
+            j["linkinfo"]["info_data"]["mode"].clone(),
+            j["addr_info"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["family"] == "inet")
+                .map(|a| format!("{}/{}", a["local"], a["prefixlen"]))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let before = show(init);
+    let counted = wait_count_above(&c.rootfs(), 5);
+    let out = checkpoint(&c, &images, &[]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && why.contains("macvlan[mv0]"), "{why}");
+    ok("checkpoint", checkpoint(&c, &images, &["--external", "macvlan[mv0]"]));
+    c.wait_gone();
+    let (restored, err) = restore(&c, &images, &work, &["--external", &format!("macvlan[mv0]:{lower}")]);
+    assert!(restored, "restore: {err}");
+    assert_eq!(show(init_pid(&c)), before);
+    assert_counts_on_from(&c.rootfs(), counted);
+    c.kill_and_delete();
+}
