@@ -147,7 +147,11 @@ fn pings(addr: &str) -> bool {
 /// A counting container with a veth pair to the host: eth0 inside (10.213.N.2/24, MAC, MTU
 /// 1400, a route through .1), `outside` on the host (.1/24), and a sysctl or two changed.
 fn container_with_veth(scratch: &Path, work: &Path, id: &str, n: &Names) -> (Container, HostLink, i32, u64) {
-    let c = Container::counting(scratch, id);
+    veth_to(Container::counting(scratch, id), work, n)
+}
+
+/// [`container_with_veth`] of container `c` (its process counts into /tmp/count).
+fn veth_to(c: Container, work: &Path, n: &Names) -> (Container, HostLink, i32, u64) {
     let init = c.start_quiet(work);
     let before = wait_count_above(&c.rootfs(), 3);
     let peer = format!("{}p", n.outside);
@@ -433,6 +437,86 @@ fn a_macvlan_comes_back_on_its_lower_device() {
     let (restored, err) = restore(&c, &images, &work, &["--external", &format!("macvlan[mv0]:{lower}")]);
     assert!(restored, "restore: {err}");
     assert_eq!(show(init_pid(&c)), before);
+    assert_counts_on_from(&c.rootfs(), counted);
+    c.kill_and_delete();
+}
+
+/// The counting container with a line server too: busybox `nc` on port 7000 answers each line
+/// "N LINE" (N counts the connection's lines), one shell per connection.
+fn counting_server(scratch: &Path, id: &str) -> Container {
+    let c = Container::counting(scratch, id);
+    std::fs::write(
+        c.rootfs().join("counter.sh"),
+        "i=0\nwhile read l; do i=$((i+1)); echo \"$i $l\"; done\n",
+    )
+    .unwrap();
+    let path = c.bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let script = format!(
+        "({}) & exec /bin/busybox nc -ll -p 7000 -e /bin/sh /counter.sh",
+        ctests::container::COUNTER
+    );
+    config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    c
+}
+
+/// One line to the server, its answer.
+fn ask(c: &mut std::io::BufReader<std::net::TcpStream>, line: &str) -> String {
+    use std::io::{BufRead, Write};
+    c.get_mut().write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    c.read_line(&mut answer).unwrap();
+    answer.trim().to_owned()
+}
+
+/// A TCP server in a container that owns its network namespace, reached by a client on the
+/// host at the container's address through the veth: the client's connection stays open
+/// across checkpoint and restore (--tcp-established) and carries on; new clients are served.
+#[test]
+fn a_client_on_the_host_keeps_its_connection_to_a_container_across_checkpoint_and_restore() {
+    let (scratch, work, images) = test_dirs("netns-tcp");
+    let n = names("t");
+    let (c, _link, _init, _) = veth_to(counting_server(&scratch.0, "stasis-netns-tcp"), &work, &n);
+    let addr: std::net::SocketAddr = format!("10.213.{}.2:7000", n.subnet).parse().unwrap();
+    let connect = || {
+        let start = std::time::Instant::now();
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+                    return std::io::BufReader::new(s);
+                }
+                Err(e) => assert!(start.elapsed().as_secs() < 20, "{addr}: {e}"),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let mut held = connect();
+    assert_eq!(ask(&mut held, "a"), "1 a");
+    assert_eq!(ask(&mut held, "b"), "2 b");
+    // Without --tcp-established the checkpoint is refused and the connection goes on.
+    let out = checkpoint(&c, &images, &["--external", "veth[eth0]"]);
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && why.contains("--tcp-established"), "{why}");
+    assert_eq!(ask(&mut held, "c"), "3 c");
+    let counted = wait_count_above(&c.rootfs(), 3);
+    ok(
+        "checkpoint",
+        checkpoint(&c, &images, &["--tcp-established", "--external", "veth[eth0]"]),
+    );
+    c.wait_gone();
+    let (restored, err) = restore(
+        &c,
+        &images,
+        &work,
+        &["--tcp-established", "--external", &format!("veth[eth0]:{}", n.outside)],
+    );
+    assert!(restored, "restore: {err}");
+    host_ip(&["addr", "add", &format!("10.213.{}.1/24", n.subnet), "dev", &n.outside]);
+    assert_eq!(ask(&mut held, "d"), "4 d", "the held connection after the restore");
+    assert_eq!(ask(&mut connect(), "x"), "1 x", "a new client");
+    assert_eq!(ask(&mut held, "e"), "5 e");
     assert_counts_on_from(&c.rootfs(), counted);
     c.kill_and_delete();
 }
