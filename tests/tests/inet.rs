@@ -405,3 +405,99 @@ fn a_half_closed_connection_comes_back_half_closed() {
     assert_eq!(rest, "bye\n");
     assert_eq!(srv.connect(false).1, "hello 2");
 }
+
+/// `net.ipv4.ping_group_range` set for the test and put back as it was on drop (ICMP ping
+/// sockets need the caller's group in it; Debian's default allows none).
+struct PingGroups(String);
+
+impl PingGroups {
+    fn allow_root() -> PingGroups {
+        let path = "/proc/sys/net/ipv4/ping_group_range";
+        let old = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, "0 0").unwrap();
+        PingGroups(old)
+    }
+}
+
+impl Drop for PingGroups {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", self.0.trim());
+    }
+}
+
+/// A raw ICMP socket with its ICMP filter and an ICMP ping socket connected to 127.0.0.1 come
+/// back: after the restore the ping socket's echo request (sent without an address: it is
+/// still connected) is answered, the raw socket sees the reply (its filter lets only echo
+/// replies through) and the filter is as it was.
+const RAW_PING: &str = r#"
+import json, os, signal, socket, struct, sys
+d = sys.argv[1]
+os.closerange(3, 65536)
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+raw.setsockopt(255, 1, struct.pack("I", 0xffffffff & ~1))
+ping = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+ping.connect(("127.0.0.1", 0))
+ping.settimeout(10)
+raw.settimeout(10)
+def check(*_):
+    ping.send(struct.pack("!BBHHH", 8, 0, 0, 0, 7) + b"still here")
+    reply = ping.recv(100)
+    seen = raw.recv(200)
+    ihl = (seen[0] & 15) * 4
+    out = {"reply": [reply[0], reply[8:].decode()], "raw": [seen[ihl], seen[ihl + 8:].decode()],
+           "filter": struct.unpack("I", raw.getsockopt(255, 1, 4))[0]}
+    open(os.path.join(d, "result.tmp"), "w").write(json.dumps(out))
+    os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+signal.signal(signal.SIGUSR1, check)
+open(os.path.join(d, "ready"), "w").close()
+while True:
+    signal.pause()
+"#;
+
+#[test]
+fn raw_and_ping_sockets_come_back_and_answer() {
+    let _d = Descendants;
+    let _groups = PingGroups::allow_root();
+    let (_scratch, work, images) = test_dirs("inet-raw");
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", RAW_PING])
+        .arg(&work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    wait_for_file(&work.join("ready"), Duration::from_secs(30));
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    assert!(!child.wait().unwrap().success());
+    let files = crit_decode(&images.join("files.img"));
+    let raw = files["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["isk"]["type"] == "RAW" || e["isk"]["type"] == 3)
+        .count();
+    assert_eq!(raw, 1, "{files}");
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    let start = std::time::Instant::now();
+    while !work.join("result").exists() {
+        let err = std::fs::read_to_string(work.join("stderr")).unwrap_or_default();
+        assert!(
+            start.elapsed() < Duration::from_secs(20) && err.is_empty(),
+            "no result: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"reply": [0, "still here"], "raw": [0, "still here"],
+                           "filter": 0xffff_fffe_u32}),
+        "{}",
+        std::fs::read_to_string(work.join("stderr")).unwrap_or_default()
+    );
+    let _ = checkpoint_core::sys::send_signal(pid, libc::SIGKILL);
+    let _ = checkpoint_core::sys::wait_exit(pid);
+}

@@ -122,10 +122,10 @@ fn other_socket(pid: i32, fd: i32, ino: u32) -> Result<FileKind, String> {
     let (family, kind, proto) = sys::socket_kind(ours.as_fd()).map_err(|e| format!("socket kind: {e}"))?;
     match family {
         libc::AF_INET | libc::AF_INET6 => {
-            let p = fds::inet::InetProbe::of(ours.as_fd(), ino).map_err(|e| e.to_string())?;
-            if !p.is_tcp() && !p.is_udp() {
+            let p = fds::inet::InetProbe::of_task(pid, ours.as_fd(), ino).map_err(|e| e.to_string())?;
+            if !p.is_supported() {
                 return Err(format!(
-                    "{} sockets (type {kind}, protocol {proto}) are not supported: only TCP and UDP",
+                    "{} sockets (type {kind}, protocol {proto}) are not supported: only TCP, UDP, raw and ICMP ping sockets",
                     if family == libc::AF_INET { "IPv4" } else { "IPv6" }
                 ));
             }

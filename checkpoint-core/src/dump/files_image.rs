@@ -268,12 +268,17 @@ impl FilesImage {
         let ours = fd_copy(pid, fd)?;
         let ctx = |e: std::io::Error| DumpError::proc(pid, &format!("fd {fd}: {}", p.describe()), e);
         // Looked at again now that the tree is stopped.
-        let now = fds::inet::InetProbe::of(ours.as_fd(), p.ino).map_err(ctx)?;
+        let now = fds::inet::InetProbe::of_task(pid, ours.as_fd(), p.ino).map_err(ctx)?;
         let mut entry = fds::inet::collect(&now, f.flags, ours.as_fd()).map_err(ctx)?;
         let refuse = |what: String| DumpError::Unsupported {
             pid,
             what: format!("fd {fd} (socket:[{}], {}): {what}", now.ino, now.describe()),
         };
+        if (now.is_raw() || now.is_ping()) && sys::has_queued(ours.as_fd()).map_err(ctx)? {
+            return Err(refuse(
+                "packets wait in its receive queue: a raw or ping socket's queue is not saved".into(),
+            ));
+        }
         // Datagrams waiting to be read are kept, with their senders.
         let datagrams = if now.is_udp() && sys::inq_len(ours.as_fd()).map_err(ctx)? > 0 {
             sys::peek_datagrams(ours.as_fd())

@@ -11,7 +11,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::image::pb::{InetSkEntry, IpOptsEntry, SkOptsEntry, TcpOptsEntry};
+use crate::image::pb::{InetSkEntry, IpOptsEntry, IpOptsRawEntry, SkOptsEntry, TcpOptsEntry};
 use crate::sys;
 
 /// Kernel TCP states (include/net/tcp_states.h).
@@ -94,6 +94,29 @@ impl InetProbe {
         })
     }
 
+    /// [`InetProbe::of`] for fd copy `fd` of task `pid`. A raw or ping socket connected to
+    /// an address has no port, so getpeername says it is not connected: its peer and state
+    /// are read from the task's `/proc/PID/net/{raw,raw6,icmp,icmp6}` line instead.
+    pub fn of_task(pid: i32, fd: BorrowedFd<'_>, ino: u32) -> io::Result<InetProbe> {
+        let mut p = InetProbe::of(fd, ino)?;
+        if p.is_raw() || p.is_ping() {
+            let v6 = p.family == libc::AF_INET6;
+            let table = match (p.is_raw(), v6) {
+                (true, false) => "raw",
+                (true, true) => "raw6",
+                (false, false) => "icmp",
+                (false, true) => "icmp6",
+            };
+            let path = format!("/proc/{pid}/net/{table}");
+            let text = std::fs::read_to_string(&path)?;
+            if let Some((remote, st)) = proc_net_peer(&text, ino) {
+                p.state = st;
+                p.peer = (st == state::ESTABLISHED).then_some(remote);
+            }
+        }
+        Ok(p)
+    }
+
     pub fn is_tcp(&self) -> bool {
         self.proto == libc::IPPROTO_TCP && self.kind == libc::SOCK_STREAM
     }
@@ -102,14 +125,32 @@ impl InetProbe {
         self.proto == libc::IPPROTO_UDP && self.kind == libc::SOCK_DGRAM
     }
 
+    /// A raw IP socket (SOCK_RAW, any protocol).
+    pub fn is_raw(&self) -> bool {
+        self.kind == libc::SOCK_RAW
+    }
+
+    /// An ICMP "ping" socket (SOCK_DGRAM with IPPROTO_ICMP or IPPROTO_ICMPV6).
+    pub fn is_ping(&self) -> bool {
+        self.kind == libc::SOCK_DGRAM && matches!(self.proto, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6)
+    }
+
+    /// A kind this version saves: TCP, UDP, raw, ping.
+    pub fn is_supported(&self) -> bool {
+        self.is_tcp() || self.is_udp() || self.is_raw() || self.is_ping()
+    }
+
     /// "TCP 127.0.0.1:80 <-> 127.0.0.1:5000 (established)", for messages.
     pub fn describe(&self) -> String {
-        let proto = match (self.is_tcp(), self.is_udp(), self.family == libc::AF_INET6) {
-            (true, _, false) => "TCP",
-            (true, _, true) => "TCPv6",
-            (_, true, false) => "UDP",
-            (_, true, true) => "UDPv6",
-            _ => "inet",
+        let v6 = self.family == libc::AF_INET6;
+        let proto = match (self.is_tcp(), self.is_udp(), v6) {
+            (true, _, false) => "TCP".to_owned(),
+            (true, _, true) => "TCPv6".to_owned(),
+            (_, true, false) => "UDP".to_owned(),
+            (_, true, true) => "UDPv6".to_owned(),
+            _ if self.is_ping() => if v6 { "ICMPv6 ping" } else { "ICMP ping" }.to_owned(),
+            _ if self.is_raw() => format!("raw{} protocol {}", if v6 { "v6" } else { "" }, self.proto),
+            _ => "inet".to_owned(),
         };
         let addr = |a: &Option<SocketAddr>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
         match self.peer {
@@ -122,6 +163,31 @@ impl InetProbe {
             None => format!("{proto} {} ({})", addr(&self.local), state::name(self.state)),
         }
     }
+}
+
+/// The remote address and state of socket `ino` in a `/proc/net/{raw,icmp}[6]` table: the
+/// address is printed as the kernel's 32-bit words in hex (each word its memory bytes read
+/// as a native integer), then `:PORT` in hex; the state in hex.
+fn proc_net_peer(text: &str, ino: u32) -> Option<(SocketAddr, u8)> {
+    for line in text.lines().skip(1) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.get(9).and_then(|i| i.parse::<u32>().ok()) != Some(ino) {
+            continue;
+        }
+        let (addr, port) = w.get(2)?.split_once(':')?;
+        let words: Vec<u32> = (0..addr.len() / 8)
+            .map(|i| u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok())
+            .collect::<Option<_>>()?;
+        let family = if words.len() == 4 {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        } as u32;
+        let port = u32::from_str_radix(port, 16).ok()?;
+        let st = u8::from_str_radix(w.get(3)?, 16).ok()?;
+        return Some((words_addr(family, &words, port), st));
+    }
+    None
 }
 
 /// An address as the image keeps it: one 32-bit word (v4) or four (v6), each the network
@@ -353,6 +419,11 @@ pub fn collect(p: &InetProbe, flags: u32, fd: BorrowedFd<'_>) -> io::Result<Inet
             None
         },
         ip_opts: Some(IpOptsEntry {
+            raw: if p.is_raw() {
+                Some(raw_opts(fd, v6, p.proto)?)
+            } else {
+                None
+            },
             freebind: (freebind != 0).then_some(true),
             ttl: if v6 {
                 None
@@ -366,6 +437,61 @@ pub fn collect(p: &InetProbe, flags: u32, fd: BorrowedFd<'_>) -> io::Result<Inet
         shutdown: None,
         tcp_opts,
     })
+}
+
+/// SOL_RAW (255) options of a raw socket: ICMP_FILTER (1) of a raw ICMP socket.
+const SOL_RAW: i32 = 255;
+const ICMP_FILTER: i32 = 1;
+/// ICMP6_FILTER (1) of a raw ICMPv6 socket, at level IPPROTO_ICMPV6: eight 32-bit words.
+const ICMP6_FILTER: i32 = 1;
+/// IP_NODEFRAG (22).
+const IP_NODEFRAG: i32 = 22;
+
+/// The options of a raw socket (CRIU's ip_opts_raw_entry).
+fn raw_opts(fd: BorrowedFd<'_>, v6: bool, proto: i32) -> io::Result<IpOptsRawEntry> {
+    let words = |b: Vec<u8>| -> Vec<u32> {
+        b.chunks_exact(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let mut o = IpOptsRawEntry::default();
+    if v6 {
+        // IPV6_CHECKSUM: the offset of the checksum the kernel fills in, -1 for none.
+        let sum = sys::sockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM)?;
+        o.checksum = (sum >= 0).then_some(true);
+        if proto == libc::IPPROTO_ICMPV6 {
+            o.icmpv_filter = words(sys::sockopt_bytes(fd, libc::IPPROTO_ICMPV6, ICMP6_FILTER, 32)?);
+        }
+    } else {
+        o.hdrincl = (sys::sockopt(fd, libc::IPPROTO_IP, libc::IP_HDRINCL)? != 0).then_some(true);
+        o.nodefrag = (sys::sockopt(fd, libc::IPPROTO_IP, IP_NODEFRAG)? != 0).then_some(true);
+        if proto == libc::IPPROTO_ICMP {
+            o.icmpv_filter = words(sys::sockopt_bytes(fd, SOL_RAW, ICMP_FILTER, 4)?);
+        }
+    }
+    Ok(o)
+}
+
+/// Sets the options of raw socket `fd` saved in `o` (the checksum offset is not saved:
+/// CRIU keeps whether one was set; an ICMPv6 socket's own is the kernel's).
+fn set_raw_opts(fd: BorrowedFd<'_>, v6: bool, o: &IpOptsRawEntry) -> io::Result<()> {
+    let bytes = |w: &[u32]| w.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+    if v6 {
+        if !o.icmpv_filter.is_empty() {
+            sys::set_sockopt_bytes(fd, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &bytes(&o.icmpv_filter))?;
+        }
+    } else {
+        if o.hdrincl == Some(true) {
+            sys::set_sockopt(fd, libc::IPPROTO_IP, libc::IP_HDRINCL, 1)?;
+        }
+        if o.nodefrag == Some(true) {
+            sys::set_sockopt(fd, libc::IPPROTO_IP, IP_NODEFRAG, 1)?;
+        }
+        if !o.icmpv_filter.is_empty() {
+            sys::set_sockopt_bytes(fd, SOL_RAW, ICMP_FILTER, &bytes(&o.icmpv_filter))?;
+        }
+    }
+    Ok(())
 }
 
 /// The local and remote address of entry `e`.
@@ -439,8 +565,16 @@ pub fn make(e: &InetSkEntry) -> io::Result<OwnedFd> {
             }
         }
     }
-    let (local, peer) = addrs(e);
-    let tcp = e.proto == libc::IPPROTO_TCP as u32;
+    if let Some(raw) = e.ip_opts.as_ref().and_then(|o| o.raw.as_ref()) {
+        set_raw_opts(b, v6, raw).map_err(ctx(e, "raw socket options"))?;
+    }
+    let (mut local, mut peer) = addrs(e);
+    if e.r#type == libc::SOCK_RAW as u32 {
+        // A raw socket's "port" is its protocol: it binds and connects to addresses only.
+        local.set_port(0);
+        peer.set_port(0);
+    }
+    let tcp = e.proto == libc::IPPROTO_TCP as u32 && e.r#type == libc::SOCK_STREAM as u32;
     let st = e.state as u8;
     if tcp && state::connected(st) {
         return Ok(fd);
@@ -450,7 +584,7 @@ pub fn make(e: &InetSkEntry) -> io::Result<OwnedFd> {
     }
     if tcp && st == state::LISTEN {
         sys::listen(b, e.backlog.max(1) as i32).map_err(ctx(e, "listen"))?;
-    } else if !tcp && st == state::ESTABLISHED && e.dst_port != 0 {
+    } else if !tcp && st == state::ESTABLISHED {
         sys::inet_connect(b, peer).map_err(ctx(e, "connect"))?;
     }
     Ok(fd)
@@ -459,6 +593,17 @@ pub fn make(e: &InetSkEntry) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raw_sockets_peer_is_read_from_proc_net() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            1: 0100007F:0001 0100007F:0000 01 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0\n";
+        assert_eq!(
+            proc_net_peer(text, 4242),
+            Some(("127.0.0.1:0".parse().unwrap(), state::ESTABLISHED))
+        );
+        assert_eq!(proc_net_peer(text, 1), None);
+    }
 
     #[test]
     fn addresses_round_trip_through_image_words() {

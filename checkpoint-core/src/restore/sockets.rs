@@ -29,7 +29,7 @@ pub struct MadeSockets {
 }
 
 fn is_connection(e: &crate::image::pb::InetSkEntry) -> bool {
-    e.proto == libc::IPPROTO_TCP as u32 && state::connected(e.state as u8)
+    e.proto == libc::IPPROTO_TCP as u32 && e.r#type == libc::SOCK_STREAM as u32 && state::connected(e.state as u8)
 }
 
 /// Makes every inet and netlink socket of `tree`; `container` is the init's pid (our view)

@@ -188,6 +188,22 @@ pub fn outq_len(fd: BorrowedFd<'_>) -> io::Result<u32> {
     Ok(n as u32)
 }
 
+/// Whether anything waits to be read in `fd` (a peek that takes nothing; for sockets whose
+/// SIOCINQ is not there, such as ICMP ping sockets).
+pub fn has_queued(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut b = [0u8; 1];
+    match recv(
+        fd.as_raw_fd(),
+        &mut b,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
+    ) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A netlink socket's port id and the first 32 groups it is bound to (getsockname); or its
 /// peer's with `peer`.
 pub fn netlink_name(fd: BorrowedFd<'_>, peer: bool) -> io::Result<(u32, u32)> {
