@@ -16,6 +16,20 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `python3 ARGS WORK`, its errors in WORK/stderr; returns once it wrote WORK/ready.
+fn python(args: &[&std::ffi::OsStr], work: &Path) -> Child {
+    let child = Command::new("/usr/bin/python3")
+        .args(args)
+        .arg(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_file(&work.join("ready"), Duration::from_secs(30));
+    child
+}
+
 /// The socket server of tests/workloads/sockets.py, started in `work`.
 struct Server {
     child: Option<Child>,
@@ -28,16 +42,8 @@ struct Server {
 impl Server {
     fn start(work: &Path) -> Server {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/sockets.py");
-        let child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .arg(work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.join("stderr")).unwrap())
-            .spawn()
-            .unwrap();
+        let child = python(&[script.as_os_str()], work);
         let pid = child.id() as i32;
-        wait_for_file(&work.join("ready"), Duration::from_secs(30));
         let text = std::fs::read_to_string(work.join("ports")).unwrap();
         let p: Vec<u16> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
         Server {
@@ -459,16 +465,8 @@ fn raw_and_ping_sockets_come_back_and_answer() {
     let _d = Descendants;
     let _groups = PingGroups::allow_root();
     let (_scratch, work, images) = test_dirs("inet-raw");
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", RAW_PING])
-        .arg(&work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = python(&["-c".as_ref(), RAW_PING.as_ref()], &work);
     let pid = child.id() as i32;
-    wait_for_file(&work.join("ready"), Duration::from_secs(30));
     stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
     assert!(!child.wait().unwrap().success());
     let files = crit_decode(&images.join("files.img"));

@@ -14,36 +14,16 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::image::pb::{InetSkEntry, IpOptsEntry, IpOptsRawEntry, SkOptsEntry, TcpOptsEntry};
 use crate::sys;
 
-/// Kernel TCP states (include/net/tcp_states.h).
+/// Kernel TCP states (include/net/tcp_states.h): the `tcp-repair` crate's, and how `ss`
+/// names them in messages.
 pub mod state {
-    pub const ESTABLISHED: u8 = 1;
-    pub const SYN_SENT: u8 = 2;
-    pub const SYN_RECV: u8 = 3;
-    pub const FIN_WAIT1: u8 = 4;
-    pub const FIN_WAIT2: u8 = 5;
-    pub const TIME_WAIT: u8 = 6;
-    pub const CLOSE: u8 = 7;
-    pub const CLOSE_WAIT: u8 = 8;
-    pub const LAST_ACK: u8 = 9;
-    pub const LISTEN: u8 = 10;
-    pub const CLOSING: u8 = 11;
+    pub use tcp_repair::{
+        CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, SYN_RECV, SYN_SENT, TIME_WAIT,
+    };
 
     /// The state's name, as `ss` shows it.
-    pub fn name(s: u8) -> &'static str {
-        match s {
-            ESTABLISHED => "established",
-            SYN_SENT => "syn-sent",
-            SYN_RECV => "syn-recv",
-            FIN_WAIT1 => "fin-wait-1",
-            FIN_WAIT2 => "fin-wait-2",
-            TIME_WAIT => "time-wait",
-            CLOSE => "closed",
-            CLOSE_WAIT => "close-wait",
-            LAST_ACK => "last-ack",
-            LISTEN => "listening",
-            CLOSING => "closing",
-            _ => "unknown",
-        }
+    pub fn name(s: u8) -> String {
+        tcp_repair::state_name(s).to_lowercase().replace('_', "-")
     }
 
     /// A state with a connection the peer knows of (its sequence numbers must be saved).

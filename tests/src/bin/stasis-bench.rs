@@ -447,7 +447,7 @@ fn conns_bench(runs: usize, tmpfs: &Path, criu: bool) {
         medians.push((tool, d, r));
     }
     if let [(Tool::Stasis, sd, sr), (Tool::Criu, cd, cr)] = medians[..] {
-        println!("stasis / criu: dump {:.2}, restore {:.2}", sd / cd, sr / cr);
+        println!("stasis / criu: dump {:.3}, restore {:.4}", sd / cd, sr / cr);
     }
 }
 
