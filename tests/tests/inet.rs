@@ -104,6 +104,22 @@ impl Drop for Server {
     }
 }
 
+/// `stasis dump -t SERVER -D IMAGES EXTRA...`, which must succeed.
+fn dump(srv: &Server, images: &Path, extra: &[&str]) {
+    let pid = srv.pid.to_string();
+    let mut args = vec!["dump", "-t", &pid, "-D", s(images)];
+    args.extend(extra);
+    stasis_ok(&args);
+}
+
+/// `stasis dump --tcp-established` of the server, told to fail (or stop) at `point`.
+fn faulty_dump(srv: &Server, images: &Path, point: &str) -> Command {
+    let mut cmd = Command::new(ctests::workspace_bin("stasis"));
+    cmd.args(["dump", "-t", &srv.pid.to_string(), "-D", s(images), "--tcp-established"])
+        .env("STASIS_FAULT", point);
+    cmd
+}
+
 fn ping(c: &mut BufReader<TcpStream>) -> String {
     c.get_mut().write_all(b"ping\n").unwrap();
     let mut line = String::new();
@@ -147,7 +163,7 @@ fn listeners_udp_and_netlink_sockets_come_back_with_their_options() {
     // The connection above is closed by us: the server's end is left closing; wait for it
     // to be gone from its table (it closes on EOF).
     std::thread::sleep(Duration::from_millis(300));
-    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images)]);
+    dump(&srv, &images, &[]);
     srv.reap_original();
     let files = crit_decode(&images.join("files.img"));
     let kinds: Vec<&str> = files["entries"]
@@ -201,7 +217,7 @@ fn datagrams_waiting_in_a_udp_socket_come_back_from_their_senders() {
     for (from, what) in [(&a, "one"), (&a, "two"), (&b, "three")] {
         from.send_to(what.as_bytes(), ("127.0.0.1", srv.ports[3])).unwrap();
     }
-    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images)]);
+    dump(&srv, &images, &[]);
     srv.reap_original();
     let queues = crit_decode(&images.join("sk-queues.img"));
     assert_eq!(queues["entries"].as_array().unwrap().len(), 3, "{queues}");
@@ -226,14 +242,7 @@ fn a_connection_to_a_peer_outside_the_tree_continues_after_a_restore() {
     assert_eq!(ping(&mut c4), "pong 1");
     assert_eq!(ping(&mut c6), "pong 2");
     // Unread by the server at the dump: a ping it has not answered yet.
-    stasis_ok(&[
-        "dump",
-        "-t",
-        &srv.pid.to_string(),
-        "-D",
-        s(&images),
-        "--tcp-established",
-    ]);
+    dump(&srv, &images, &["--tcp-established"]);
     c4.get_mut().write_all(b"pi").unwrap();
     srv.reap_original();
     // The dump's lock holds until the restore.
@@ -269,18 +278,7 @@ fn a_dump_failing_after_the_lock_leaves_connections_working_and_unlocked() {
     let srv = Server::start(&work);
     let (mut c, _) = srv.connect(false);
     for (i, point) in ["tcp-locked", "tcp-repaired"].into_iter().enumerate() {
-        let out = Command::new(ctests::workspace_bin("stasis"))
-            .args([
-                "dump",
-                "-t",
-                &srv.pid.to_string(),
-                "-D",
-                s(&images),
-                "--tcp-established",
-            ])
-            .env("STASIS_FAULT", point)
-            .output()
-            .unwrap();
+        let out = faulty_dump(&srv, &images, point).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(point), "{err}");
         assert_running_untraced(srv.pid);
@@ -301,7 +299,7 @@ fn a_restore_whose_port_is_taken_fails_naming_it_and_leaves_nothing() {
     let _d = Descendants;
     let (_scratch, work, images) = test_dirs("inet-port-taken");
     let mut srv = Server::start(&work);
-    stasis_ok(&["dump", "-t", &srv.pid.to_string(), "-D", s(&images)]);
+    dump(&srv, &images, &[]);
     srv.reap_original();
     let blocker = std::net::TcpListener::bind(("127.0.0.1", srv.ports[0])).unwrap();
     let out = stasis(&["restore", "-D", s(&images), "-d"]);
@@ -328,16 +326,7 @@ fn a_dumper_killed_after_the_lock_leaves_connections_working_and_unlocked() {
     let (_scratch, work, images) = test_dirs("inet-killed");
     let srv = Server::start(&work);
     let (mut c, _) = srv.connect(false);
-    let mut dumper = Command::new(ctests::workspace_bin("stasis"))
-        .args([
-            "dump",
-            "-t",
-            &srv.pid.to_string(),
-            "-D",
-            s(&images),
-            "--tcp-established",
-        ])
-        .env("STASIS_FAULT", "tcp-repaired:stop")
+    let mut dumper = faulty_dump(&srv, &images, "tcp-repaired:stop")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -385,14 +374,7 @@ fn a_half_closed_connection_comes_back_half_closed() {
     let mut line = String::new();
     c.read_line(&mut line).unwrap();
     assert_eq!(line, "eof\n");
-    stasis_ok(&[
-        "dump",
-        "-t",
-        &srv.pid.to_string(),
-        "-D",
-        s(&images),
-        "--tcp-established",
-    ]);
+    dump(&srv, &images, &["--tcp-established"]);
     srv.reap_original();
     let files = crit_decode(&images.join("files.img"));
     let states: Vec<String> = files["entries"]
