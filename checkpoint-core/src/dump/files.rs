@@ -69,6 +69,8 @@ pub enum FileKind {
     Inet(fds::inet::InetProbe),
     /// A netlink socket, by inode.
     Netlink(u32),
+    /// An AF_PACKET socket, as sock_diag shows it.
+    Packet(sys::PacketDiag),
 }
 
 /// One open file description, possibly behind several fds.
@@ -132,7 +134,7 @@ fn other_socket(pid: i32, fd: i32, ino: u32) -> Result<FileKind, String> {
             Ok(FileKind::Inet(p))
         }
         libc::AF_NETLINK => Ok(FileKind::Netlink(ino)),
-        libc::AF_PACKET => Err("packet sockets (AF_PACKET) are not supported yet".into()),
+        libc::AF_PACKET => fds::packet::diag(pid, ino).map(FileKind::Packet),
         _ => Err(format!("sockets of address family {family} are not supported")),
     }
 }

@@ -274,9 +274,11 @@ impl FilesImage {
             pid,
             what: format!("fd {fd} (socket:[{}], {}): {what}", now.ino, now.describe()),
         };
-        if (now.is_raw() || now.is_ping()) && sys::has_queued(ours.as_fd()).map_err(ctx)? {
+        // A raw socket's queue holds copies of traffic, which it may always lose (as when
+        // its buffer is full): not kept. A ping socket's holds its own replies: refused.
+        if now.is_ping() && sys::has_queued(ours.as_fd()).map_err(ctx)? {
             return Err(refuse(
-                "packets wait in its receive queue: a raw or ping socket's queue is not saved".into(),
+                "echo replies wait in its receive queue, which is not saved".into(),
             ));
         }
         // Datagrams waiting to be read are kept, with their senders.
@@ -417,6 +419,7 @@ impl FilesImage {
             FileKind::Unix(_) => FdTypes::Unixsk,
             FileKind::Inet(_) => FdTypes::Inetsk,
             FileKind::Netlink(_) => FdTypes::Netlinksk,
+            FileKind::Packet(_) => FdTypes::Packetsk,
         };
         for &(other_pid, other_fd, id) in self.by_inode.get(&f.dev_ino).map(Vec::as_slice).unwrap_or(&[]) {
             if sys::same_file(pid, f.first_fd, other_pid, other_fd).map_err(|e| DumpError::proc(pid, "kcmp", e))? {
@@ -484,6 +487,21 @@ impl FilesImage {
             }),
             FileKind::Unix(d) => self.unix_socket(pid, f, d)?,
             FileKind::Inet(p) => self.inet_socket(pid, f, p)?,
+            FileKind::Packet(d) => {
+                use std::os::fd::AsFd;
+                let ours = fd_copy(pid, f.first_fd)?;
+                let entry = fds::packet::collect(d, f.flags, ours.as_fd()).map_err(|e| DumpError::Unsupported {
+                    pid,
+                    what: format!(
+                        "fd {} ({}): {e}",
+                        f.first_fd,
+                        fds::packet::describe(d.ino, d.num.into(), d.ifindex)
+                    ),
+                })?;
+                self.anon(FdTypes::Packetsk, |id, f| {
+                    f.psk = Some(pb::PacketSockEntry { id, ..entry })
+                })
+            }
             FileKind::Netlink(ino) => {
                 use std::os::fd::AsFd;
                 let ours = fd_copy(pid, f.first_fd)?;

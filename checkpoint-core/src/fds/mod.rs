@@ -11,6 +11,7 @@ pub mod inet;
 pub mod inotify;
 pub mod locks;
 pub mod netlink;
+pub mod packet;
 pub mod signalfd;
 pub mod tcp;
 pub mod timerfd;

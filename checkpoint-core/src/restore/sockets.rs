@@ -45,7 +45,7 @@ pub fn make(
         method: tree.net_lock,
         ..Default::default()
     };
-    if tree.inet.is_empty() && tree.netlink.is_empty() {
+    if tree.inet.is_empty() && tree.netlink.is_empty() && tree.packet.is_empty() {
         return Ok(made);
     }
     let connections: Vec<&crate::image::pb::InetSkEntry> = tree.inet.iter().filter(|e| is_connection(e)).collect();
@@ -163,6 +163,9 @@ pub fn make(
                     .map_err(|e| std::io::Error::new(e.kind(), format!("a datagram from {from} to {dst}: {e}")))
                     .map_err(failed(*id))?;
             }
+        }
+        for e in &tree.packet {
+            out.push((e.id, crate::fds::packet::make(e, e.id).map_err(failed(e.id))?, false));
         }
         for e in &tree.netlink {
             out.push((e.id, crate::fds::netlink::make(e).map_err(failed(e.id))?, false));

@@ -204,6 +204,25 @@ pub fn has_queued(fd: BorrowedFd<'_>) -> io::Result<bool> {
     }
 }
 
+/// bind(2) a packet socket to protocol `proto_be` (network order) on device `ifindex`.
+pub fn packet_bind(fd: BorrowedFd<'_>, proto_be: u16, ifindex: i32) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_ll is valid; the fields are set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto_be;
+    sll.sll_ifindex = ifindex;
+    // SAFETY: sll is a sockaddr_ll of the length passed. Raw libc: nix's LinkAddr cannot be
+    // built from fields.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// A netlink socket's port id and the first 32 groups it is bound to (getsockname); or its
 /// peer's with `peer`.
 pub fn netlink_name(fd: BorrowedFd<'_>, peer: bool) -> io::Result<(u32, u32)> {

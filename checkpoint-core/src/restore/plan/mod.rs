@@ -149,6 +149,8 @@ pub struct Tree {
     pub inet_queues: BTreeMap<u32, Vec<(std::net::SocketAddr, Vec<u8>)>>,
     /// Every netlink socket of files.img.
     pub netlink: Vec<pb::NetlinkSkEntry>,
+    /// Every packet socket of files.img.
+    pub packet: Vec<pb::PacketSockEntry>,
     /// How the dump locked its connections (the inventory's network_lock_method).
     pub net_lock: crate::netlock::Method,
     /// seccomp.img: every filter, each pointing at the one installed before it.
@@ -288,6 +290,7 @@ impl Tree {
         let unix: Vec<pb::UnixSkEntry> = files.values().filter_map(|f| f.usk.clone()).collect();
         let inet: Vec<pb::InetSkEntry> = files.values().filter_map(|f| f.isk.clone()).collect();
         let netlink: Vec<pb::NetlinkSkEntry> = files.values().filter_map(|f| f.nlsk.clone()).collect();
+        let packet: Vec<pb::PacketSockEntry> = files.values().filter_map(|f| f.psk.clone()).collect();
         let net_lock = crate::netlock::Method::from_inventory(inv.network_lock_method)
             .map_err(|what| invalid(format!("inventory.img: {what}")))?;
         let mut unix_queues: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
@@ -424,6 +427,7 @@ impl Tree {
             inet,
             inet_queues,
             netlink,
+            packet,
             net_lock,
             seccomp,
         })

@@ -283,6 +283,7 @@ impl Plan {
                 (Ok(FdTypes::Inetsk), _, _) if file.isk.is_some() => FdTarget::Socket {
                     ino: file.isk.as_ref().map_or(0, |u| u.ino),
                 },
+                (Ok(FdTypes::Packetsk), _, _) if file.psk.is_some() => FdTarget::Socket { ino: file.id },
                 (Ok(FdTypes::Netlinksk), _, _) if file.nlsk.is_some() => FdTarget::Socket {
                     ino: file.nlsk.as_ref().map_or(0, |u| u.ino),
                 },
