@@ -59,6 +59,7 @@ pub struct Scratch(pub PathBuf);
 impl Scratch {
     /// Creates a fresh directory named after `name` and this test process.
     pub fn new(name: &str) -> Scratch {
+        no_inherited_fds();
         let p = std::env::temp_dir().join(format!("stasis-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
@@ -199,6 +200,12 @@ pub fn assert_running_untraced(pid: i32) {
     assert!(state.starts_with('R') || state.starts_with('S'), "pid {pid} is {state}");
 }
 
+/// The fds the test runner left us (beyond stdio) are not passed on to what we start: a
+/// workload holding one would be dumped with it (a pipe outside the tree, say).
+pub fn no_inherited_fds() {
+    checkpoint_core::sys::cloexec_from(3).unwrap();
+}
+
 /// Becomes the subreaper of everything we start, so restored orphans come back to us.
 pub fn become_subreaper() {
     checkpoint_core::sys::set_child_subreaper().unwrap();
@@ -301,6 +308,7 @@ impl Drop for Descendants {
 /// `images/` (not yet): what most tests start with.
 pub fn test_dirs(name: &str) -> (Scratch, PathBuf, PathBuf) {
     become_subreaper();
+    no_inherited_fds();
     let scratch = Scratch::new(name);
     let work = scratch.join("work");
     let images = scratch.join("images");

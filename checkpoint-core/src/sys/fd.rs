@@ -101,3 +101,12 @@ pub fn copy_fd_of(pid: i32, fd: i32) -> io::Result<OwnedFd> {
 pub fn pidfd_self() -> io::Result<OwnedFd> {
     parasite::sys::pidfd_open(std::process::id() as i32)
 }
+
+/// Marks every fd of ours from `first` up close-on-exec (close_range with
+/// CLOSE_RANGE_CLOEXEC): the programs we start inherit none of them. Raw: nix has no
+/// close_range.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: integer arguments; the fds stay open, only their flag changes.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    cvt(r as libc::c_int).map(drop)
+}
