@@ -151,6 +151,13 @@ impl Files {
             unix_target(u)
         } else if let Some(s) = &f.isk {
             inet_target(s)
+        } else if let Some(n) = &f.nlsk {
+            format!(
+                "netlink protocol {} port {} groups {:?}",
+                n.protocol, n.portid, n.groups
+            )
+        } else if let Some(p) = &f.psk {
+            format!("packet socket protocol {:#06x} ifindex {}", p.protocol, p.ifindex)
         } else if let Some(e) = &f.efd {
             format!("eventfd counter={}", e.counter)
         } else if let Some(e) = &f.epfd {

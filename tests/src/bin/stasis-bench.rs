@@ -19,7 +19,8 @@
 //! dumped with `--tcp-established` and restored by Stasis and by CRIU 4.2.1 (CRIU 4.1 cannot
 //! dump inet sockets here) in the same run, STASIS_BENCH_CONNS_RUNS runs (default 3: CRIU's
 //! iptables lock makes one run take minutes); medians, ratios, and the workload's own check of
-//! every byte after each restore. STASIS_BENCH_ONLY=conns runs just this row.
+//! every byte after each restore. STASIS_BENCH_ONLY=conns runs just this row,
+//! STASIS_BENCH_CONNS=0 leaves it out.
 //!
 //! Environment: STASIS_BENCH_SIZES (MiB, default "64,512,2048"), STASIS_BENCH_RUNS (default 5),
 //! STASIS_BENCH_EXT4 (default /var/tmp), STASIS_BENCH_TMPFS (default /dev/shm).
@@ -410,6 +411,9 @@ fn conns_bench(runs: usize, tmpfs: &Path, criu: bool) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    if n == 0 {
+        return; // STASIS_BENCH_CONNS=0: the row is left out
+    }
     let runs = std::env::var("STASIS_BENCH_CONNS_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
