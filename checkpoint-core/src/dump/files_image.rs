@@ -336,7 +336,11 @@ impl FilesImage {
         let peeked = if d.rqlen.0 > 0 && u32::from(d.state) != fds::unix::TCP_LISTEN {
             // Seqpacket messages keep their boundaries, like datagrams.
             let stream = i32::from(d.kind) == libc::SOCK_STREAM;
-            Some(sys::peek_queue(ours.as_fd(), stream).map_err(ctx)?)
+            // (Of a stream or seqpacket socket, the diag's queue length is its bytes; of a
+            // datagram socket, its first datagram's.)
+            let seqpacket = i32::from(d.kind) == libc::SOCK_SEQPACKET;
+            let total = seqpacket.then_some(u64::from(d.rqlen.0));
+            Some(sys::peek_queue(ours.as_fd(), stream, total).map_err(ctx)?)
         } else {
             None
         };

@@ -297,6 +297,7 @@ pub fn rebuild(
     }
 
     // 2. Connections.
+    let mut gone_peers: BTreeMap<u32, OwnedFd> = BTreeMap::new();
     for e in entries.iter().filter(inside) {
         if made.contains_key(&e.ino) && (is_stream(e) || e.peer == 0) {
             continue;
@@ -355,6 +356,13 @@ pub fn rebuild(
                 sys::unix_connect(fd.as_fd(), addr(&p.name)).map_err(err(e, "connect"))?;
                 made.insert(e.ino, fd);
             }
+            // A connection whose peer has closed: one end of a new pair whose other end sends
+            // its queue again and is then closed, as the peer was.
+            None if e.peer == 0 && is_stream(e) && e.state == TCP_ESTABLISHED => {
+                let (a, gone) = sys::unix_pair(kind(e)).map_err(err(e, "socketpair"))?;
+                made.insert(e.ino, a);
+                gone_peers.insert(e.ino, gone);
+            }
             None if e.peer == 0 => {
                 made.insert(e.ino, sys::unix_socket(kind(e)).map_err(err(e, "socket"))?);
             }
@@ -379,7 +387,7 @@ pub fn rebuild(
             .filter(|p| p.peer == e.ino && p.uflags & USK_EXTERN == 0)
             .map(|p| p.ino);
         let stranger;
-        let (sender, to) = match sender_ino.and_then(|i| made.get(&i)) {
+        let (sender, to) = match sender_ino.and_then(|i| made.get(&i)).or_else(|| gone_peers.get(&e.ino)) {
             Some(fd) => (fd, None),
             None if !is_stream(e) && !e.name.is_empty() => {
                 stranger = sys::unix_socket(kind(e)).map_err(err(e, "socket"))?;
@@ -396,6 +404,9 @@ pub fn rebuild(
             sys::send_to(sender.as_fd(), m, to).map_err(err(e, "refilling its queue"))?;
         }
     }
+
+    // The peers that had closed close now.
+    drop(gone_peers);
 
     // 4. Shutdowns, buffer sizes and file flags.
     for e in entries.iter().filter(inside) {

@@ -35,9 +35,14 @@ pub struct Peeked {
     pub passes_fds: bool,
 }
 
+/// The most reads of one queue: a queue that does not end by then is an error, not a loop.
+const MAX_PEEKS: usize = 100_000;
+
 /// Reads a socket's receive queue without taking anything from it (SO_PEEK_OFF moves through
-/// it; it is put back as it was).
-pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Peeked> {
+/// it; it is put back as it was). `total`, when known, is how many bytes it holds (a
+/// connection-oriented socket whose peer has closed answers every read past them with 0, the
+/// end: that is where reading stops).
+pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool, total: Option<u64>) -> io::Result<Peeked> {
     let old = sockopt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
     set_sockopt(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
     let mut out = Peeked {
@@ -50,7 +55,15 @@ pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Peeked> {
     // label beside them, so that nothing is cut short (MSG_CTRUNC, taken as passed fds) and
     // every passed fd is seen, and closed below.
     let mut cbuf = vec![0u8; 8192];
+    let mut seen: u64 = 0;
+    let mut peeks = 0;
     let result = loop {
+        peeks += 1;
+        if peeks > MAX_PEEKS {
+            break Err(io::Error::other(format!(
+                "its queue did not end after {MAX_PEEKS} reads ({seen} bytes)"
+            )));
+        }
         let peeked = {
             let mut iov = [IoSliceMut::new(&mut buf)];
             recvmsg::<()>(
@@ -82,9 +95,10 @@ pub fn peek_queue(fd: BorrowedFd<'_>, stream: bool) -> io::Result<Peeked> {
             Err(Errno::EAGAIN) => break Ok(()),
             Err(e) => break Err(io::Error::from(e)),
         };
-        if n == 0 && stream {
+        if n == 0 && (stream || total.is_some_and(|t| seen >= t)) {
             break Ok(());
         }
+        seen += n as u64;
         out.passes_fds |= rights;
         if stream && !out.messages.is_empty() {
             out.messages[0].extend_from_slice(&buf[..n]);

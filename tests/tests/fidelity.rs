@@ -1,0 +1,96 @@
+//! Fidelity (issue 12): states a process can be in that come back as they were, and CRIU's
+//! command line taken as it is. Each test sets the state up, dumps, restores, and has the
+//! restored process check it from inside.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ctests::workload::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `python3 -c SCRIPT WORK`, its errors in WORK/stderr; returns once it wrote WORK/ready.
+fn python(script: &str, work: &Path) -> Child {
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_file(&work.join("ready"), Duration::from_secs(30));
+    child
+}
+
+/// `stasis ARGS`, which must end within `limit` (it is killed and the test fails otherwise).
+fn stasis_within(args: &[&str], limit: Duration) -> std::process::Output {
+    let mut child = Command::new(ctests::workspace_bin("stasis"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("stasis {args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A seqpacket socket whose peer has closed with messages still queued: the dump used to loop
+/// for ever on reads that say "end" (at 100 % CPU, the process traced). It ends, and the
+/// restored socket holds the same messages, each whole, then the end.
+const CLOSED_PEER: &str = r#"
+import json, os, signal, socket, sys, time
+d = sys.argv[1]
+os.closerange(3, 65536)
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+b.send(b"x")
+b.send(b"yz")
+b.close()
+s, t = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+t.sendall(b"stream bytes")
+t.close()
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+got = [a.recv(10).decode(), a.recv(10).decode(), a.recv(10).decode(), s.recv(100).decode(), s.recv(100).decode()]
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps(got))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+#[test]
+fn a_queue_whose_peer_has_closed_is_dumped_in_bounded_time_and_restored_with_its_end() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-closed-peer");
+    let mut child = python(CLOSED_PEER, &work);
+    let pid = child.id() as i32;
+    let out = stasis_within(
+        &["dump", "-t", &pid.to_string(), "-D", s(&images)],
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!child.wait().unwrap().success());
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    assert_eq!(result, serde_json::json!(["x", "yz", "", "stream bytes", ""]));
+    let _ = checkpoint_core::sys::wait_exit(pid);
+}
