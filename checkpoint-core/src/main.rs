@@ -1,5 +1,7 @@
 //! `stasis`: the command-line front door.
 
+mod criu_args;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,17 @@ struct TcpDumpFlags {
     network_lock: checkpoint_core::netlock::Method,
 }
 
+/// CRIU's restore flags that ask for nothing more here: what the images hold is restored.
+#[derive(clap::Args)]
+struct RestoreAsDumped {
+    /// Accepted as CRIU's: the file locks the images hold are taken again.
+    #[arg(long)]
+    file_locks: bool,
+    /// Accepted as CRIU's: unix sockets connected outside are connected again by name.
+    #[arg(long)]
+    ext_unix_sk: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Checkpoint a running process into an image directory (CRIU format).
@@ -68,6 +81,9 @@ enum Command {
         freeze_cgroup: Option<PathBuf>,
         #[command(flatten)]
         tcp: TcpDumpFlags,
+        /// The largest unlinked file whose contents are saved (bytes, or with K, M, G).
+        #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = criu_args::parse_size)]
+        ghost_limit: u64,
     },
     /// Restore a process from an image directory, at its dumped pid.
     Restore {
@@ -92,6 +108,8 @@ enum Command {
         /// Restore established TCP connections closed.
         #[arg(long)]
         tcp_close: bool,
+        #[command(flatten)]
+        _as_dumped: RestoreAsDumped,
     },
     /// Probe the kernel features Stasis relies on.
     Check,
@@ -116,8 +134,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file_locks,
             freeze_cgroup,
             tcp,
+            ghost_limit,
         } => {
             let opts = DumpOpts {
+                ghost_limit,
                 tcp_established: tcp.tcp_established,
                 tcp_close: tcp.tcp_close,
                 skip_in_flight: tcp.skip_in_flight,
@@ -151,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inherit_fd,
             tcp_established,
             tcp_close,
+            _as_dumped,
         } => {
             let opts = RestoreOpts {
                 tcp_established,
@@ -241,8 +262,23 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(code) => code,
+    let (args, log) = match criu_args::translate(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("stasis: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
+    // CRIU's -o: in the work directory (-W), which is the images directory by default.
+    let log = log.file.map(|file| match (log.dir, &cli.command) {
+        (Some(work), _) => PathBuf::from(work).join(file),
+        (None, Command::Dump { dir, .. } | Command::Restore { dir, .. }) => dir.join(file),
+        (None, _) => PathBuf::from(file),
+    });
+    let outcome = run(cli);
+    let result = match &outcome {
+        Ok(_) => None,
         Err(e) => {
             // Our errors already carry their cause in their message: print each cause once.
             let mut msg = String::new();
@@ -253,9 +289,21 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("stasis: {msg}");
-            ExitCode::FAILURE
+            Some(msg)
         }
+    };
+    if let Some(path) = log {
+        let line = match &result {
+            None => "stasis: done\n".to_owned(),
+            Some(msg) => format!("stasis: Error: {msg}\n"),
+        };
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
     }
+    outcome.unwrap_or(ExitCode::FAILURE)
 }
 
 #[cfg(test)]

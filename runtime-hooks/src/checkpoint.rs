@@ -108,6 +108,7 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         tcp_close: false,
         skip_in_flight: flag("tcp-skip-in-flight"),
         network_lock: Default::default(),
+        ghost_limit: checkpoint_core::fds::ghost::DEFAULT_GHOST_LIMIT,
         freeze_cgroup: Some(
             checkpoint_core::ns::cgroup::freezer_dir(pid)
                 .map_err(|e| format!("container {id} (init pid {pid}): its freezer cgroup: {e}"))?,

@@ -94,3 +94,91 @@ fn a_queue_whose_peer_has_closed_is_dumped_in_bounded_time_and_restored_with_its
     assert_eq!(result, serde_json::json!(["x", "yz", "", "stream bytes", ""]));
     let _ = checkpoint_core::sys::wait_exit(pid);
 }
+
+/// A process holding a 1.5 MiB unlinked file: on SIGUSR1 it checks the file's contents.
+const UNLINKED: &str = r#"
+import hashlib, os, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+data = bytes(range(256)) * 6144
+f = open(os.path.join(d, "big"), "w+b")
+f.write(data)
+f.flush()
+os.unlink(os.path.join(d, "big"))
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+f.seek(0)
+ok = f.read() == data
+open(os.path.join(d, "result.tmp"), "w").write("OK" if ok else "DIFFERENT")
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+/// CRIU's options as a caller passes them: verbosity, log file, cgroup mode, timeouts,
+/// dedup, evasive devices, --ghost-limit with CRIU's units, --pidfile: taken; the log lands in
+/// the images directory; a 1.5 MiB unlinked file is refused by default naming --ghost-limit,
+/// and saved with --ghost-limit 2M; options asking for what is not done are refused by name
+/// before anything is stopped.
+#[test]
+fn criu_command_lines_are_taken_and_ghost_limit_is_an_option() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-criu-args");
+    let mut child = python(UNLINKED, &work);
+    let pid = child.id().to_string();
+    let refused = stasis(&["dump", "-t", &pid, "-D", s(&images), "--link-remap"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("--link-remap:"), "{err}");
+    let refused = stasis(&["dump", "-t", &pid, "-D", s(&images), "-v4"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("--ghost-limit"), "{err}");
+    assert_running_untraced(child.id() as i32);
+    stasis_ok(&[
+        "dump",
+        "-t",
+        &pid,
+        "-D",
+        s(&images),
+        "-v4",
+        "-o",
+        "dump.log",
+        "--manage-cgroups",
+        "--auto-dedup",
+        "--evasive-devices",
+        "--timeout",
+        "10",
+        "--ghost-limit",
+        "2M",
+        "--file-locks",
+        "--ext-unix-sk",
+    ]);
+    assert!(!child.wait().unwrap().success());
+    let pidfile = work.join("restored.pid");
+    stasis_ok(&[
+        "restore",
+        "-D",
+        s(&images),
+        "-vvvv",
+        "--log-file=restore.log",
+        "--restore-detached",
+        "--pidfile",
+        s(&pidfile),
+        "--manage-cgroups=soft",
+        "--file-locks",
+        "--ext-unix-sk",
+        "--tcp-established",
+    ]);
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), pid);
+    for log in ["dump.log", "restore.log"] {
+        let text = std::fs::read_to_string(images.join(log)).unwrap_or_default();
+        assert!(text.contains("stasis: done"), "{log}: {text:?}");
+    }
+    checkpoint_core::sys::send_signal(child.id() as i32, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    assert_eq!(std::fs::read_to_string(work.join("result")).unwrap(), "OK");
+    let _ = checkpoint_core::sys::wait_exit(child.id() as i32);
+}

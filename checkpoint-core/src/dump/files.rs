@@ -110,10 +110,10 @@ fn is_tty(rdev: u64) -> bool {
 }
 
 /// An unlinked regular file small enough to be saved with the dump.
-fn ghost(path: &str, meta: &fs::Metadata) -> Result<FileKind, String> {
+fn ghost(path: &str, meta: &fs::Metadata, limit: u64) -> Result<FileKind, String> {
     Ok(FileKind::Ghost {
         path: path.to_owned(),
-        ghost: fds::ghost::entry(meta)?,
+        ghost: fds::ghost::entry(meta, limit)?,
     })
 }
 
@@ -140,7 +140,8 @@ fn other_socket(pid: i32, fd: i32, ino: u32) -> Result<FileKind, String> {
 }
 
 /// Reads the fd table of `pid`; unsupported fds are errors naming the fd.
-pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<FdTable, DumpError> {
+pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> Result<FdTable, DumpError> {
+    let shell_job = opts.shell_job;
     let dir = format!("/proc/{pid}/fd");
     let mut numbers: Vec<i32> = fs::read_dir(&dir)
         .map_err(|e| DumpError::proc(pid, &dir, e))?
@@ -170,7 +171,7 @@ pub fn collect(pid: i32, shell_job: bool, sockets: &fds::unix::Table) -> Result<
                     size: meta.len(),
                 }
             } else {
-                ghost(path, &meta).map_err(|what| unsupported(&what))?
+                ghost(path, &meta, opts.ghost_limit).map_err(|what| unsupported(&what))?
             }
         } else if ft.is_file() || ft.is_dir() {
             FileKind::Reg {

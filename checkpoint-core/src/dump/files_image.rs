@@ -74,6 +74,8 @@ pub(super) struct FilesImage {
     sk_queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
     /// How TCP connections are dumped: (--tcp-established, --tcp-close).
     pub(super) tcp_mode: (bool, bool),
+    /// The largest unlinked file saved (`--ghost-limit`).
+    pub(super) ghost_limit: u64,
     /// The TCP connections to read in repair mode once every file is seen.
     pub(super) tcp: Vec<fds::tcp::Pending>,
 }
@@ -244,13 +246,12 @@ impl FilesImage {
         }
         let path = format!("/proc/{pid}/fd/{}", f.first_fd);
         let data = fs::read(&path).map_err(|e| DumpError::proc(pid, &path, e))?;
-        if data.len() as u64 > fds::ghost::GHOST_LIMIT {
+        if data.len() as u64 > self.ghost_limit {
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(
-                    "fd {}: the unlinked file grew past {} bytes",
-                    f.first_fd,
-                    fds::ghost::GHOST_LIMIT
+                    "fd {}: the unlinked file grew past {} bytes (--ghost-limit)",
+                    f.first_fd, self.ghost_limit
                 ),
             });
         }

@@ -52,6 +52,7 @@ pub(super) fn dump_frozen(
     let mut tree_objects = TreeObjects::default();
     tree_objects.files.sockets = precheck::unix_table(opts)?;
     tree_objects.files.tcp_mode = (opts.tcp_established, opts.tcp_close);
+    tree_objects.files.ghost_limit = opts.ghost_limit;
     // What /proc shows of each task, read once now that it is stopped: its stat, and for a
     // live task its fd table.
     let mut seen = Vec::with_capacity(tasks.len());
@@ -62,7 +63,7 @@ pub(super) fn dump_frozen(
         })?;
         let fdt = match t.zombie {
             Some(_) => None,
-            None => Some(files::collect(t.pid, opts.shell_job, &tree_objects.files.sockets)?),
+            None => Some(files::collect(t.pid, opts, &tree_objects.files.sockets)?),
         };
         seen.push((stat, fdt));
     }

@@ -56,6 +56,8 @@ pub struct DumpOpts {
     pub skip_in_flight: bool,
     /// How connections are locked while they are read and until the restore.
     pub network_lock: crate::netlock::Method,
+    /// The largest unlinked file whose contents are saved (`--ghost-limit`).
+    pub ghost_limit: u64,
 }
 
 /// What a dump did.

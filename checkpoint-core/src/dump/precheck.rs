@@ -39,7 +39,7 @@ pub(super) fn precheck(
     sockets: &fds::unix::Table,
     container_mounts: Option<&BTreeSet<i32>>,
 ) -> Result<Option<FdTable>, DumpError> {
-    let (shell_job, file_locks) = (opts.shell_job, opts.file_locks);
+    let file_locks = opts.file_locks;
     let stat = procfs::parse_stat(&read_proc(pid, "stat")?).ok_or(DumpError::Parse { pid, file: "stat" })?;
     if stat.state == 'Z' {
         return Ok(None); // a zombie holds nothing but its exit status
@@ -52,7 +52,7 @@ pub(super) fn precheck(
         }));
     }
     check_namespaces(pid, opts.pid, opts)?;
-    let fdt = files::collect(pid, shell_job, sockets)?;
+    let fdt = files::collect(pid, opts, sockets)?;
     if let Some(mounts) = container_mounts {
         super::container::check_container_files(pid, &fdt, mounts, opts.shell_job)?;
     }

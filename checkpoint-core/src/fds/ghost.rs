@@ -1,5 +1,5 @@
 //! Files unlinked while open ("ghost" files): the dump saves their attributes and contents
-//! (up to [`GHOST_LIMIT`]); the restore makes each again at its old path (or beside it), fills
+//! (up to `--ghost-limit`, [`DEFAULT_GHOST_LIMIT`] by default); the restore makes each again at its old path (or beside it), fills
 //! it, and unlinks it, so that the tasks hold an unlinked file again.
 
 use std::fs::{self, File, OpenOptions};
@@ -9,18 +9,19 @@ use std::time::Duration;
 
 use crate::image::pb;
 
-/// The largest unlinked file whose contents a dump saves (as CRIU's default --ghost-limit).
-pub const GHOST_LIMIT: u64 = 1 << 20;
+/// The largest unlinked file whose contents a dump saves by default (CRIU's default
+/// `--ghost-limit`).
+pub const DEFAULT_GHOST_LIMIT: u64 = 1 << 20;
 
 /// The ghost-file entry of an unlinked file (`meta` its attributes): refused, with the reason,
-/// unless it is a regular file of at most [`GHOST_LIMIT`] bytes.
-pub fn entry(meta: &fs::Metadata) -> Result<pb::GhostFileEntry, String> {
+/// unless it is a regular file of at most `limit` bytes (`--ghost-limit`).
+pub fn entry(meta: &fs::Metadata, limit: u64) -> Result<pb::GhostFileEntry, String> {
     if !meta.file_type().is_file() {
         return Err("an unlinked file that is not a regular file".into());
     }
-    if meta.len() > GHOST_LIMIT {
+    if meta.len() > limit {
         return Err(format!(
-            "an unlinked file of {} bytes: more than the {GHOST_LIMIT} saved with the dump",
+            "an unlinked file of {} bytes: more than the {limit} saved with the dump (--ghost-limit)",
             meta.len()
         ));
     }
