@@ -182,3 +182,85 @@ fn criu_command_lines_are_taken_and_ghost_limit_is_an_option() {
     assert_eq!(std::fs::read_to_string(work.join("result")).unwrap(), "OK");
     let _ = checkpoint_core::sys::wait_exit(child.id() as i32);
 }
+
+/// A process with a second thread, counting in both into DIR/count (atomically replaced).
+const COUNTING: &str = r#"
+import os, sys, threading, time
+d = sys.argv[1]
+os.closerange(3, 65536)
+n = [0]
+def work():
+    while True:
+        n[0] += 1
+        time.sleep(0.01)
+threading.Thread(target=work, daemon=True).start()
+open(os.path.join(d, "ready"), "w").close()
+while True:
+    open(os.path.join(d, "count.tmp"), "w").write(str(n[0]))
+    os.rename(os.path.join(d, "count.tmp"), os.path.join(d, "count"))
+    time.sleep(0.01)
+"#;
+
+fn count(work: &Path) -> u64 {
+    std::fs::read_to_string(work.join("count"))
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The state letter of `pid` in /proc/PID/stat ('T' stopped).
+fn state(pid: i32) -> char {
+    proc_ids(pid).map_or('?', |(.., st)| st)
+}
+
+/// A stopped process (SIGSTOP) stays stopped: after a dump left running, after a restore
+/// (every thread: nothing counts), and goes on once continued.
+#[test]
+fn a_stopped_process_stays_stopped_across_dump_and_restore() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-stopped");
+    let mut child = python(COUNTING, &work);
+    let pid = child.id() as i32;
+    std::thread::sleep(Duration::from_millis(200));
+    checkpoint_core::sys::send_signal(pid, libc::SIGSTOP).unwrap();
+    let start = Instant::now();
+    while state(pid) != 'T' {
+        assert!(start.elapsed() < Duration::from_secs(10), "never stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stopped_at = count(&work);
+    let left = work.join("left");
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&left), "--leave-running"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        (state(pid), count(&work)),
+        ('T', stopped_at),
+        "running after a dump left it stopped"
+    );
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let _ = child.wait();
+    let core = ctests::crit_decode(&images.join(format!("core-{pid}.img")));
+    assert_eq!(
+        core["entries"][0]["tc"]["task_state"], 3,
+        "{}",
+        core["entries"][0]["tc"]
+    );
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        (state(pid), count(&work)),
+        ('T', stopped_at),
+        "running after the restore"
+    );
+    checkpoint_core::sys::send_signal(pid, libc::SIGCONT).unwrap();
+    let start = Instant::now();
+    while count(&work) <= stopped_at + 5 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "it did not go on once continued"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = checkpoint_core::sys::send_signal(pid, libc::SIGKILL);
+    let _ = checkpoint_core::sys::wait_exit(pid);
+}

@@ -108,7 +108,7 @@ pub(super) fn dump_frozen(
                 if i == 0 {
                     root_task_ids = ids.clone();
                 }
-                let proc_view = (&stat, fdt.unwrap_or_default());
+                let proc_view = (&stat, fdt.unwrap_or_default(), task.stopped);
                 task::dump_task(
                     &task.threads,
                     dir,

@@ -84,6 +84,7 @@ fn freeze_one(pid: i32, is_root: bool) -> Result<Option<Task>, DumpError> {
             pid,
             zombie: Some(st.exit_code),
             threads: Vec::new(),
+            stopped: false,
         }));
     }
     match seize_threads(pid) {
@@ -91,6 +92,7 @@ fn freeze_one(pid: i32, is_root: bool) -> Result<Option<Task>, DumpError> {
             pid,
             zombie: None,
             threads,
+            stopped: st.state == 'T',
         })),
         // It died while we looked: a zombie now, or gone.
         Err(e) if !is_root => match stat(pid) {
@@ -98,6 +100,7 @@ fn freeze_one(pid: i32, is_root: bool) -> Result<Option<Task>, DumpError> {
                 pid,
                 zombie: Some(st.exit_code),
                 threads: Vec::new(),
+                stopped: false,
             })),
             Ok(_) => Err(e),
             Err(_) => Ok(None),
@@ -172,6 +175,7 @@ fn seize_frozen(root: i32) -> Result<Vec<Task>, DumpError> {
                 pid,
                 zombie: Some(st.exit_code),
                 threads: Vec::new(),
+                stopped: false,
             });
             continue;
         }
@@ -183,6 +187,7 @@ fn seize_frozen(root: i32) -> Result<Vec<Task>, DumpError> {
             pid,
             zombie: None,
             threads,
+            stopped: st.state == 'T',
         });
     }
     Ok(tasks)

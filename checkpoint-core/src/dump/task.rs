@@ -38,7 +38,7 @@ pub(super) fn dump_task(
     dir: &ImageDir,
     ids: &pb::TaskKobjIdsEntry,
     pages_id: u32,
-    (stat, fdt): (&procfs::Stat, FdTable),
+    (stat, fdt, stopped): (&procfs::Stat, FdTable, bool),
     pids: &crate::ns::pid::PidMap,
     objects: &mut TreeObjects,
 ) -> Result<(), DumpError> {
@@ -153,7 +153,10 @@ pub(super) fn dump_task(
 
     let mut main_core = cores[0].0.clone();
     main_core.tc = Some(pb::TaskCoreEntry {
-        task_state: pb::TASK_ALIVE,
+        // A stopped task comes back stopped (by SIGSTOP: which signal stopped it is not known
+        // from outside).
+        task_state: if stopped { pb::TASK_STOPPED } else { pb::TASK_ALIVE },
+        stop_signo: stopped.then_some(libc::SIGSTOP as u32),
         exit_code: 0,
         personality,
         flags: stat.flags,

@@ -18,6 +18,8 @@ pub struct Task {
     /// The exit status of a zombie.
     pub zombie: Option<u32>,
     pub threads: Vec<Tracee>,
+    /// It was stopped (SIGSTOP, job control) before we seized it: it comes back stopped.
+    pub stopped: bool,
 }
 
 impl Task {

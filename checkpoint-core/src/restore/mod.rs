@@ -273,6 +273,18 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
         return Err(e);
     }
     bound.keep();
+    // A process that was stopped gets SIGSTOP while every thread is still held: it is taken
+    // on the way out of the last stop, before any of its code runs, and stops it again.
+    // (Our view of its pid: a container's tasks have other pids inside.)
+    for (i, _) in tree.alive().filter(|(_, p)| p.stopped) {
+        let Some(ours) = puppets.leaders.get(i).and_then(|t| t.as_ref()).map(Tracee::pid) else {
+            continue;
+        };
+        if let Err(e) = sys::send_signal(ours, libc::SIGSTOP) {
+            puppets.kill_all();
+            return Err(object(ours, "stopping it again")(e));
+        }
+    }
     // Let everything go: the other threads first, then each process.
     for t in puppets.threads {
         t.detach()?;

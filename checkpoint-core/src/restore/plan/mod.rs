@@ -69,6 +69,8 @@ pub struct PlannedFd {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub pid: i32,
+    /// It was stopped (TASK_STOPPED): it is let go stopped.
+    pub stopped: bool,
     pub core: pb::CoreEntry,
     /// The other threads: tid and core.
     pub threads: Vec<(i32, pb::CoreEntry)>,
@@ -233,7 +235,9 @@ impl Tree {
                     exit_code: core.tc.as_ref().map_or(0, |tc| tc.exit_code),
                     comm: core.tc.as_ref().map(|tc| tc.comm.clone()).unwrap_or_default(),
                 },
-                Some(pb::TASK_ALIVE) => Body::Alive(Box::new(Plan::load_task(dir, e, core, &tables)?)),
+                Some(pb::TASK_ALIVE | pb::TASK_STOPPED) => {
+                    Body::Alive(Box::new(Plan::load_task(dir, e, core, &tables)?))
+                }
                 Some(other) => {
                     return Err(RestoreError::Unsupported {
                         pid,

@@ -84,7 +84,8 @@ impl Plan {
                 )));
             }
         }
-        if tc.task_state != pb::TASK_ALIVE {
+        let stopped = tc.task_state == pb::TASK_STOPPED;
+        if tc.task_state != pb::TASK_ALIVE && !stopped {
             return Err(RestoreError::Unsupported {
                 pid,
                 what: format!("task state {:#x}", tc.task_state),
@@ -321,6 +322,7 @@ impl Plan {
         fds.sort_by_key(|f| f.fd);
         Ok(Plan {
             pid,
+            stopped,
             threads,
             core,
             mm,
