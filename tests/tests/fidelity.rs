@@ -264,3 +264,45 @@ fn a_stopped_process_stays_stopped_across_dump_and_restore() {
     let _ = checkpoint_core::sys::send_signal(pid, libc::SIGKILL);
     let _ = checkpoint_core::sys::wait_exit(pid);
 }
+
+/// A pipe whose every writer has closed, with data left: read to its end after the restore.
+const WIDOWED_PIPE: &str = r#"
+import json, os, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+r, w = os.pipe()
+os.write(w, b"left behind")
+os.close(w)
+r2, w2 = os.pipe()
+os.close(w2)
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+got = [os.read(r, 100).decode(), os.read(r, 100).decode(), os.read(r2, 100).decode()]
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps(got))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+/// A pipe whose writers have all closed is the tree's, not "outside the dump": it comes back
+/// with its data, then the end (an empty one too).
+#[test]
+fn a_pipe_whose_writers_have_closed_comes_back_with_its_data_and_its_end() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-widowed-pipe");
+    let mut child = python(WIDOWED_PIPE, &work);
+    let pid = child.id() as i32;
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let _ = child.wait();
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    assert_eq!(result, serde_json::json!(["left behind", "", ""]));
+    let _ = checkpoint_core::sys::wait_exit(pid);
+}

@@ -556,11 +556,30 @@ impl FilesImage {
     fn pipe_data(&self) -> Result<Vec<(pb::PipeDataEntry, Vec<u8>)>, DumpError> {
         let mut out = Vec::new();
         for (&ino, &(reader, writer)) in &self.pipes {
-            let Some((pid, fd)) = reader.filter(|_| writer) else {
+            let Some((pid, fd)) = reader else {
                 continue;
             };
             use std::os::fd::AsFd;
-            out.extend(pipe_contents(ino, (pid, fd), fd_copy(pid, fd)?.as_fd())?);
+            let ours = fd_copy(pid, fd)?;
+            if writer {
+                out.extend(pipe_contents(ino, (pid, fd), ours.as_fd())?);
+                continue;
+            }
+            // Only its read end is in the tree: if every writer has closed (the reader sees
+            // the end after the data), the pipe is the tree's: saved, even empty (its entry
+            // says so), and made again without a writer. Otherwise it is the caller's.
+            let gone =
+                sys::pipe_widowed(ours.as_fd()).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: poll"), e))?;
+            if gone {
+                let (data, cap) =
+                    sys::peek_pipe(ours.as_fd()).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: tee"), e))?;
+                let entry = pb::PipeDataEntry {
+                    pipe_id: ino as u32,
+                    bytes: data.len() as u32,
+                    size: Some(cap),
+                };
+                out.push((entry, data));
+            }
         }
         Ok(out)
     }

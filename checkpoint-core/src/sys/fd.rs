@@ -110,3 +110,13 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     cvt(r as libc::c_int).map(drop)
 }
+
+/// Whether the other side of pipe end `fd` is gone: no writer left for a read end (POLLHUP),
+/// no reader for a write end (POLLERR).
+pub fn pipe_widowed(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN | PollFlags::POLLOUT)];
+    poll(&mut fds, PollTimeout::ZERO)?;
+    let r = fds[0].revents().unwrap_or(PollFlags::empty());
+    Ok(r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+}

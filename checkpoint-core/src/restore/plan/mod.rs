@@ -263,7 +263,10 @@ impl Tree {
                 what: "the dumped process itself is a zombie".into(),
             });
         }
-        // A pipe is recreated when both its ends are in the tree; otherwise it is the caller's.
+        let pipes = load_pipe_data(dir, ImageKind::PipesData)?;
+        // A pipe is recreated when both its ends are in the tree, or when only its read end
+        // is and its contents are saved (every writer had closed: it is made again without
+        // one); otherwise it is the caller's.
         let mut ends: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
         for t in &tasks {
             let Body::Alive(plan) = &t.body else { continue };
@@ -280,7 +283,9 @@ impl Tree {
             let Body::Alive(plan) = &mut t.body else { continue };
             for f in &mut plan.fds {
                 if let FdTarget::Pipe { pipe_id, .. } = f.target {
-                    if ends.get(&pipe_id) != Some(&(true, true)) {
+                    let whole = ends.get(&pipe_id) == Some(&(true, true));
+                    let widowed = ends.get(&pipe_id) == Some(&(true, false)) && pipes.contains_key(&pipe_id);
+                    if !whole && !widowed {
                         f.target = FdTarget::External {
                             key: format!("pipe:[{pipe_id}]"),
                         };
@@ -288,7 +293,6 @@ impl Tree {
                 }
             }
         }
-        let pipes = load_pipe_data(dir, ImageKind::PipesData)?;
         let fifos = load_pipe_data(dir, ImageKind::FifoData)?;
         let shmem = load_shmem(dir, &tasks, memfd_inodes)?;
         let unix: Vec<pb::UnixSkEntry> = files.values().filter_map(|f| f.usk.clone()).collect();
