@@ -85,6 +85,9 @@ pub struct Status {
     pub sig_ignored: u64,
     /// The pid in each pid namespace, ours first (the last is the task's own namespace).
     pub nspid: Vec<i32>,
+    /// `THP_enabled`: false once the process asked for no transparent huge pages
+    /// (PR_SET_THP_DISABLE); `None` where the kernel does not say.
+    pub thp_enabled: Option<bool>,
 }
 
 /// Parses `/proc/PID/status`; `None` if a needed line is malformed.
@@ -124,6 +127,7 @@ pub fn parse_status(text: &str) -> Option<Status> {
             "TracerPid" => s.tracer_pid = value.parse().ok()?,
             "SigCgt" => s.sig_caught = u64::from_str_radix(value, 16).ok()?,
             "SigIgn" => s.sig_ignored = u64::from_str_radix(value, 16).ok()?,
+            "THP_enabled" => s.thp_enabled = Some(value != "0"),
             "NSpid" => {
                 s.nspid = value
                     .split_whitespace()
@@ -183,6 +187,29 @@ fn parse_maps_line(line: &str) -> Option<MapsEntry> {
         inode: inode.parse().ok()?,
         path,
     })
+}
+
+/// Parses `/proc/PID/smaps`: each mapping's `maps` line and its `VmFlags` (two-letter codes,
+/// empty where the kernel wrote none); `None` on a malformed mapping line.
+pub fn parse_smaps(text: &str) -> Option<Vec<(MapsEntry, Vec<[u8; 2]>)>> {
+    let mut out: Vec<(MapsEntry, Vec<[u8; 2]>)> = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        // Field lines start with a word and a colon ("Rss:", "VmFlags:"); mapping lines with
+        // an address range.
+        let first = line.split(' ').next().unwrap_or("");
+        if let Some(key) = first.strip_suffix(':') {
+            if key == "VmFlags" {
+                let (_, flags) = out.last_mut()?;
+                *flags = line[first.len()..]
+                    .split_whitespace()
+                    .filter_map(|f| <[u8; 2]>::try_from(f.as_bytes()).ok())
+                    .collect();
+            }
+            continue;
+        }
+        out.push((parse_maps_line(line)?, Vec::new()));
+    }
+    Some(out)
 }
 
 /// What Stasis needs from `/proc/PID/fdinfo/N`.
@@ -248,6 +275,29 @@ pub fn parse_auxv(bytes: &[u8]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timers_aimed_at_a_thread_or_the_process() {
+        let text = "ID: 3\nsignal: 35/0000000000000000\nnotify: signal/tid.812\nClockID: 1\n\
+                    ID: 4\nsignal: 14/00000000000000ff\nnotify: signal/pid.800\nClockID: 0\n\
+                    ID: 5\nsignal: 0/0000000000000000\nnotify: none/pid.800\nClockID: 0\n";
+        let t = parse_timers(text).unwrap();
+        let got: Vec<_> = t.iter().map(|t| (t.id, t.signo, t.notify, t.notify_tid)).collect();
+        assert_eq!(got, vec![(3, 35, 4, Some(812)), (4, 14, 0, None), (5, 0, 1, None)]);
+    }
+
+    #[test]
+    fn smaps_gives_each_mapping_its_vmflags() {
+        let text = "7f00-7f10 rw-p 00000000 00:00 0 \nSize:                 64 kB\nRss:   0 kB\n\
+                    VmFlags: rd wr mr mw me dc lo \n\
+                    7f20-7f30 r--s 00001000 08:01 42                         /data/f\n\
+                    Size:                 64 kB\nVmFlags: rd sh mr mw me ms \n";
+        let m = parse_smaps(text).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].0.start, m[0].0.end, m[0].0.shared), (0x7f00, 0x7f10, false));
+        assert!(m[0].1.contains(b"dc") && m[0].1.contains(b"lo"));
+        assert_eq!((m[1].0.path.as_str(), m[1].0.inode, m[1].1.len()), ("/data/f", 42, 6));
+    }
 
     #[test]
     fn stat_with_spaces_and_parens_in_comm() {
@@ -392,14 +442,17 @@ pub fn parse_timers(text: &str) -> Option<Vec<PosixTimer>> {
             "notify" => {
                 let t = out.last_mut()?;
                 let (how, who) = value.split_once('/')?;
+                // SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD; "tid." marks SIGEV_THREAD_ID (4),
+                // aimed at one thread (its id in the namespace of the /proc read).
                 t.notify = match how {
                     "signal" => 0,
                     "none" => 1,
-                    "thread" => 4,
+                    "thread" => 2,
                     _ => return None,
                 };
-                if t.notify == 4 {
-                    t.notify_tid = who.strip_prefix("tid.")?.parse().ok();
+                if let Some(tid) = who.strip_prefix("tid.") {
+                    t.notify |= 4;
+                    t.notify_tid = Some(tid.parse().ok()?);
                 }
             }
             "ClockID" => out.last_mut()?.clock_id = value.parse().ok()?,

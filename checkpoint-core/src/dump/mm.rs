@@ -155,6 +155,57 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
     Ok(out)
 }
 
+const MAP_LOCKED: u32 = 0x2000;
+const MAP_NORESERVE: u32 = 0x4000;
+
+/// What `VmFlags` of `/proc/PID/smaps` say that `maps` does not: the madvise(2) advice a
+/// mapping was given (kept in `madv` as bits `1 << MADV_*`, CRIU's encoding) and whether it is
+/// locked or reserves no swap (`MAP_LOCKED`/`MAP_NORESERVE` in `flags`). Lock-on-fault has no
+/// place in the image: refused, rather than restored locked or unlocked.
+pub fn add_vmflags(pid: i32, vmas: &mut [VmaEntry], smaps: &[(MapsEntry, Vec<[u8; 2]>)]) -> Result<(), DumpError> {
+    const ADVICE: &[(&[u8; 2], i32)] = &[
+        (b"sr", libc::MADV_SEQUENTIAL),
+        (b"rr", libc::MADV_RANDOM),
+        (b"dc", libc::MADV_DONTFORK),
+        (b"dd", libc::MADV_DONTDUMP),
+        (b"mg", libc::MADV_MERGEABLE),
+        (b"hg", libc::MADV_HUGEPAGE),
+        (b"nh", libc::MADV_NOHUGEPAGE),
+        (b"wf", libc::MADV_WIPEONFORK),
+    ];
+    for v in vmas.iter_mut() {
+        // The kernel's own mappings carry flags of their own (vdso, vvar): nothing to give back.
+        if v.status & (st::VDSO | st::VVAR | st::VSYSCALL) != 0 {
+            continue;
+        }
+        let Some((_, flags)) = smaps.iter().find(|(m, _)| m.start == v.start) else {
+            continue;
+        };
+        let has = |code: &[u8; 2]| flags.iter().any(|f| f == code);
+        if has(b"lf") {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "mapping {:#x}-{:#x} is locked on fault (mlock2 MLOCK_ONFAULT), which images cannot hold",
+                    v.start, v.end
+                ),
+            });
+        }
+        let madv = ADVICE
+            .iter()
+            .filter(|(code, _)| has(code))
+            .fold(0u64, |bits, &(_, advice)| bits | 1 << advice);
+        v.madv = (madv != 0).then_some(madv);
+        if has(b"lo") {
+            v.flags |= MAP_LOCKED;
+        }
+        if has(b"nr") {
+            v.flags |= MAP_NORESERVE;
+        }
+    }
+    Ok(())
+}
+
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;

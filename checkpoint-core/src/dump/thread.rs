@@ -43,6 +43,13 @@ pub(super) fn thread_core(
     };
     let injected = injected::collect(t, whole_process, status.sig_caught, status.sig_ignored, &timers)?;
     let signals_p = Some(signal_queue(t, false)?);
+    let sched = sys::sched_of(tid).map_err(|e| DumpError::proc(tid, "sched_getattr", e))?;
+    if sched.policy & !sys::SCHED_RESET_ON_FORK == sys::SCHED_DEADLINE {
+        return Err(DumpError::Unsupported {
+            pid,
+            what: format!("thread {tid} runs under SCHED_DEADLINE, whose parameters images cannot hold"),
+        });
+    }
     let comm = read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_owned();
@@ -86,6 +93,9 @@ pub(super) fn thread_core(
                 None
             },
             comm: Some(comm),
+            sched_policy: Some(sched.policy),
+            sched_prio: Some(sched.priority),
+            sched_nice: Some(sched.nice),
             pdeath_sig: (injected.pdeath_sig != 0).then_some(injected.pdeath_sig),
             signals_p,
             rseq_entry: rseq.map(|r| pb::RseqEntry {

@@ -136,6 +136,13 @@ pub fn build(
 
     // 8. mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP.
     memory::set_mm_map(&r, host, plan, prep)?;
+    if plan.mm.thp_disabled == Some(true) {
+        r.call(
+            "prctl(PR_SET_THP_DISABLE)",
+            libc::SYS_prctl,
+            [libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
     if tc.personality != 0 {
         r.call(
             "personality",
@@ -170,6 +177,7 @@ pub fn build(
     process::queue_signals(&call, &put, pid, None, &queued(&tc.signals_s))?;
     process::queue_signals(&call, &put, pid, Some(pid), &queued(&thread.signals_p))?;
 
+    set_loginuid(&r, host, tc)?;
     // Filters and credentials, then dumpable (which a change of credentials resets).
     creds::seccomp_and_creds(&call, &put, pid, &thread, filters, &prep.inherited)?;
     if let Some(d) = plan.mm.dumpable.filter(|d| matches!(d, 0 | 1)) {
@@ -189,5 +197,60 @@ pub fn build(
         });
     }
     threads::set_dumped_registers(t, ti, thread.blk_sigset.unwrap_or(tc.blk_sigset))?;
+    // Set from here once the other threads were made (they were born with the puppet's).
+    threads::set_sched(host, pid, &thread)?;
+    set_oom_score_adj(host, pid, tc)?;
     Ok(thread_tracees)
+}
+
+/// The process's oom_score_adj, written from here where it differs from the puppet's. Without
+/// CAP_SYS_RESOURCE a value below the inherited one is refused by the kernel: the restore
+/// fails, naming it, rather than leave the process easier to kill than it was.
+fn set_oom_score_adj(host: i32, pid: i32, tc: &pb::TaskCoreEntry) -> Result<(), RestoreError> {
+    let Some(want) = tc.oom_score_adj else {
+        return Ok(());
+    };
+    let path = format!("/proc/{host}/oom_score_adj");
+    let failed = |source| RestoreError::Object {
+        pid,
+        object: format!("oom_score_adj {want}"),
+        source,
+    };
+    let now: Option<i32> = std::fs::read_to_string(&path).map_err(failed)?.trim().parse().ok();
+    if now != Some(want) {
+        std::fs::write(&path, want.to_string()).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// The audit login uid, where it differs from the puppet's: only the task itself may write its
+/// /proc/self/loginuid, so the puppet does (while it still has CAP_AUDIT_CONTROL).
+fn set_loginuid(r: &Remote<'_>, host: i32, tc: &pb::TaskCoreEntry) -> Result<(), RestoreError> {
+    let Some(want) = tc.loginuid else {
+        return Ok(());
+    };
+    let now: Option<u32> = std::fs::read_to_string(format!("/proc/{host}/loginuid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    if now.is_none() || now == Some(want) {
+        return Ok(()); // no audit here, or the same already
+    }
+    let path = r.put(0, b"/proc/self/loginuid\0")?;
+    let value = want.to_string();
+    let text = r.put(64, value.as_bytes())?;
+    let fd = r.call(
+        "open(/proc/self/loginuid)",
+        libc::SYS_openat,
+        [libc::AT_FDCWD as u64, path, libc::O_WRONLY as u64, 0, 0, 0],
+    )?;
+    let wrote = r.call(
+        "write(loginuid)",
+        libc::SYS_write,
+        [fd, text, value.len() as u64, 0, 0, 0],
+    );
+    r.close(fd)?;
+    wrote.map_err(|e| RestoreError::Invalid {
+        what: format!("pid {}: setting its login uid {want}: {e}", r.pid),
+    })?;
+    Ok(())
 }

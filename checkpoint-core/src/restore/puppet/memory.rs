@@ -127,7 +127,32 @@ pub(super) fn fill(r: &Remote<'_>, plan: &Plan, prep: &Prepared, filled: &[bool]
             )?;
         }
     }
+    advise(r, plan)?;
     Ok(pages_fd)
+}
+
+/// The advice each mapping had (`madv`: bits `1 << MADV_*`), given again once its pages are in
+/// (MADV_DONTFORK, MADV_HUGEPAGE...: none of them changes what the pages hold).
+fn advise(r: &Remote<'_>, plan: &Plan) -> Result<(), RestoreError> {
+    for v in &plan.mm.vmas {
+        let Some(bits) = v.madv.filter(|&b| b != 0) else {
+            continue;
+        };
+        for advice in (0..64u64).filter(|a| bits & (1 << a) != 0) {
+            r.call(
+                "madvise",
+                libc::SYS_madvise,
+                [v.start, v.end - v.start, advice, 0, 0, 0],
+            )
+            .map_err(|e| RestoreError::Invalid {
+                what: format!(
+                    "pid {}: mapping {:#x}-{:#x}: madvise({advice}) failed: {e}",
+                    r.pid, v.start, v.end
+                ),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The mm fields (code/data/brk/stack/args/env, auxv, exe) in one PR_SET_MM_MAP.

@@ -125,6 +125,33 @@ pub(super) fn make_thread(
     process::queue_signals(&call, &put, pid, Some(tid), &queued)?;
     super::creds::seccomp_and_creds(&call, &put, tid, &tc, filters, inherited)?;
     inj.release();
+    set_sched(t.pid(), tid, &tc)?;
     set_dumped_registers(&t, ti, tc.blk_sigset.unwrap_or(0))?;
     Ok(t)
+}
+
+/// Schedules the thread (`host`: its id for us, `tid` in the images) as it was: policy,
+/// real-time priority, nice; set from here, and only where they differ from what it inherited.
+pub(super) fn set_sched(host: i32, tid: i32, tc: &pb::ThreadCoreEntry) -> Result<(), RestoreError> {
+    let (Some(policy), Some(priority), Some(nice)) = (tc.sched_policy, tc.sched_prio, tc.sched_nice) else {
+        return Ok(());
+    };
+    let want = crate::sys::Sched { policy, priority, nice };
+    let failed = |what: &str| {
+        let what = what.to_owned();
+        move |source| RestoreError::Object {
+            pid: tid,
+            object: what,
+            source,
+        }
+    };
+    if crate::sys::sched_of(host).map_err(failed("its scheduling"))? != want {
+        crate::sys::set_sched(host, &want).map_err(failed(&format!(
+            "scheduling policy {} priority {} nice {}",
+            policy & !crate::sys::SCHED_RESET_ON_FORK,
+            priority,
+            nice
+        )))?;
+    }
+    Ok(())
 }
