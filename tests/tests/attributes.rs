@@ -247,3 +247,72 @@ fn a_timer_aimed_at_one_thread_still_fires_at_that_thread() {
     assert_eq!(before["main_got"], 0, "{before}");
     assert_eq!(after, before);
 }
+
+/// Open files with owners: a pipe whose signals (SIGUSR2, O_ASYNC) go to the process, a socket
+/// whose go to one thread (F_OWNER_TID), a FIFO's to the process group (F_OWNER_PGRP) with
+/// SIGRTMIN+2, a file's with only F_SETSIG. State: each file's owner, signal and O_ASYNC, and
+/// that a byte written into the pipe does send SIGUSR2 (POLL_IN, taken with sigtimedwait).
+const FILE_OWNERS: &str = r#"
+import fcntl, socket, stat
+F_SETSIG, F_GETSIG, F_SETOWN_EX, F_GETOWN_EX = 10, 11, 15, 16
+class owner_ex(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("pid", ctypes.c_int)]
+def set_owner(fd, kind, pid, sig=0, async_io=False):
+    if pid and libc.fcntl(fd, F_SETOWN_EX, ctypes.byref(owner_ex(kind, pid))):
+        raise OSError(ctypes.get_errno(), "F_SETOWN_EX")
+    if sig:
+        fcntl.fcntl(fd, F_SETSIG, sig)
+    if async_io:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+os.setpgid(0, 0)
+r, w = os.pipe()
+set_owner(r, 1, os.getpid(), signal.SIGUSR2, True)
+a, b = socket.socketpair()
+started, tid = threading.Event(), [0]
+def worker():
+    tid[0] = threading.get_native_id()
+    started.set()
+    threading.Event().wait()
+threading.Thread(target=worker, daemon=True).start()
+started.wait()
+set_owner(a.fileno(), 0, tid[0], 0, True)
+os.mkfifo(os.path.join(d, "fifo"))
+fr = os.open(os.path.join(d, "fifo"), os.O_RDONLY | os.O_NONBLOCK)
+fw = os.open(os.path.join(d, "fifo"), os.O_WRONLY)
+set_owner(fr, 2, os.getpgrp(), signal.SIGRTMIN + 2)
+f = os.open(os.path.join(d, "file"), os.O_RDWR | os.O_CREAT)
+set_owner(f, 0, 0, signal.SIGRTMIN + 3)
+def owner(fd):
+    o = owner_ex()
+    if libc.fcntl(fd, F_GETOWN_EX, ctypes.byref(o)):
+        raise OSError(ctypes.get_errno(), "F_GETOWN_EX")
+    return [o.type, o.pid, fcntl.fcntl(fd, F_GETSIG), bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ASYNC)]
+def state():
+    out = {name: owner(fd) for name, fd in (("pipe", r), ("socket", a.fileno()), ("fifo", fr), ("file", f))}
+    out["tid"] = tid[0] == out["socket"][1]
+    os.write(w, b"x")
+    info = signal.sigtimedwait([signal.SIGUSR2], 5)
+    os.read(r, 1)
+    out["sent"] = None if info is None else [info.si_signo, info.si_code]
+    return out
+"#;
+
+#[test]
+fn the_owners_signals_and_o_async_of_open_files_come_back() {
+    let (before, after) = before_and_after("attr-file-owners", FILE_OWNERS);
+    let sig = |name: &str| before[name][2].as_i64().unwrap_or(-1);
+    assert_eq!(
+        (before["pipe"][0].clone(), sig("pipe"), before["pipe"][3].clone()),
+        (serde_json::json!(1), libc::SIGUSR2 as i64, serde_json::json!(true)),
+        "the workload's own set-up: {before}"
+    );
+    assert_eq!(before["socket"][0], 0, "{before}");
+    assert_eq!(before["tid"], true, "{before}");
+    assert_eq!(before["fifo"][0], 2, "{before}");
+    assert_eq!(sig("fifo"), libc::SIGRTMIN() as i64 + 2, "{before}");
+    assert_eq!(sig("file"), libc::SIGRTMIN() as i64 + 3, "{before}");
+    // POLL_IN (1) from the pipe's O_ASYNC.
+    assert_eq!(before["sent"], serde_json::json!([libc::SIGUSR2, 1]), "{before}");
+    assert_eq!(after, before);
+}

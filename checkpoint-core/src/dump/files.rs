@@ -86,6 +86,8 @@ pub struct OpenFile {
     pub first_fd: i32,
     /// The file locks held through it.
     pub locks: Vec<pb::FileLockEntry>,
+    /// Who gets its signals (F_SETOWN, F_SETSIG), when anyone was set.
+    pub owner: Option<sys::FileOwner>,
 }
 
 /// One fd: its number, close-on-exec, and the index of its open file.
@@ -137,6 +139,19 @@ fn other_socket(pid: i32, fd: i32, ino: u32) -> Result<FileKind, String> {
         libc::AF_PACKET => fds::packet::diag(pid, ino).map(FileKind::Packet),
         _ => Err(format!("sockets of address family {family} are not supported")),
     }
+}
+
+/// The owner of fd `fd` of `pid` (read through our copy of it), if one was set. An O_PATH fd
+/// has none.
+fn owner(pid: i32, fd: i32, flags: u32) -> Result<Option<sys::FileOwner>, DumpError> {
+    if flags & libc::O_PATH as u32 != 0 {
+        return Ok(None);
+    }
+    use std::os::fd::AsFd;
+    let failed = |e| DumpError::proc(pid, &format!("fd {fd}: its owner (F_GETOWN_EX)"), e);
+    let ours = sys::copy_fd_of(pid, fd).map_err(failed)?;
+    let owner = sys::file_owner(ours.as_fd()).map_err(failed)?;
+    Ok((owner.pid != 0 || owner.signal != 0).then_some(owner))
 }
 
 /// Reads the fd table of `pid`; unsupported fds are errors naming the fd.
@@ -266,6 +281,7 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
                     first_fd: fd,
                     locks: fds::locks::collect(&info_text, pid, fd)
                         .ok_or_else(|| unsupported("a lock of an unknown kind"))?,
+                    owner: owner(pid, fd, info.flags)?,
                 });
                 let idx = table.files.len() - 1;
                 by_inode.entry(key).or_default().push((idx, fd));

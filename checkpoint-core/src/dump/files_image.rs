@@ -108,6 +108,53 @@ impl FilesImage {
         id
     }
 
+    /// Records who gets the signals of open file `id` (of task `pid`, whose `status` gives the
+    /// ids F_SETOWN recorded when the kernel does not tell them): the owner by its pid inside.
+    pub(super) fn set_owner(
+        &mut self,
+        pid: i32,
+        id: u32,
+        owner: sys::FileOwner,
+        pids: &crate::ns::pid::PidMap,
+        status: &crate::procfs::Status,
+    ) -> Result<(), DumpError> {
+        let inside = if owner.pid == 0 { 0 } else { pids.inside(owner.pid) };
+        if owner.pid != 0 && inside == 0 {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "an open file sends its signals (F_SETOWN) to {}, outside the dump",
+                    owner.pid
+                ),
+            });
+        }
+        let (uid, euid) = owner.uids.unwrap_or((status.uids[0], status.uids[1]));
+        let fown = pb::FownEntry {
+            uid,
+            euid,
+            signum: owner.signal,
+            pid_type: owner.kind,
+            pid: inside as u32,
+        };
+        // A FIFO's owner is kept in the entry of its path.
+        let mut at = id as usize - 1;
+        if let Some(regf) = self
+            .entries
+            .get(at)
+            .and_then(|e| e.fifo.as_ref())
+            .and_then(|f| f.regf_id)
+        {
+            at = regf as usize - 1;
+        }
+        match self.entries.get_mut(at).map(|e| e.set_owner(fown)) {
+            Some(true) => Ok(()),
+            _ => Err(DumpError::Unsupported {
+                pid,
+                what: format!("file {id} has an owner (F_SETOWN) that its kind of image cannot hold"),
+            }),
+        }
+    }
+
     /// One REG entry per path, shared by mappings, exe, cwd and root.
     pub(super) fn path(&mut self, path: &str) -> u32 {
         if let Some(&id) = self.by_path.get(path) {

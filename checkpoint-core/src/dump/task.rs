@@ -122,6 +122,9 @@ pub(super) fn dump_task(
         file_ids.push(files.open_file(pid, f)?);
         // A flock or OFD lock belongs to the open file: saved with its first holder.
         let new = files.entries.len() > known;
+        if let Some(owner) = f.owner.filter(|_| new) {
+            files.set_owner(pid, file_ids[file_ids.len() - 1].0, owner, pids, &status)?;
+        }
         let locks = f.locks.iter().filter(|l| new || l.flag == fds::locks::FL_POSIX);
         files.locks.extend(locks.cloned());
     }

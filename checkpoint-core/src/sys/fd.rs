@@ -120,3 +120,48 @@ pub fn pipe_widowed(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let r = fds[0].revents().unwrap_or(PollFlags::empty());
     Ok(r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
 }
+
+/// Who gets the signals of an open file (F_SETOWN_EX), which signal (F_SETSIG), and with
+/// whose ids they are sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOwner {
+    /// F_OWNER_TID (0), F_OWNER_PID (1) or F_OWNER_PGRP (2).
+    pub kind: u32,
+    /// The owner in our pid namespace; 0 for none.
+    pub pid: i32,
+    /// 0 for SIGIO.
+    pub signal: u32,
+    /// The real and effective uid recorded by F_SETOWN (F_GETOWNER_UIDS), when the kernel
+    /// tells them.
+    pub uids: Option<(u32, u32)>,
+}
+
+const F_SETSIG: libc::c_int = 10;
+const F_GETSIG: libc::c_int = 11;
+const F_SETOWN_EX: libc::c_int = 15;
+const F_GETOWN_EX: libc::c_int = 16;
+const F_GETOWNER_UIDS: libc::c_int = 1024 + 17;
+
+/// The owner of the open file behind our fd `fd`. Raw fcntl: nix has no F_GETOWN_EX,
+/// F_GETSIG or F_GETOWNER_UIDS.
+pub fn file_owner(fd: BorrowedFd<'_>) -> io::Result<FileOwner> {
+    let mut owner = [0i32; 2];
+    // SAFETY: `owner` is a live struct f_owner_ex (type, pid) that the kernel fills.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), F_GETOWN_EX, owner.as_mut_ptr()) })?;
+    // SAFETY: plain integer arguments.
+    let signal = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), F_GETSIG) })?;
+    let mut uids = [0u32; 2];
+    // SAFETY: `uids` is two live u32s that the kernel fills; without CONFIG_CHECKPOINT_RESTORE
+    // the call fails and leaves them alone.
+    let have_uids = unsafe { libc::fcntl(fd.as_raw_fd(), F_GETOWNER_UIDS, uids.as_mut_ptr()) } == 0;
+    Ok(FileOwner {
+        kind: owner[0] as u32,
+        pid: owner[1],
+        signal: signal as u32,
+        uids: have_uids.then_some((uids[0], uids[1])),
+    })
+}
+
+/// The fcntl commands a puppet runs to give a file its owner: F_SETOWN_EX (its argument a
+/// struct f_owner_ex) and F_SETSIG.
+pub const OWNER_COMMANDS: (u64, u64) = (F_SETOWN_EX as u64, F_SETSIG as u64);

@@ -457,6 +457,9 @@ fn conns_bench(runs: usize, tmpfs: &Path, criu: bool) {
 
 fn main() {
     become_subreaper();
+    // What started us may leave fds open (make's jobserver pipe...): no workload inherits them,
+    // or it would be dumped holding a pipe from outside the dump.
+    ctests::workload::no_inherited_fds();
     let only = std::env::var("STASIS_BENCH_ONLY").unwrap_or_default();
     if only == "conns" {
         let runs = std::env::var("STASIS_BENCH_RUNS")

@@ -102,3 +102,55 @@ pub struct FileEntry {
     #[prost(message, optional, tag = "22")]
     pub pidfd: Option<PidfdEntry>,
 }
+
+/// Runs `$body` with `$e` bound to whichever kind of entry `$file` holds that has an owner
+/// (`fown`) and open flags: a FIFO's are in the entry of its path.
+macro_rules! with_owned_entry {
+    ($file:expr, $how:ident, $e:ident => $body:expr) => {{
+        let f = $file;
+        if let Some($e) = f.reg.$how() {
+            Some($body)
+        } else if let Some($e) = f.isk.$how() {
+            Some($body)
+        } else if let Some($e) = f.usk.$how() {
+            Some($body)
+        } else if let Some($e) = f.psk.$how() {
+            Some($body)
+        } else if let Some($e) = f.nlsk.$how() {
+            Some($body)
+        } else if let Some($e) = f.pipe.$how() {
+            Some($body)
+        } else if let Some($e) = f.efd.$how() {
+            Some($body)
+        } else if let Some($e) = f.epfd.$how() {
+            Some($body)
+        } else if let Some($e) = f.sgfd.$how() {
+            Some($body)
+        } else if let Some($e) = f.tfd.$how() {
+            Some($body)
+        } else if let Some($e) = f.ify.$how() {
+            Some($body)
+        } else if let Some($e) = f.ffy.$how() {
+            Some($body)
+        } else if let Some($e) = f.tty.$how() {
+            Some($body)
+        } else if let Some($e) = f.memfd.$how() {
+            Some($body)
+        } else {
+            None
+        }
+    }};
+}
+
+impl FileEntry {
+    /// The owner (F_SETOWN) and open flags of the file, whatever its kind; `None` for kinds
+    /// that have neither here (a FIFO's are in its path's entry).
+    pub fn owner_and_flags(&self) -> Option<(super::FownEntry, u32)> {
+        with_owned_entry!(self, as_ref, e => (e.fown.clone(), e.flags))
+    }
+
+    /// Sets the owner of the file; false for a kind that has none.
+    pub fn set_owner(&mut self, fown: super::FownEntry) -> bool {
+        with_owned_entry!(self, as_mut, e => e.fown = fown).is_some()
+    }
+}

@@ -63,6 +63,9 @@ pub struct PlannedFd {
     /// files.img id: fds with the same id share one open file.
     pub file_id: u32,
     pub target: FdTarget,
+    /// Who gets the file's signals (F_SETOWN_EX, F_SETSIG) and whether it sends them
+    /// (O_ASYNC), when either was set.
+    pub owner: Option<(crate::image::pb::FownEntry, bool)>,
 }
 
 /// Everything the restore of one live process needs, checked.

@@ -312,11 +312,19 @@ impl Plan {
                     });
                 }
             };
+            // A FIFO's owner and flags are in the entry of its path.
+            let regf = file.fifo.as_ref().and_then(|f| files.get(&f.regf_id?));
+            let owner = regf
+                .unwrap_or(file)
+                .owner_and_flags()
+                .map(|(fown, flags)| (fown, flags & libc::O_ASYNC as u32 != 0))
+                .filter(|(fown, async_io)| fown.pid != 0 || fown.signum != 0 || *async_io);
             fds.push(PlannedFd {
                 fd,
                 cloexec: e.flags & libc::FD_CLOEXEC as u32 != 0,
                 file_id: e.id,
                 target,
+                owner,
             });
         }
         fds.sort_by_key(|f| f.fd);

@@ -164,7 +164,8 @@ pub fn build(
         )?);
     }
 
-    // POSIX timers once every thread they may notify exists.
+    // Owners of files and POSIX timers once every thread they may name exists.
+    files::set_owners(&r, plan)?;
     if let Some(timers) = tc.timers.as_ref().filter(|t| !t.posix.is_empty()) {
         process::posix_timers(&r, &timers.posix)?;
     }

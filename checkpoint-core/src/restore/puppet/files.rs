@@ -67,3 +67,54 @@ pub(super) fn install(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<()
     }
     Ok(())
 }
+
+/// Gives each file its owner, signal and O_ASYNC again, from the puppet itself (the owner is
+/// its pid inside, and O_ASYNC's signals carry the fd number that turned it on). Run once the
+/// task's threads exist: a file may send its signals to one of them.
+pub(super) fn set_owners(r: &Remote<'_>, plan: &Plan) -> Result<(), RestoreError> {
+    let (setown_ex, setsig) = crate::sys::OWNER_COMMANDS;
+    for p in &plan.fds {
+        let Some((fown, async_io)) = &p.owner else { continue };
+        let fd = p.fd as u64;
+        let failed = |what: &str| {
+            let what = format!("pid {}: fd {}: {what}", plan.pid, p.fd);
+            move |e: RestoreError| RestoreError::Invalid {
+                what: format!("{what}: {e}"),
+            }
+        };
+        if fown.pid != 0 {
+            let mut owner = fown.pid_type.to_le_bytes().to_vec();
+            owner.extend_from_slice(&fown.pid.to_le_bytes());
+            let at = r.put(0, &owner)?;
+            r.call("fcntl(F_SETOWN_EX)", libc::SYS_fcntl, [fd, setown_ex, at, 0, 0, 0])
+                .map_err(failed(&format!("its signals to {} (type {})", fown.pid, fown.pid_type)))?;
+        }
+        if fown.signum != 0 {
+            r.call(
+                "fcntl(F_SETSIG)",
+                libc::SYS_fcntl,
+                [fd, setsig, fown.signum.into(), 0, 0, 0],
+            )
+            .map_err(failed(&format!("signal {}", fown.signum)))?;
+        }
+        if *async_io {
+            // Off first: a file opened with O_ASYNC has the flag without its registration,
+            // and F_SETFL registers only on a change.
+            let fl = r.call(
+                "fcntl(F_GETFL)",
+                libc::SYS_fcntl,
+                [fd, libc::F_GETFL as u64, 0, 0, 0, 0],
+            )?;
+            let a = libc::O_ASYNC as u64;
+            for flags in [fl & !a, fl | a] {
+                r.call(
+                    "fcntl(F_SETFL)",
+                    libc::SYS_fcntl,
+                    [fd, libc::F_SETFL as u64, flags, 0, 0, 0],
+                )
+                .map_err(failed("O_ASYNC"))?;
+            }
+        }
+    }
+    Ok(())
+}
