@@ -29,9 +29,13 @@ impl Containerd {
         );
         std::fs::write(dir.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        // The shims' scratch (ctrd-checkpoint* work directories they leave behind) goes under
+        // `dir`, which the test removes, not into /tmp.
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let child = Command::new("containerd")
             .arg("--config")
             .arg(dir.join("config.toml"))
+            .env("TMPDIR", dir.join("tmp"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -57,6 +61,7 @@ impl Containerd {
     /// `ctr -a SOCK -n NS ARGS...`.
     pub fn ctr(&self, args: &[&str]) -> Output {
         Command::new("ctr")
+            .env("TMPDIR", self.dir.join("tmp"))
             .arg("-a")
             .arg(self.dir.join("ctd.sock"))
             .args(["-n", &self.ns])

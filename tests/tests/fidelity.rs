@@ -306,3 +306,68 @@ fn a_pipe_whose_writers_have_closed_comes_back_with_its_data_and_its_end() {
     assert_eq!(result, serde_json::json!(["left behind", "", ""]));
     let _ = checkpoint_core::sys::wait_exit(pid);
 }
+
+/// An epoll set whose registrations outlived their fd numbers (the kernel keys them by file
+/// and number): pipe A's read end registered as fd RA, then moved (dup, RA closed); pipe B's
+/// registered as fd RB, which now holds pipe C's read end (close-on-exec), not registered.
+/// After the restore each still reports under its old number, and RB still reads pipe C.
+const EPOLL_MOVED: &str = r#"
+import json, os, select, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+ep = select.epoll()
+ra, wa = os.pipe()
+rb, wb = os.pipe()
+ep.register(ra, select.EPOLLIN)
+ep.register(rb, select.EPOLLIN)
+ra2 = os.dup(ra)
+os.close(ra)
+rb2 = os.dup(rb)
+rc, wc = os.pipe()
+os.dup2(rc, rb, inheritable=False)
+os.close(rc)
+def state():
+    os.write(wa, b"a")
+    os.write(wb, b"b")
+    os.write(wc, b"c")
+    ready = sorted(ep.poll(1))
+    got = [os.read(ra2, 1).decode(), os.read(rb2, 1).decode(), os.read(rb, 1).decode()]
+    return {"ready": ready, "read": got, "rb_inheritable": os.get_inheritable(rb), "ra": ra, "rb": rb}
+before = state()
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, state()]))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+#[test]
+fn epoll_registrations_whose_fds_were_closed_or_reused_come_back_as_they_were() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-epoll-moved");
+    let mut child = python(EPOLL_MOVED, &work);
+    let pid = child.id() as i32;
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let _ = child.wait();
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    let (before, after) = (&result[0], &result[1]);
+    let (ra, rb) = (before["ra"].as_i64().unwrap(), before["rb"].as_i64().unwrap());
+    assert_eq!(
+        before["ready"],
+        serde_json::json!([[ra, libc::EPOLLIN], [rb, libc::EPOLLIN]]),
+        "the workload's own set-up: {before}"
+    );
+    assert_eq!(before["read"], serde_json::json!(["a", "b", "c"]));
+    assert_eq!(before["rb_inheritable"], false);
+    assert_eq!(after, before);
+    let _ = checkpoint_core::sys::wait_exit(pid);
+}

@@ -290,5 +290,12 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
         };
         table.fds.push(Fd { fd, cloexec, file });
     }
+    // Epoll registrations whose fd was closed or moved, by the fd holding their file now.
+    let numbers: Vec<i32> = table.fds.iter().map(|f| f.fd).collect();
+    for f in &mut table.files {
+        if let FileKind::Epoll(e) = &mut f.kind {
+            fds::epoll::resolve(pid, f.first_fd, e, &numbers).map_err(|what| DumpError::Unsupported { pid, what })?;
+        }
+    }
     Ok(table)
 }

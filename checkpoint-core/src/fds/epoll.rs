@@ -34,6 +34,32 @@ pub fn collect(info: &str, flags: u32) -> Option<EventpollFileEntry> {
     })
 }
 
+/// Checks each registration of epoll fd `epfd` of `pid` against the task's fds (`fds`): a
+/// registration whose fd number was closed, or now holds another file, names the fd that holds
+/// its file (`held_at`); none holding it is an error.
+pub fn resolve(pid: i32, epfd: i32, e: &mut EventpollFileEntry, fds: &[i32]) -> Result<(), String> {
+    let failed = |e: io::Error| format!("epoll fd {epfd}: kcmp: {e}");
+    for i in 0..e.tfd.len() {
+        let tfd = e.tfd[i].tfd;
+        // Registrations under one fd number (of different files) are told apart by rank.
+        let toff = e.tfd[..i].iter().filter(|t| t.tfd == tfd).count() as u32;
+        if sys::epoll_watches(pid, tfd as i32, epfd, tfd, toff).map_err(failed)? {
+            continue;
+        }
+        let mut held = None;
+        for &fd in fds {
+            if sys::epoll_watches(pid, fd, epfd, tfd, toff).map_err(failed)? {
+                held = Some(fd as u32);
+                break;
+            }
+        }
+        e.tfd[i].held_at = Some(held.ok_or_else(|| {
+            format!("epoll fd {epfd} watches, as fd {tfd}, a file that no fd of the task holds any more")
+        })?);
+    }
+    Ok(())
+}
+
 /// A new, empty epoll instance.
 pub fn open(_e: &EventpollFileEntry) -> io::Result<OwnedFd> {
     sys::epoll()

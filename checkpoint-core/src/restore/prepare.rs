@@ -211,7 +211,8 @@ pub(super) fn prepare(
         (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
     )?;
     for (epfd, targets) in &epoll {
-        if let Some(t) = targets.iter().find(|t| !plan.fds.iter().any(|f| f.fd as u32 == t.tfd)) {
+        let open = |n: u32| plan.fds.iter().any(|f| f.fd as u32 == n);
+        if let Some(t) = targets.iter().find(|t| !open(t.held_at.unwrap_or(t.tfd))) {
             return Err(RestoreError::Unsupported {
                 pid,
                 what: format!("epoll fd {epfd} watches fd {}, which is not open in the task", t.tfd),

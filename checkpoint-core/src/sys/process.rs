@@ -150,6 +150,25 @@ pub fn same_file(pid_a: i32, a: i32, pid_b: i32, b: i32) -> io::Result<bool> {
     Ok(ret == 0)
 }
 
+/// Whether fd `fd` of `pid` is the file that epoll fd `epfd` of the same task watches as its
+/// `toff`-th registration under fd number `tfd` (kcmp KCMP_EPOLL_TFD; not in nix).
+pub fn epoll_watches(pid: i32, fd: i32, epfd: i32, tfd: u32, toff: u32) -> io::Result<bool> {
+    const KCMP_EPOLL_TFD: libc::c_int = 7;
+    // struct kcmp_epoll_slot: efd, tfd, toff.
+    let slot: [u32; 3] = [epfd as u32, tfd, toff];
+    // SAFETY: `slot` is a live kcmp_epoll_slot the kernel only reads.
+    let ret = unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, fd, slot.as_ptr()) };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        // EBADF: `fd` is not open; ENOENT: no such registration.
+        return match e.raw_os_error() {
+            Some(libc::EBADF) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(ret == 0)
+}
+
 /// Our own securebits (PR_GET_SECUREBITS; nix's prctl module has no securebits).
 pub fn securebits() -> io::Result<u32> {
     // SAFETY: plain integer arguments; the result is the bits.

@@ -34,6 +34,12 @@ pub struct EventpollTfdEntry {
     pub inode: Option<u64>,
     #[prost(uint64, optional, tag = "7")]
     pub pos: Option<u64>,
+    /// Stasis's own field (CRIU's readers skip it): when fd `tfd` was closed or now holds
+    /// another file, the fd of the task that holds the watched file. The kernel keys a
+    /// registration by file and fd number, so the restore puts that file at `tfd` for the
+    /// moment it registers it.
+    #[prost(uint32, optional, tag = "64")]
+    pub held_at: Option<u32>,
 }
 
 /// An epoll instance.

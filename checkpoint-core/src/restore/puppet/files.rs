@@ -18,12 +18,7 @@ pub(super) fn install(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<()
     }
     for (epfd, targets) in &prep.epoll {
         for t in targets {
-            let ev = r.put(0, &crate::fds::epoll::event_bytes(t))?;
-            r.call(
-                "epoll_ctl(ADD)",
-                libc::SYS_epoll_ctl,
-                [*epfd as u64, libc::EPOLL_CTL_ADD as u64, t.tfd.into(), ev, 0, 0],
-            )?;
+            register(r, plan, *epfd, t)?;
         }
     }
     for l in &plan.locks {
@@ -66,6 +61,49 @@ pub(super) fn install(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<()
         r.call("umask", libc::SYS_umask, [mask.into(), 0, 0, 0, 0, 0])?;
     }
     Ok(())
+}
+
+/// Registers `t` in epoll fd `epfd`. A registration whose file is now held at another fd
+/// (`held_at`: its own fd was closed or reused) is made with that file put at its fd number
+/// for the moment (the kernel keys registrations by file and number), and what that number
+/// holds is put back after.
+fn register(
+    r: &Remote<'_>,
+    plan: &Plan,
+    epfd: i32,
+    t: &crate::image::pb::EventpollTfdEntry,
+) -> Result<(), RestoreError> {
+    let ev = r.put(0, &crate::fds::epoll::event_bytes(t))?;
+    let add = |fd: u64| {
+        r.call(
+            "epoll_ctl(ADD)",
+            libc::SYS_epoll_ctl,
+            [epfd as u64, libc::EPOLL_CTL_ADD as u64, fd, ev, 0, 0],
+        )
+    };
+    let n = u64::from(t.tfd);
+    let Some(held) = t.held_at.filter(|&h| h != t.tfd) else {
+        return add(n).map(drop);
+    };
+    let there = plan.fds.iter().find(|f| f.fd as u32 == t.tfd);
+    let saved = match there {
+        Some(_) => Some(r.call(
+            "fcntl(F_DUPFD)",
+            libc::SYS_fcntl,
+            [n, libc::F_DUPFD as u64, r.helper_base, 0, 0, 0],
+        )?),
+        None => None,
+    };
+    r.call("dup3", libc::SYS_dup3, [held.into(), n, 0, 0, 0, 0])?;
+    add(n)?;
+    match (saved, there) {
+        (Some(h), Some(f)) => {
+            let flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            r.call("dup3", libc::SYS_dup3, [h, n, flags, 0, 0, 0])?;
+            r.close(h)
+        }
+        _ => r.close(n),
+    }
 }
 
 /// Gives each file its owner, signal and O_ASYNC again, from the puppet itself (the owner is
