@@ -292,19 +292,25 @@ os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
 /// with its data, then the end (an empty one too).
 #[test]
 fn a_pipe_whose_writers_have_closed_comes_back_with_its_data_and_its_end() {
+    let result = dumped_and_restored("fidelity-widowed-pipe", WIDOWED_PIPE);
+    assert_eq!(result, serde_json::json!(["left behind", "", ""]));
+}
+
+/// Runs the Python `script`, dumps it (killing it), restores it, lets it go on (SIGUSR1) and
+/// returns what it wrote to WORK/result.
+fn dumped_and_restored(name: &str, script: &str) -> serde_json::Value {
     let _d = Descendants;
-    let (_scratch, work, images) = test_dirs("fidelity-widowed-pipe");
-    let mut child = python(WIDOWED_PIPE, &work);
+    let (_scratch, work, images) = test_dirs(name);
+    let mut child = python(script, &work);
     let pid = child.id() as i32;
     stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
     let _ = child.wait();
     stasis_ok(&["restore", "-D", s(&images), "-d"]);
     checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
     wait_for_file(&work.join("result"), Duration::from_secs(20));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
-    assert_eq!(result, serde_json::json!(["left behind", "", ""]));
+    let result = serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
     let _ = checkpoint_core::sys::wait_exit(pid);
+    result
 }
 
 /// An epoll set whose registrations outlived their fd numbers (the kernel keys them by file
@@ -348,17 +354,7 @@ os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
 
 #[test]
 fn epoll_registrations_whose_fds_were_closed_or_reused_come_back_as_they_were() {
-    let _d = Descendants;
-    let (_scratch, work, images) = test_dirs("fidelity-epoll-moved");
-    let mut child = python(EPOLL_MOVED, &work);
-    let pid = child.id() as i32;
-    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
-    let _ = child.wait();
-    stasis_ok(&["restore", "-D", s(&images), "-d"]);
-    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
-    wait_for_file(&work.join("result"), Duration::from_secs(20));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    let result = dumped_and_restored("fidelity-epoll-moved", EPOLL_MOVED);
     let (before, after) = (&result[0], &result[1]);
     let (ra, rb) = (before["ra"].as_i64().unwrap(), before["rb"].as_i64().unwrap());
     assert_eq!(
@@ -369,5 +365,4 @@ fn epoll_registrations_whose_fds_were_closed_or_reused_come_back_as_they_were() 
     assert_eq!(before["read"], serde_json::json!(["a", "b", "c"]));
     assert_eq!(before["rb_inheritable"], false);
     assert_eq!(after, before);
-    let _ = checkpoint_core::sys::wait_exit(pid);
 }
