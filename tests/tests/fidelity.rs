@@ -305,6 +305,8 @@ fn dumped_and_restored(name: &str, script: &str) -> serde_json::Value {
     let pid = child.id() as i32;
     stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
     let _ = child.wait();
+    // Its children, killed too, come back at their pids: reaped first.
+    reap_all_children();
     stasis_ok(&["restore", "-D", s(&images), "-d"]);
     checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
     wait_for_file(&work.join("result"), Duration::from_secs(20));
@@ -365,4 +367,61 @@ fn epoll_registrations_whose_fds_were_closed_or_reused_come_back_as_they_were() 
     assert_eq!(before["read"], serde_json::json!(["a", "b", "c"]));
     assert_eq!(before["rb_inheritable"], false);
     assert_eq!(after, before);
+}
+
+/// Files of /proc held open: the process's own status (read past "Name:\t"), a thread's comm
+/// (/proc/PID/task/TID/comm), a child's view of its parent's cmdline, and a /proc/sys file at
+/// an offset. The tree's /proc/PID files exist only once its tasks do; /proc files say 0
+/// bytes whatever they hold.
+const PROC_FILES: &str = r#"
+import json, os, sys, time, signal, threading
+d = sys.argv[1]
+os.closerange(3, 65536)
+status = os.open("/proc/self/status", os.O_RDONLY)
+os.read(status, 6)
+ostype = os.open("/proc/sys/kernel/ostype", os.O_RDONLY)
+os.read(ostype, 2)
+named = threading.Event()
+comm = []
+def worker():
+    threading.current_thread().name = "w"
+    with open("/proc/thread-self/comm", "w") as f:
+        f.write("worker-7")
+    comm.append(os.open("/proc/thread-self/comm", os.O_RDONLY))
+    named.set()
+    threading.Event().wait()
+threading.Thread(target=worker, daemon=True).start()
+named.wait()
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    cmd = os.open("/proc/%d/cmdline" % os.getppid(), os.O_RDONLY)
+    os.read(r, 1)
+    os.write(w, os.pread(cmd, 7, 0) + (b"ok" if os.readlink("/proc/self/fd/%d" % cmd) == "/proc/%d/cmdline" % os.getppid() else b"no"))
+    os._exit(0)
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+os.write(w, b"g")
+time.sleep(0.5)
+got = [os.read(status, 8).decode(), os.pread(status, 5, 0).decode(), os.pread(comm[0], 20, 0).decode(),
+       os.read(ostype, 10).decode(), os.read(r, 9).decode(),
+       os.readlink("/proc/self/fd/%d" % status) == "/proc/%d/status" % os.getpid()]
+os.waitpid(child, 0)
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps(got))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+#[test]
+fn files_of_proc_held_open_come_back_at_their_offsets() {
+    let result = dumped_and_restored("fidelity-proc-files", PROC_FILES);
+    assert_eq!(
+        result,
+        serde_json::json!(["python3\n", "Name:", "worker-7\n", "nux\n", "/usr/biok", true])
+    );
 }

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::files::{dup_ours, open_anon, open_reg, SharedFiles};
-use super::plan::{FdTarget, Plan, Tree};
+use super::plan::{Body, FdTarget, Plan, Tree};
 use super::{object, Inherited, RestoreError, RestoreOpts};
 use crate::image::{ImageDir, ImageKind};
 use crate::sys;
@@ -20,6 +20,9 @@ pub struct Prepared {
     pub fds: Vec<(i32, bool, std::rc::Rc<OwnedFd>)>,
     /// Epoll fds this task registers its targets in (once per epoll, by its first holder).
     pub epoll: Vec<(i32, Vec<crate::image::pb::EventpollTfdEntry>)>,
+    /// Files of the tree's own /proc/PID directories, which exist only once the tasks do: the
+    /// puppet opens them itself.
+    pub proc_files: Vec<ProcFile>,
     /// Our fd for each mapped file, by VMA index.
     pub mapped: Vec<(usize, std::rc::Rc<File>)>,
     pub pages: File,
@@ -27,6 +30,32 @@ pub struct Prepared {
     pub cwd: File,
     /// What the puppets start with: what equals it is not set again.
     pub inherited: Rc<Inherited>,
+}
+
+/// A file under /proc/PID of a task of the tree, to be opened by the puppet at `fd`.
+#[derive(Clone, Debug)]
+pub struct ProcFile {
+    pub fd: i32,
+    pub cloexec: bool,
+    /// fds with the same files.img id share the first one's open file.
+    pub file_id: u32,
+    pub path: String,
+    pub flags: u32,
+    pub pos: u64,
+}
+
+/// Whether `path` is in the /proc directory of a task (or thread) of the tree.
+fn in_tree_proc(tree: &Tree, path: &str) -> bool {
+    let Some(pid) = path
+        .strip_prefix("/proc/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|n| n.parse::<i32>().ok())
+    else {
+        return false;
+    };
+    tree.tasks.iter().any(|t| {
+        t.pid == pid || matches!(&t.body, Body::Alive(plan) if plan.threads.iter().any(|(tid, _)| *tid == pid))
+    })
 }
 
 /// Opens everything task `plan` needs, sharing with the other tasks through `shared`.
@@ -42,7 +71,21 @@ pub(super) fn prepare(
     let pid = plan.pid;
     let mut fds = Vec::with_capacity(plan.fds.len());
     let mut epoll = Vec::new();
+    let mut proc_files = Vec::new();
     for p in &plan.fds {
+        if let FdTarget::Reg { path, flags, pos, .. } = &p.target {
+            if in_tree_proc(tree, path) && !opts.inherit_fds.iter().any(|(_, k)| k == path) {
+                proc_files.push(ProcFile {
+                    fd: p.fd,
+                    cloexec: p.cloexec,
+                    file_id: p.file_id,
+                    path: path.clone(),
+                    flags: *flags,
+                    pos: *pos,
+                });
+                continue;
+            }
+        }
         let file = match shared.by_id.get(&p.file_id) {
             Some(f) => f.clone(),
             None => {
@@ -64,7 +107,9 @@ pub(super) fn prepare(
                     (FdTarget::Reg { path, flags, pos, size }, None) => {
                         let mut f = open_reg(shared.root.as_ref(), pid, path, *flags)?;
                         let now = f.metadata().map_err(object(pid, path.clone()))?;
-                        if now.is_file() && now.len() < *pos {
+                        // Files of /proc and /sys say 0 bytes whatever they hold.
+                        let pseudo = now.len() == 0 && (path.starts_with("/proc/") || path.starts_with("/sys/"));
+                        if now.is_file() && now.len() < *pos && !pseudo {
                             return Err(RestoreError::Invalid {
                                 what: format!(
                                     "pid {pid}: fd {}: {path} is now {} bytes, shorter than its offset {pos}",
@@ -223,6 +268,7 @@ pub(super) fn prepare(
         inherited: inherited.clone(),
         fds,
         epoll,
+        proc_files,
         mapped,
         pages,
         exe,

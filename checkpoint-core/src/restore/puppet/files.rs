@@ -63,6 +63,62 @@ pub(super) fn install(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<()
     Ok(())
 }
 
+/// Opens the files of the tree's /proc the task holds, once its threads exist (a thread's
+/// /proc/PID/task/TID exists only then).
+pub(super) fn open_proc_files(r: &Remote<'_>, prep: &Prepared) -> Result<(), RestoreError> {
+    for (i, f) in prep.proc_files.iter().enumerate() {
+        open_proc_file(r, f, prep.proc_files[..i].iter().find(|o| o.file_id == f.file_id))?;
+    }
+    Ok(())
+}
+
+/// Opens a file of the tree's /proc at its fd, as the puppet (the /proc/PID it names exists
+/// now): at its offset, or as a duplicate of `first`, an earlier fd on the same open file.
+fn open_proc_file(
+    r: &Remote<'_>,
+    f: &crate::restore::prepare::ProcFile,
+    first: Option<&crate::restore::prepare::ProcFile>,
+) -> Result<(), RestoreError> {
+    let cloexec = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+    if let Some(first) = first {
+        return r
+            .call("dup3", libc::SYS_dup3, [first.fd as u64, f.fd as u64, cloexec, 0, 0, 0])
+            .map(drop);
+    }
+    let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_PATH;
+    let mut path = f.path.as_bytes().to_vec();
+    path.push(0);
+    let at = r.put(0, &path)?;
+    let failed = |e: RestoreError| RestoreError::Invalid {
+        what: format!("pid {}: fd {}: reopening {}: {e}", r.pid, f.fd, f.path),
+    };
+    let flags = (f.flags as i32 & keep | libc::O_CLOEXEC) as u64;
+    let got = r
+        .call(
+            "openat(/proc)",
+            libc::SYS_openat,
+            [libc::AT_FDCWD as u64, at, flags, 0, 0, 0],
+        )
+        .map_err(failed)?;
+    if f.flags as i32 & libc::O_PATH == 0 && f.pos != 0 {
+        r.call("lseek", libc::SYS_lseek, [got, f.pos, libc::SEEK_SET as u64, 0, 0, 0])
+            .map_err(failed)?;
+    }
+    if got == f.fd as u64 {
+        // It landed on its own number (the lowest free one).
+        let fd_flags = if f.cloexec { libc::FD_CLOEXEC as u64 } else { 0 };
+        return r
+            .call(
+                "fcntl(F_SETFD)",
+                libc::SYS_fcntl,
+                [got, libc::F_SETFD as u64, fd_flags, 0, 0, 0],
+            )
+            .map(drop);
+    }
+    r.call("dup3", libc::SYS_dup3, [got, f.fd as u64, cloexec, 0, 0, 0])?;
+    r.close(got)
+}
+
 /// Registers `t` in epoll fd `epfd`. A registration whose file is now held at another fd
 /// (`held_at`: its own fd was closed or reused) is made with that file put at its fd number
 /// for the moment (the kernel keys registrations by file and number), and what that number
