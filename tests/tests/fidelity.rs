@@ -425,3 +425,127 @@ fn files_of_proc_held_open_come_back_at_their_offsets() {
         serde_json::json!(["python3\n", "Name:", "worker-7\n", "nux\n", "/usr/biok", true])
     );
 }
+
+/// A chroot'ed process (root WORK/jail, cwd /sub inside it, a file open there): after the
+/// restore it is still shut in, at the same cwd, and sees the same files.
+const CHROOTED: &str = r#"
+import json, os, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+jail = os.path.join(d, "jail")
+os.makedirs(os.path.join(jail, "sub"))
+open(os.path.join(jail, "sub", "data"), "w").write("inside")
+os.chroot(jail)
+os.chdir("/sub")
+f = open("data")
+def state():
+    f.seek(0)
+    return [os.getcwd(), sorted(os.listdir("/")), f.read(), open("/sub/data").read(), os.path.exists("/proc")]
+before = state()
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open("/ready", "w").close()
+while not go:
+    time.sleep(0.05)
+after = state()
+open("/result.tmp", "w").write(json.dumps([before, after]))
+os.rename("/result.tmp", "/result")
+"#;
+
+#[test]
+fn a_chrooted_process_stays_in_its_root() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-chroot");
+    let jail = work.join("jail");
+    // The workload writes `ready` and `result` inside its jail.
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", CHROOTED])
+        .arg(&work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_file(&jail.join("ready"), Duration::from_secs(30));
+    let pid = child.id() as i32;
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let _ = child.wait();
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        jail,
+        "its root as seen from outside"
+    );
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&jail.join("result"), Duration::from_secs(20));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(jail.join("result")).unwrap()).unwrap();
+    assert_eq!(
+        result[0],
+        serde_json::json!(["/sub", ["sub"], "inside", "inside", false]),
+        "the workload's own set-up"
+    );
+    // The same, and the `ready` it wrote since.
+    assert_eq!(
+        result[1],
+        serde_json::json!(["/sub", ["ready", "sub"], "inside", "inside", false])
+    );
+    let _ = checkpoint_core::sys::wait_exit(pid);
+}
+
+/// O_PATH fds, which only name a place: a symlink itself (O_NOFOLLOW), a FIFO, a unix socket's
+/// file, a directory, /dev/null. Each names the same inode, of the same type, with the same
+/// flags after the restore.
+const O_PATH_FDS: &str = r#"
+import fcntl, json, os, socket, stat, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+os.symlink("/etc/hostname", os.path.join(d, "link"))
+os.mkfifo(os.path.join(d, "fifo"))
+s = socket.socket(socket.AF_UNIX)
+s.bind(os.path.join(d, "sock"))
+os.mkdir(os.path.join(d, "dir"))
+fds = {
+    "link": os.open(os.path.join(d, "link"), os.O_PATH | os.O_NOFOLLOW),
+    "fifo": os.open(os.path.join(d, "fifo"), os.O_PATH),
+    "sock": os.open(os.path.join(d, "sock"), os.O_PATH),
+    "dir": os.open(os.path.join(d, "dir"), os.O_PATH | os.O_DIRECTORY),
+    "null": os.open("/dev/null", os.O_PATH),
+}
+def state():
+    out = {}
+    for name, fd in fds.items():
+        st = os.stat(fd)
+        out[name] = [stat.S_IFMT(st.st_mode), st.st_ino, fcntl.fcntl(fd, fcntl.F_GETFL), os.readlink("/proc/self/fd/%d" % fd)]
+    return out
+before = state()
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, state()]))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+#[test]
+fn o_path_fds_of_every_kind_of_file_come_back() {
+    let result = dumped_and_restored("fidelity-o-path", O_PATH_FDS);
+    let (before, after) = (&result[0], &result[1]);
+    for (name, kind) in [
+        ("link", libc::S_IFLNK),
+        ("fifo", libc::S_IFIFO),
+        ("sock", libc::S_IFSOCK),
+        ("dir", libc::S_IFDIR),
+        ("null", libc::S_IFCHR),
+    ] {
+        assert_eq!(before[name][0], kind, "the workload's own set-up of {name}: {before}");
+    }
+    assert_eq!(after, before);
+}

@@ -179,7 +179,16 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
             pid,
             what: format!("fd {fd} ({link}): {what}"),
         };
-        let kind = if let Some(path) = link.strip_suffix(" (deleted)").filter(|p| p.starts_with('/')) {
+        // An O_PATH fd only names a place (a symlink itself with O_NOFOLLOW, a FIFO, a socket
+        // file, a device...): reopened by path, whatever is there.
+        let o_path = info.flags & libc::O_PATH as u32 != 0;
+        let kind = if o_path && link.starts_with('/') && !link.ends_with(" (deleted)") {
+            FileKind::Reg {
+                path: link.clone(),
+                size: 0,
+                mode: meta.mode(),
+            }
+        } else if let Some(path) = link.strip_suffix(" (deleted)").filter(|p| p.starts_with('/')) {
             if let Some(name) = path.strip_prefix("/memfd:") {
                 FileKind::Memfd {
                     name: name.to_owned(),

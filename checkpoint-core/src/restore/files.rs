@@ -22,6 +22,7 @@ pub(super) fn open_reg(root: Option<&OwnedFd>, pid: i32, path: &str, flags: u32)
         | libc::O_DIRECT
         | libc::O_NOATIME
         | libc::O_DIRECTORY
+        | libc::O_NOFOLLOW
         | libc::O_PATH;
     let access = flags as i32 & libc::O_ACCMODE;
     if let Some(root) = root {

@@ -28,6 +28,8 @@ pub struct Prepared {
     pub pages: File,
     pub exe: File,
     pub cwd: File,
+    /// The root directory of a chroot'ed task.
+    pub root: Option<File>,
     /// What the puppets start with: what equals it is not set again.
     pub inherited: Rc<Inherited>,
 }
@@ -255,6 +257,15 @@ pub(super) fn prepare(
         &plan.cwd,
         (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
     )?;
+    let root = match &plan.root {
+        Some(path) => Some(open_reg(
+            shared.root.as_ref(),
+            pid,
+            path,
+            (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
+        )?),
+        None => None,
+    };
     for (epfd, targets) in &epoll {
         let open = |n: u32| plan.fds.iter().any(|f| f.fd as u32 == n);
         if let Some(t) = targets.iter().find(|t| !open(t.held_at.unwrap_or(t.tfd))) {
@@ -273,5 +284,6 @@ pub(super) fn prepare(
         pages,
         exe,
         cwd,
+        root,
     })
 }

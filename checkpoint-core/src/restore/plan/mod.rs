@@ -81,6 +81,8 @@ pub struct Plan {
     pub pagemap: Pagemap,
     pub exe: String,
     pub cwd: String,
+    /// The root directory of a chroot'ed task (`None`: the restorer's, or the container's).
+    pub root: Option<String>,
     pub umask: Option<u32>,
     /// Path of every file-backed VMA, by VMA index.
     pub vma_paths: BTreeMap<usize, String>,

@@ -212,12 +212,7 @@ impl Plan {
             .ok_or_else(|| invalid(format!("pid {pid}: fs-{pid}.img is missing")))?;
         let cwd = reg(fs.cwd_id, "the cwd")?.name.clone();
         let root = reg(fs.root_id, "the root")?.name.clone();
-        if root != "/" {
-            return Err(RestoreError::Unsupported {
-                pid,
-                what: format!("root directory {root} (chroot) is not supported yet"),
-            });
-        }
+        let root = (root != "/").then_some(root);
 
         let fdinfo: Vec<pb::FdinfoEntry> = dir.read_all(ImageKind::Fdinfo, ids.files_id.into())?;
         let mut fds = Vec::with_capacity(fdinfo.len());
@@ -337,6 +332,7 @@ impl Plan {
             pagemap,
             exe,
             cwd,
+            root,
             umask: fs.umask,
             vma_paths,
             vma_shmem,

@@ -63,6 +63,30 @@ pub(super) fn install(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<()
     Ok(())
 }
 
+/// Shuts a chroot'ed task in its root again (chroot to it, then back to its cwd). Last of its
+/// files: what the puppet opens by path (its /proc files) is opened before.
+pub(super) fn chroot(r: &Remote<'_>, prep: &Prepared) -> Result<(), RestoreError> {
+    let Some(root) = &prep.root else {
+        return Ok(());
+    };
+    let failed = |what: &'static str| {
+        move |e: RestoreError| RestoreError::Invalid {
+            what: format!("pid {}: its root directory: {what}: {e}", r.pid),
+        }
+    };
+    let fd = r.pull(root.as_raw_fd())?;
+    r.call("fchdir", libc::SYS_fchdir, [fd, 0, 0, 0, 0, 0])
+        .map_err(failed("fchdir"))?;
+    r.close(fd)?;
+    let dot = r.put(0, b".\0")?;
+    r.call("chroot", libc::SYS_chroot, [dot, 0, 0, 0, 0, 0])
+        .map_err(failed("chroot"))?;
+    let cwd = r.pull(prep.cwd.as_raw_fd())?;
+    r.call("fchdir", libc::SYS_fchdir, [cwd, 0, 0, 0, 0, 0])
+        .map_err(failed("fchdir to the cwd"))?;
+    r.close(cwd)
+}
+
 /// Opens the files of the tree's /proc the task holds, once its threads exist (a thread's
 /// /proc/PID/task/TID exists only then).
 pub(super) fn open_proc_files(r: &Remote<'_>, prep: &Prepared) -> Result<(), RestoreError> {
