@@ -549,3 +549,48 @@ fn o_path_fds_of_every_kind_of_file_come_back() {
     }
     assert_eq!(after, before);
 }
+
+/// pidfds: of a child (blocking) and of the process itself (PIDFD_NONBLOCK). After the
+/// restore each names the same process: the child is ended through its pidfd and waited for
+/// with waitid(P_PIDFD).
+const PIDFDS: &str = r#"
+import fcntl, json, os, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+child = os.fork()
+if child == 0:
+    while True:
+        time.sleep(1)
+of_child = os.pidfd_open(child)
+of_self = os.pidfd_open(os.getpid(), os.O_NONBLOCK)  # PIDFD_NONBLOCK
+def state():
+    pid_of = lambda fd: [l.split()[1] for l in open("/proc/self/fdinfo/%d" % fd) if l.startswith("Pid:")][0]
+    return [pid_of(of_child) == str(child), pid_of(of_self) == str(os.getpid()),
+            bool(fcntl.fcntl(of_self, fcntl.F_GETFL) & os.O_NONBLOCK), bool(fcntl.fcntl(of_child, fcntl.F_GETFL) & os.O_NONBLOCK)]
+before = state()
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+after = state()
+signal.pidfd_send_signal(of_child, signal.SIGTERM)
+info = os.waitid(os.P_PIDFD, of_child, os.WEXITED)
+after.append([info.si_pid == child, info.si_status == signal.SIGTERM])
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, after]))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+#[test]
+fn pidfds_of_the_tree_come_back_naming_the_same_processes() {
+    let result = dumped_and_restored("fidelity-pidfd", PIDFDS);
+    assert_eq!(result[0], serde_json::json!([true, true, true, false]), "before");
+    assert_eq!(
+        result[1],
+        serde_json::json!([true, true, true, false, [true, true]]),
+        "after"
+    );
+}

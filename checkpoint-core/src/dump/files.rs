@@ -71,6 +71,10 @@ pub enum FileKind {
     Netlink(u32),
     /// An AF_PACKET socket, as sock_diag shows it.
     Packet(sys::PacketDiag),
+    /// A pidfd of process `pid` (ours: as /proc shows it to us).
+    Pidfd {
+        pid: i32,
+    },
 }
 
 /// One open file description, possibly behind several fds.
@@ -248,6 +252,17 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
                 "[signalfd]" => fds::signalfd::collect(&info_text, flags).map(FileKind::SignalFd),
                 "[timerfd]" => fds::timerfd::collect(&info_text, flags).map(FileKind::TimerFd),
                 "[eventpoll]" => fds::epoll::collect(&info_text, flags).map(FileKind::Epoll),
+                "[pidfd]" => {
+                    let pid: Option<i32> = fds::field_of(&info_text, "Pid").and_then(|v| v.parse().ok());
+                    match pid {
+                        Some(p) if p <= 0 => return Err(unsupported("a pidfd of a process that has ended")),
+                        // PIDFD_THREAD (O_EXCL): a pidfd of one thread.
+                        Some(_) if flags & libc::O_EXCL as u32 != 0 => {
+                            return Err(unsupported("a pidfd of one thread (PIDFD_THREAD) is not supported yet"))
+                        }
+                        p => p.map(|pid| FileKind::Pidfd { pid }),
+                    }
+                }
                 "inotify" => fds::inotify::collect(pid, &info_text, flags).map(FileKind::Inotify),
                 "[fanotify]" => match fds::fanotify::collect(pid, &info_text, flags) {
                     Some(f) => Some(FileKind::Fanotify(f)),

@@ -78,6 +78,10 @@ pub(super) struct FilesImage {
     pub(super) ghost_limit: u64,
     /// The TCP connections to read in repair mode once every file is seen.
     pub(super) tcp: Vec<fds::tcp::Pending>,
+    /// The processes of the tree (our pids), and the pids they have inside: what a pidfd may
+    /// name.
+    pub(super) tree_pids: std::collections::BTreeSet<i32>,
+    pub(super) pids: crate::ns::pid::PidMap,
 }
 
 impl FilesImage {
@@ -466,6 +470,7 @@ impl FilesImage {
             FileKind::SignalFd(_) => FdTypes::Signalfd,
             FileKind::TimerFd(_) => FdTypes::Timerfd,
             FileKind::Epoll(_) => FdTypes::Eventpoll,
+            FileKind::Pidfd { .. } => FdTypes::Pidfd,
             FileKind::Inotify(_) => FdTypes::Inotify,
             FileKind::Fanotify(_) => FdTypes::Fanotify,
             FileKind::Unix(_) => FdTypes::Unixsk,
@@ -529,6 +534,25 @@ impl FilesImage {
             FileKind::EventFd(e) => self.anon(kind, |id, f| f.efd = Some(pb::EventfdFileEntry { id, ..e.clone() })),
             FileKind::SignalFd(e) => self.anon(kind, |id, f| f.sgfd = Some(pb::SignalfdEntry { id, ..e.clone() })),
             FileKind::TimerFd(e) => self.anon(kind, |id, f| f.tfd = Some(pb::TimerfdEntry { id, ..e.clone() })),
+            FileKind::Pidfd { pid: target } => {
+                if !self.tree_pids.contains(target) {
+                    return Err(DumpError::Unsupported {
+                        pid,
+                        what: format!("fd {}: a pidfd of pid {target}, outside the dump", f.first_fd),
+                    });
+                }
+                let nspid = self.pids.inside(*target);
+                let ino = f.dev_ino.1 as u32;
+                self.anon(kind, |id, e| {
+                    e.pidfd = Some(pb::PidfdEntry {
+                        id,
+                        ino,
+                        flags: f.flags,
+                        nspid,
+                        fown: pb::FownEntry::default(),
+                    })
+                })
+            }
             FileKind::Epoll(e) => self.anon(kind, |id, f| {
                 let tfd = e
                     .tfd

@@ -90,6 +90,8 @@ pub(super) fn dump_frozen(
             }
         }
     }
+    tree_objects.files.tree_pids = tasks.iter().map(|t| t.pid).collect();
+    tree_objects.files.pids = pids.clone();
     let mut ns = crate::ns::ids::NsIds::new(tasks.len() as u32 + 2);
     let root_ids = ns.ids("self", 1);
     tree_objects.host_uts = root_ids.uts_ns_id;

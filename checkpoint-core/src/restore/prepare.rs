@@ -20,9 +20,9 @@ pub struct Prepared {
     pub fds: Vec<(i32, bool, std::rc::Rc<OwnedFd>)>,
     /// Epoll fds this task registers its targets in (once per epoll, by its first holder).
     pub epoll: Vec<(i32, Vec<crate::image::pb::EventpollTfdEntry>)>,
-    /// Files of the tree's own /proc/PID directories, which exist only once the tasks do: the
-    /// puppet opens them itself.
-    pub proc_files: Vec<ProcFile>,
+    /// Files the puppet opens itself once the tree's tasks exist: those of their /proc/PID
+    /// directories, and pidfds of them.
+    pub late_files: Vec<LateFile>,
     /// Our fd for each mapped file, by VMA index.
     pub mapped: Vec<(usize, std::rc::Rc<File>)>,
     pub pages: File,
@@ -34,16 +34,23 @@ pub struct Prepared {
     pub inherited: Rc<Inherited>,
 }
 
-/// A file under /proc/PID of a task of the tree, to be opened by the puppet at `fd`.
+/// A file the puppet opens itself at `fd`, once the tree's tasks exist.
 #[derive(Clone, Debug)]
-pub struct ProcFile {
+pub struct LateFile {
     pub fd: i32,
     pub cloexec: bool,
     /// fds with the same files.img id share the first one's open file.
     pub file_id: u32,
-    pub path: String,
-    pub flags: u32,
-    pub pos: u64,
+    pub open: LateOpen,
+}
+
+/// How a [`LateFile`] is opened.
+#[derive(Clone, Debug)]
+pub enum LateOpen {
+    /// A file of the tree's /proc, by path, at its offset.
+    Proc { path: String, flags: u32, pos: u64 },
+    /// pidfd_open of a process of the tree (its pid inside).
+    Pidfd { pid: i32, flags: u32 },
 }
 
 /// Whether `path` is in the /proc directory of a task (or thread) of the tree.
@@ -73,20 +80,32 @@ pub(super) fn prepare(
     let pid = plan.pid;
     let mut fds = Vec::with_capacity(plan.fds.len());
     let mut epoll = Vec::new();
-    let mut proc_files = Vec::new();
+    let mut late_files = Vec::new();
     for p in &plan.fds {
-        if let FdTarget::Reg { path, flags, pos, .. } = &p.target {
-            if in_tree_proc(tree, path) && !opts.inherit_fds.iter().any(|(_, k)| k == path) {
-                proc_files.push(ProcFile {
-                    fd: p.fd,
-                    cloexec: p.cloexec,
-                    file_id: p.file_id,
+        let late = match &p.target {
+            FdTarget::Reg { path, flags, pos, .. }
+                if in_tree_proc(tree, path) && !opts.inherit_fds.iter().any(|(_, k)| k == path) =>
+            {
+                Some(LateOpen::Proc {
                     path: path.clone(),
                     flags: *flags,
                     pos: *pos,
-                });
-                continue;
+                })
             }
+            FdTarget::Pidfd { pid, flags } => Some(LateOpen::Pidfd {
+                pid: *pid,
+                flags: *flags,
+            }),
+            _ => None,
+        };
+        if let Some(open) = late {
+            late_files.push(LateFile {
+                fd: p.fd,
+                cloexec: p.cloexec,
+                file_id: p.file_id,
+                open,
+            });
+            continue;
         }
         let file = match shared.by_id.get(&p.file_id) {
             Some(f) => f.clone(),
@@ -102,6 +121,7 @@ pub(super) fn prepare(
                     FdTarget::Memfd { shmid, .. } => format!("memfd {shmid}"),
                     FdTarget::PtyMaster { index } => format!("pty master {index}"),
                     FdTarget::PtySlave { index, .. } => format!("/dev/pts/{index}"),
+                    FdTarget::Pidfd { pid, .. } => format!("pidfd of {pid}"),
                 };
                 let inherited = opts.inherit_fds.iter().find(|(_, k)| *k == key).map(|&(n, _)| n);
                 let owned: OwnedFd = match (&p.target, inherited) {
@@ -178,6 +198,11 @@ pub(super) fn prepare(
                     }
                     (FdTarget::Fifo { path, flags, pipe_id }, None) => {
                         shared.fifo_end(tree, pid, *pipe_id, path, *flags)?
+                    }
+                    (FdTarget::Pidfd { pid, .. }, None) => {
+                        return Err(RestoreError::Invalid {
+                            what: format!("pid {pid}: fd {}: a pidfd is opened by the task itself", p.fd),
+                        })
                     }
                     (FdTarget::Socket { ino }, None) => {
                         return Err(RestoreError::Invalid {
@@ -279,7 +304,7 @@ pub(super) fn prepare(
         inherited: inherited.clone(),
         fds,
         epoll,
-        proc_files,
+        late_files,
         mapped,
         pages,
         exe,

@@ -136,6 +136,8 @@ macro_rules! with_owned_entry {
             Some($body)
         } else if let Some($e) = f.memfd.$how() {
             Some($body)
+        } else if let Some($e) = f.pidfd.$how() {
+            Some($body)
         } else {
             None
         }

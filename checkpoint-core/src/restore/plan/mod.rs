@@ -53,6 +53,8 @@ pub enum FdTarget {
         pos: u64,
         ghost_id: u32,
     },
+    /// A pidfd of the process `pid` (its pid inside), opened once it exists.
+    Pidfd { pid: i32, flags: u32 },
 }
 
 /// One fd to install.

@@ -256,6 +256,10 @@ impl Plan {
                 (Ok(FdTypes::Eventpoll), _, _) if file.epfd.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Inotify), _, _) if file.ify.is_some() => FdTarget::Anon(Box::new(file.clone())),
                 (Ok(FdTypes::Fanotify), _, _) if file.ffy.is_some() => FdTarget::Anon(Box::new(file.clone())),
+                (Ok(FdTypes::Pidfd), _, _) if file.pidfd.is_some() => {
+                    let p = file.pidfd.as_ref().map(|p| (p.nspid, p.flags)).unwrap_or_default();
+                    FdTarget::Pidfd { pid: p.0, flags: p.1 }
+                }
                 (Ok(FdTypes::Memfd), _, _) if file.memfd.is_some() => {
                     let m = file.memfd.as_ref().map(|m| (m.flags, m.pos)).unwrap_or_default();
                     FdTarget::Memfd {

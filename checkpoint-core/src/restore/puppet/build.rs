@@ -165,7 +165,7 @@ pub fn build(
     }
 
     // Owners of files and POSIX timers once every thread they may name exists.
-    files::open_proc_files(&r, prep)?;
+    files::open_late_files(&r, prep)?;
     files::set_owners(&r, plan)?;
     files::chroot(&r, prep)?;
     if let Some(timers) = tc.timers.as_ref().filter(|t| !t.posix.is_empty()) {

@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 
 use super::Remote;
 use crate::restore::plan::Plan;
+use crate::restore::prepare::{LateFile, LateOpen};
 use crate::restore::{Prepared, RestoreError};
 
 /// Installs the files of `plan` in the puppet, from what `prep` holds.
@@ -87,47 +88,55 @@ pub(super) fn chroot(r: &Remote<'_>, prep: &Prepared) -> Result<(), RestoreError
     r.close(cwd)
 }
 
-/// Opens the files of the tree's /proc the task holds, once its threads exist (a thread's
-/// /proc/PID/task/TID exists only then).
-pub(super) fn open_proc_files(r: &Remote<'_>, prep: &Prepared) -> Result<(), RestoreError> {
-    for (i, f) in prep.proc_files.iter().enumerate() {
-        open_proc_file(r, f, prep.proc_files[..i].iter().find(|o| o.file_id == f.file_id))?;
+/// Opens the files the puppet opens itself (the tree's /proc files, pidfds), once its
+/// threads exist (a thread's /proc/PID/task/TID exists only then).
+pub(super) fn open_late_files(r: &Remote<'_>, prep: &Prepared) -> Result<(), RestoreError> {
+    for (i, f) in prep.late_files.iter().enumerate() {
+        open_late_file(r, f, prep.late_files[..i].iter().find(|o| o.file_id == f.file_id))?;
     }
     Ok(())
 }
 
-/// Opens a file of the tree's /proc at its fd, as the puppet (the /proc/PID it names exists
-/// now): at its offset, or as a duplicate of `first`, an earlier fd on the same open file.
-fn open_proc_file(
-    r: &Remote<'_>,
-    f: &crate::restore::prepare::ProcFile,
-    first: Option<&crate::restore::prepare::ProcFile>,
-) -> Result<(), RestoreError> {
+/// Opens one [`LateFile`] at its fd: a /proc file at its offset, a pidfd; or a duplicate of
+/// `first`, an earlier fd on the same open file.
+fn open_late_file(r: &Remote<'_>, f: &LateFile, first: Option<&LateFile>) -> Result<(), RestoreError> {
     let cloexec = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
     if let Some(first) = first {
         return r
             .call("dup3", libc::SYS_dup3, [first.fd as u64, f.fd as u64, cloexec, 0, 0, 0])
             .map(drop);
     }
-    let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_PATH;
-    let mut path = f.path.as_bytes().to_vec();
-    path.push(0);
-    let at = r.put(0, &path)?;
-    let failed = |e: RestoreError| RestoreError::Invalid {
-        what: format!("pid {}: fd {}: reopening {}: {e}", r.pid, f.fd, f.path),
+    let failed = |what: String| {
+        move |e: RestoreError| RestoreError::Invalid {
+            what: format!("pid {}: fd {}: {what}: {e}", r.pid, f.fd),
+        }
     };
-    let flags = (f.flags as i32 & keep | libc::O_CLOEXEC) as u64;
-    let got = r
-        .call(
-            "openat(/proc)",
-            libc::SYS_openat,
-            [libc::AT_FDCWD as u64, at, flags, 0, 0, 0],
-        )
-        .map_err(failed)?;
-    if f.flags as i32 & libc::O_PATH == 0 && f.pos != 0 {
-        r.call("lseek", libc::SYS_lseek, [got, f.pos, libc::SEEK_SET as u64, 0, 0, 0])
-            .map_err(failed)?;
-    }
+    let got = match &f.open {
+        LateOpen::Proc { path, flags, pos } => {
+            let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_PATH;
+            let mut bytes = path.as_bytes().to_vec();
+            bytes.push(0);
+            let at = r.put(0, &bytes)?;
+            let oflags = (*flags as i32 & keep | libc::O_CLOEXEC) as u64;
+            let got = r
+                .call(
+                    "openat(/proc)",
+                    libc::SYS_openat,
+                    [libc::AT_FDCWD as u64, at, oflags, 0, 0, 0],
+                )
+                .map_err(failed(format!("reopening {path}")))?;
+            if *flags as i32 & libc::O_PATH == 0 && *pos != 0 {
+                r.call("lseek", libc::SYS_lseek, [got, *pos, libc::SEEK_SET as u64, 0, 0, 0])
+                    .map_err(failed(format!("seeking {path}")))?;
+            }
+            got
+        }
+        LateOpen::Pidfd { pid, flags } => {
+            let nonblock = (*flags as i32 & libc::O_NONBLOCK) as u64;
+            r.call("pidfd_open", libc::SYS_pidfd_open, [*pid as u64, nonblock, 0, 0, 0, 0])
+                .map_err(failed(format!("a pidfd of {pid}")))?
+        }
+    };
     if got == f.fd as u64 {
         // It landed on its own number (the lowest free one).
         let fd_flags = if f.cloexec { libc::FD_CLOEXEC as u64 } else { 0 };
