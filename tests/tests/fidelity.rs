@@ -299,15 +299,21 @@ fn a_pipe_whose_writers_have_closed_comes_back_with_its_data_and_its_end() {
 /// Runs the Python `script`, dumps it (killing it), restores it, lets it go on (SIGUSR1) and
 /// returns what it wrote to WORK/result.
 fn dumped_and_restored(name: &str, script: &str) -> serde_json::Value {
+    dumped_and_restored_with(name, script, &[])
+}
+
+/// [`dumped_and_restored`], with `flags` given to both the dump and the restore.
+fn dumped_and_restored_with(name: &str, script: &str, flags: &[&str]) -> serde_json::Value {
     let _d = Descendants;
     let (_scratch, work, images) = test_dirs(name);
     let mut child = python(script, &work);
     let pid = child.id() as i32;
-    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let pid_s = pid.to_string();
+    stasis_ok(&[&["dump", "-t", &pid_s, "-D", s(&images)], flags].concat());
     let _ = child.wait();
     // Its children, killed too, come back at their pids: reaped first.
     reap_all_children();
-    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    stasis_ok(&[&["restore", "-D", s(&images), "-d"], flags].concat());
     checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
     wait_for_file(&work.join("result"), Duration::from_secs(20));
     let result = serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
@@ -593,4 +599,47 @@ fn pidfds_of_the_tree_come_back_naming_the_same_processes() {
         serde_json::json!([true, true, true, false, [true, true]]),
         "after"
     );
+}
+
+/// File leases (--file-locks): a read lease and a write lease, each on its own file. After the
+/// restore F_GETLEASE says the same, and the kernel lists them as active leases of those files
+/// (fdinfo's lock lines). (Another opener would break them: not tried.)
+const LEASES: &str = r#"
+import fcntl, json, os, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+for n in ("r", "w"):
+    open(os.path.join(d, n), "w").close()
+rd = os.open(os.path.join(d, "r"), os.O_RDONLY)
+fcntl.fcntl(rd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+wr = os.open(os.path.join(d, "w"), os.O_WRONLY)
+fcntl.fcntl(wr, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+def held(fd):
+    return [l.split()[2:4] for l in open("/proc/self/fdinfo/%d" % fd) if l.startswith("lock:")]
+def state():
+    return [fcntl.fcntl(rd, fcntl.F_GETLEASE), fcntl.fcntl(wr, fcntl.F_GETLEASE), held(rd), held(wr)]
+before = state()
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, state()]))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+#[test]
+fn file_leases_come_back_held() {
+    let result = dumped_and_restored_with("fidelity-leases", LEASES, &["--file-locks"]);
+    let held = serde_json::json!([
+        libc::F_RDLCK,
+        libc::F_WRLCK,
+        [["LEASE", "ACTIVE"]],
+        [["LEASE", "ACTIVE"]]
+    ]);
+    assert_eq!(result[0], held, "the workload's own set-up");
+    assert_eq!(result[1], held);
 }

@@ -303,8 +303,9 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
                     mnt_id: info.mnt_id,
                     dev_ino: key,
                     first_fd: fd,
-                    locks: fds::locks::collect(&info_text, pid, fd)
-                        .ok_or_else(|| unsupported("a lock of an unknown kind"))?,
+                    locks: fds::locks::collect(&info_text, pid, fd).ok_or_else(|| {
+                        unsupported("a lock of a kind not supported (a lease being broken, a delegation...)")
+                    })?,
                     owner: owner(pid, fd, info.flags)?,
                 });
                 let idx = table.files.len() - 1;

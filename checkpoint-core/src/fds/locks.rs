@@ -7,6 +7,8 @@ use crate::image::pb::FileLockEntry;
 pub const FL_POSIX: u32 = 1;
 pub const FL_FLOCK: u32 = 2;
 pub const FL_OFDLCK: u32 = 4;
+/// A lease (F_SETLEASE): it belongs to the open file, as a flock does.
+pub const FL_LEASE: u32 = 8;
 const F_RDLCK: u32 = 0;
 const F_WRLCK: u32 = 1;
 
@@ -19,13 +21,12 @@ pub fn collect(info: &str, pid: i32, fd: i32) -> Option<Vec<FileLockEntry>> {
         let f: Vec<&str> = line.split_whitespace().collect();
         let (kind, mode, access, owner, start, end) =
             (f.get(1)?, f.get(2)?, f.get(3)?, f.get(4)?, f.get(6)?, f.get(7)?);
-        if *mode != "ADVISORY" {
-            return None; // mandatory locks are gone from Linux; leases are not locks
-        }
-        let flag = match *kind {
-            "POSIX" => FL_POSIX,
-            "FLOCK" => FL_FLOCK,
-            "OFDLCK" => FL_OFDLCK,
+        let flag = match (*kind, *mode) {
+            ("POSIX", "ADVISORY") => FL_POSIX,
+            ("FLOCK", "ADVISORY") => FL_FLOCK,
+            ("OFDLCK", "ADVISORY") => FL_OFDLCK,
+            // A lease being broken (BREAKING) waits on another opener: not kept.
+            ("LEASE", "ACTIVE") => FL_LEASE,
             _ => return None,
         };
         if flag == FL_POSIX && owner.parse::<i32>().ok()? != pid {

@@ -357,6 +357,7 @@ impl Tree {
                 crate::fds::locks::FL_POSIX,
                 crate::fds::locks::FL_FLOCK,
                 crate::fds::locks::FL_OFDLCK,
+                crate::fds::locks::FL_LEASE,
             ];
             match plan {
                 Some(p) if p.fds.iter().any(|f| f.fd == l.fd) && known.contains(&l.flag) && l.r#type <= 1 => {

@@ -23,10 +23,20 @@ pub(super) fn install(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<()
         }
     }
     for l in &plan.locks {
-        use crate::fds::locks::{flock_bytes, is_write, FL_FLOCK, FL_OFDLCK};
+        use crate::fds::locks::{flock_bytes, is_write, FL_FLOCK, FL_LEASE, FL_OFDLCK};
         const F_OFD_SETLK: u64 = 37;
         let fd = l.fd as u64;
-        if l.flag == FL_FLOCK {
+        if l.flag == FL_LEASE {
+            let kind = if is_write(l) { libc::F_WRLCK } else { libc::F_RDLCK };
+            r.call(
+                "fcntl(F_SETLEASE)",
+                libc::SYS_fcntl,
+                [fd, libc::F_SETLEASE as u64, kind as u64, 0, 0, 0],
+            )
+            .map_err(|e| RestoreError::Invalid {
+                what: format!("pid {}: fd {fd}: its lease: {e}", r.pid),
+            })?;
+        } else if l.flag == FL_FLOCK {
             let op = if is_write(l) { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
             r.call("flock", libc::SYS_flock, [fd, op as u64, 0, 0, 0, 0])?;
         } else {
