@@ -643,3 +643,50 @@ fn file_leases_come_back_held() {
     assert_eq!(result[0], held, "the workload's own set-up");
     assert_eq!(result[1], held);
 }
+
+/// Unlinked while open: a FIFO holding data (its two ends), and a directory (mode 0750). After
+/// the restore the FIFO gives its data and carries new bytes, the directory is still an empty
+/// unlinked directory of that mode, and neither name is back.
+const UNLINKED_NODES: &str = r#"
+import json, os, stat, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+os.mkfifo(os.path.join(d, "fifo"))
+r = os.open(os.path.join(d, "fifo"), os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(os.path.join(d, "fifo"), os.O_WRONLY)
+os.write(w, b"queued")
+os.unlink(os.path.join(d, "fifo"))
+os.mkdir(os.path.join(d, "dir"), 0o750)
+os.chmod(os.path.join(d, "dir"), 0o750)
+dfd = os.open(os.path.join(d, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+os.rmdir(os.path.join(d, "dir"))
+def nodes():
+    fst, dst = os.fstat(r), os.fstat(dfd)
+    return [stat.S_ISFIFO(fst.st_mode), fst.st_nlink, stat.S_ISDIR(dst.st_mode), oct(dst.st_mode & 0o7777),
+            dst.st_nlink, os.listdir(dfd), sorted(n for n in os.listdir(d) if n in ("fifo", "dir"))]
+before = nodes()
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+after = nodes()
+got = os.read(r, 100)
+os.write(w, b"more")
+after += [got.decode(), os.read(r, 100).decode()]
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, after]))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+#[test]
+fn an_unlinked_fifo_and_an_unlinked_directory_come_back_unlinked() {
+    let result = dumped_and_restored("fidelity-unlinked-nodes", UNLINKED_NODES);
+    let nodes = serde_json::json!([true, 0, true, "0o750", 0, [], []]);
+    assert_eq!(result[0], nodes, "the workload's own set-up");
+    let mut after = nodes.as_array().unwrap().clone();
+    after.extend([serde_json::json!("queued"), serde_json::json!("more")]);
+    assert_eq!(result[1], serde_json::Value::Array(after));
+}

@@ -31,6 +31,20 @@ fn host_ip(args: &[&str]) -> String {
     String::from_utf8(ok(&format!("ip {args:?}"), run("ip", args))).unwrap()
 }
 
+/// Waits for the host end `name` of a checkpointed container's veth to go. The pair goes with
+/// the container's network namespace, but the kernel tears a namespace down in the background:
+/// a restore made at once could find the name still taken.
+fn wait_link_gone(name: &str) {
+    let start = std::time::Instant::now();
+    while run("ip", &["link", "show", name]).status.success() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{name} outlived its namespace"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Runs `program ARGS` in the network namespace of `pid` (nsenter), asserting success.
 fn inside(pid: i32, program: &str, args: &[&str]) -> String {
     let ns = format!("--net=/proc/{pid}/ns/net");
@@ -240,6 +254,7 @@ fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_
     let counted = wait_count_above(&c.rootfs(), 5);
     ok("checkpoint", checkpoint(&c, &images, &["--external", "veth[eth0]"]));
     c.wait_gone();
+    wait_link_gone(&n.outside);
     let listed: Vec<String> = std::fs::read_dir(&images)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -305,6 +320,7 @@ fn a_veth_restore_whose_outside_name_is_taken_fails_and_one_on_a_bridge_comes_ba
     let counted = wait_count_above(&c.rootfs(), 5);
     ok("checkpoint", checkpoint(&c, &images, &["--external", "veth[eth0]"]));
     c.wait_gone();
+    wait_link_gone(&n.outside);
 
     // The outside name is taken (by a pair of ours): the restore fails naming the device and
     // why, leaves that pair alone, and deletes the container.
@@ -506,6 +522,7 @@ fn a_client_on_the_host_keeps_its_connection_to_a_container_across_checkpoint_an
         checkpoint(&c, &images, &["--tcp-established", "--external", "veth[eth0]"]),
     );
     c.wait_gone();
+    wait_link_gone(&n.outside);
     let (restored, err) = restore(
         &c,
         &images,

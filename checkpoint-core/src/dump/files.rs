@@ -37,10 +37,12 @@ pub enum FileKind {
         name: String,
         size: u64,
     },
-    /// An end of a named pipe; its buffered bytes are saved.
+    /// An end of a named pipe; its buffered bytes are saved. An unlinked one has a ghost
+    /// entry (no contents) for its node.
     Fifo {
         path: String,
         ino: u64,
+        ghost: Option<pb::GhostFileEntry>,
     },
     /// A regular file unlinked while open (a "ghost"): its contents are saved.
     Ghost {
@@ -198,6 +200,12 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
                     name: name.to_owned(),
                     size: meta.len(),
                 }
+            } else if ft.is_fifo() {
+                FileKind::Fifo {
+                    path: path.to_owned(),
+                    ino: meta.ino(),
+                    ghost: Some(fds::ghost::entry(&meta, opts.ghost_limit).map_err(|what| unsupported(&what))?),
+                }
             } else {
                 ghost(path, &meta, opts.ghost_limit).map_err(|what| unsupported(&what))?
             }
@@ -239,6 +247,7 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
             FileKind::Fifo {
                 path: link.clone(),
                 ino: meta.ino(),
+                ghost: None,
             }
         } else if ft.is_socket() {
             match sockets.by_ino.get(&(meta.ino() as u32)) {

@@ -296,7 +296,12 @@ impl FilesImage {
             return Ok(i as u32 + 1);
         }
         let path = format!("/proc/{pid}/fd/{}", f.first_fd);
-        let data = fs::read(&path).map_err(|e| DumpError::proc(pid, &path, e))?;
+        // Directories and FIFOs are saved without contents (a FIFO's data is the pipe's).
+        let data = if fds::ghost::is_regular(ghost) {
+            fs::read(&path).map_err(|e| DumpError::proc(pid, &path, e))?
+        } else {
+            Vec::new()
+        };
         if data.len() as u64 > self.ghost_limit {
             return Err(DumpError::Unsupported {
                 pid,
@@ -495,8 +500,17 @@ impl FilesImage {
                 let path = format!("/proc/{pid}/fd/{}", f.first_fd);
                 self.memfd(pid, path, name, *size, f.dev_ino.1, f.flags, f.pos)?
             }
-            FileKind::Fifo { path, ino } => {
-                let regf = self.reg(path, f.flags, 0, f.mnt_id);
+            FileKind::Fifo { path, ino, ghost } => {
+                let regf = self.reg(path, f.flags, 0, if ghost.is_some() { -1 } else { f.mnt_id });
+                if let Some(ghost) = ghost {
+                    // An unlinked FIFO: its node is a ghost (no contents), its data the pipe's.
+                    let remap_id = self.ghost(pid, f, ghost)?;
+                    self.remaps.push(pb::RemapFilePathEntry {
+                        orig_id: regf,
+                        remap_id,
+                        remap_type: Some(pb::RemapType::Ghost as i32),
+                    });
+                }
                 if !self.fifos.iter().any(|(i, ..)| i == ino) {
                     self.fifos.push((*ino, pid, f.first_fd));
                 }

@@ -16,8 +16,10 @@ pub const DEFAULT_GHOST_LIMIT: u64 = 1 << 20;
 /// The ghost-file entry of an unlinked file (`meta` its attributes): refused, with the reason,
 /// unless it is a regular file of at most `limit` bytes (`--ghost-limit`).
 pub fn entry(meta: &fs::Metadata, limit: u64) -> Result<pb::GhostFileEntry, String> {
-    if !meta.file_type().is_file() {
-        return Err("an unlinked file that is not a regular file".into());
+    let ft = meta.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    if !(ft.is_file() || ft.is_dir() || ft.is_fifo()) {
+        return Err("an unlinked file that is not a regular file, a directory or a FIFO".into());
     }
     if meta.len() > limit {
         return Err(format!(
@@ -38,25 +40,53 @@ pub fn entry(meta: &fs::Metadata, limit: u64) -> Result<pb::GhostFileEntry, Stri
         ino: Some(meta.ino()),
         atim: Some(time(meta.atime(), meta.atime_nsec())),
         mtim: Some(time(meta.mtime(), meta.mtime_nsec())),
-        size: Some(meta.len()),
+        size: ft.is_file().then_some(meta.len()),
         ..Default::default()
     })
 }
 
-/// A new file made at `path` (its filesystem, its directory), or beside it if that name is
-/// taken, and unlinked at once: its contents go in through the open file.
-pub fn make(path: &str) -> io::Result<File> {
+/// Whether a ghost-file entry is of a regular file (the others, directories and FIFOs, have
+/// no contents in the image).
+pub fn is_regular(entry: &pb::GhostFileEntry) -> bool {
+    entry.mode & libc::S_IFMT == libc::S_IFREG
+}
+
+/// A new file of `entry`'s kind (regular file, directory, FIFO) made at `path` (its
+/// filesystem, its directory), or beside it if that name is taken, opened and unlinked at once:
+/// a regular file's contents go in through the open file.
+pub fn make(path: &str, entry: &pb::GhostFileEntry) -> io::Result<File> {
+    let kind = entry.mode & libc::S_IFMT;
+    let create = |name: &std::path::Path| -> io::Result<File> {
+        match kind {
+            libc::S_IFDIR => {
+                fs::create_dir(name)?;
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
+                    .open(name)
+            }
+            libc::S_IFIFO => {
+                crate::sys::mkfifo(name, 0o600)?;
+                // Read and write: a FIFO opened so does not wait for a peer.
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+                    .open(name)
+            }
+            _ => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(name),
+        }
+    };
     let mut name = std::path::PathBuf::from(path);
     let mut tries = 0;
     let file = loop {
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&name)
-        {
+        match create(&name) {
             Ok(f) => break f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => {
                 tries += 1;
@@ -65,7 +95,11 @@ pub fn make(path: &str) -> io::Result<File> {
             Err(e) => return Err(e),
         }
     };
-    fs::remove_file(&name)?;
+    if kind == libc::S_IFDIR {
+        fs::remove_dir(&name)?;
+    } else {
+        fs::remove_file(&name)?;
+    }
     Ok(file)
 }
 
@@ -73,8 +107,10 @@ pub fn make(path: &str) -> io::Result<File> {
 /// `entry`.
 pub fn fill(file: &File, entry: &pb::GhostFileEntry, data: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let mut writer = file;
-    writer.write_all(data)?;
+    if is_regular(entry) {
+        let mut writer = file;
+        writer.write_all(data)?;
+    }
     file.set_permissions(fs::Permissions::from_mode(entry.mode & 0o7777))?;
     std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid))?;
     let t = |tv: &Option<pb::Timeval>| {

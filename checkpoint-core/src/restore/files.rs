@@ -97,19 +97,36 @@ impl SharedFiles {
         pipe_id: u32,
         path: &str,
         flags: u32,
+        ghost_id: Option<u32>,
     ) -> Result<OwnedFd, RestoreError> {
-        use std::os::fd::AsFd;
-        if let std::collections::btree_map::Entry::Vacant(slot) = self.fifos.entry(pipe_id) {
-            let holder = open_reg(self.root.as_ref(), pid, path, (libc::O_RDWR | libc::O_NONBLOCK) as u32)?;
+        use std::os::fd::{AsFd, AsRawFd};
+        let holding = (libc::O_RDWR | libc::O_NONBLOCK) as u32;
+        if !self.fifos.contains_key(&pipe_id) {
+            // An unlinked FIFO's node is made again (and unlinked) from its ghost.
+            let holder = match ghost_id {
+                Some(g) => self.ghost_file(tree, pid, g, path, holding)?,
+                None => open_reg(self.root.as_ref(), pid, path, holding)?,
+            };
             if let Some(d) = tree.fifos.get(&pipe_id).filter(|d| !d.data.is_empty()) {
                 use std::io::Write;
                 (&holder)
                     .write_all(&d.data)
                     .map_err(object(pid, format!("refilling the FIFO {path}")))?;
             }
-            slot.insert(holder);
+            self.fifos.insert(pipe_id, holder);
         }
-        let end = open_reg(self.root.as_ref(), pid, path, flags | libc::O_NONBLOCK as u32)?;
+        let end = match ghost_id {
+            Some(_) => {
+                let holder = self.fifos[&pipe_id].as_raw_fd();
+                open_reg(
+                    None,
+                    pid,
+                    &format!("/proc/self/fd/{holder}"),
+                    flags | libc::O_NONBLOCK as u32,
+                )?
+            }
+            None => open_reg(self.root.as_ref(), pid, path, flags | libc::O_NONBLOCK as u32)?,
+        };
         sys::set_status_flags(end.as_fd(), flags as i32 & (libc::O_NONBLOCK | libc::O_APPEND))
             .map_err(object(pid, format!("the FIFO {path}")))?;
         Ok(end.into())
@@ -132,7 +149,7 @@ impl SharedFiles {
                 what: format!("pid {pid}: ghost file {ghost_id} is not in the checkpoint"),
             })?;
             let what = || format!("{path} (deleted)");
-            let file = in_place(self.container, || fds::ghost::make(path))
+            let file = in_place(self.container, || fds::ghost::make(path, entry))
                 .map_err(object(pid, format!("making {} again", what())))?;
             fds::ghost::fill(&file, entry, data).map_err(object(pid, format!("filling {}", what())))?;
             slot.insert(file);

@@ -196,9 +196,15 @@ pub(super) fn prepare(
                             .map_err(object(pid, format!("seeking memfd {shmid}")))?;
                         f.into()
                     }
-                    (FdTarget::Fifo { path, flags, pipe_id }, None) => {
-                        shared.fifo_end(tree, pid, *pipe_id, path, *flags)?
-                    }
+                    (
+                        FdTarget::Fifo {
+                            path,
+                            flags,
+                            pipe_id,
+                            ghost_id,
+                        },
+                        None,
+                    ) => shared.fifo_end(tree, pid, *pipe_id, path, *flags, *ghost_id)?,
                     (FdTarget::Pidfd { pid, .. }, None) => {
                         return Err(RestoreError::Invalid {
                             what: format!("pid {pid}: fd {}: a pidfd is opened by the task itself", p.fd),

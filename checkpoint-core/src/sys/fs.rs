@@ -155,3 +155,11 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
+
+/// mkfifo(3) at `path` with `mode` (through nix).
+pub fn mkfifo(path: &std::path::Path, mode: u32) -> io::Result<()> {
+    Ok(nix::unistd::mkfifo(
+        path,
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+    )?)
+}

@@ -44,7 +44,13 @@ pub enum FdTarget {
     /// An open file on a memfd (shared memory object `shmid`).
     Memfd { shmid: u64, flags: u32, pos: u64 },
     /// An end of a named pipe, opened by path; its buffered bytes come back once.
-    Fifo { path: String, flags: u32, pipe_id: u32 },
+    Fifo {
+        path: String,
+        flags: u32,
+        pipe_id: u32,
+        /// An unlinked FIFO's node, made again from this ghost.
+        ghost_id: Option<u32>,
+    },
     /// A file that was unlinked while open: made again from its saved contents (ghost
     /// `ghost_id`), then unlinked.
     Ghost {
@@ -375,8 +381,13 @@ impl Tree {
         for t in &tasks {
             let Body::Alive(plan) = &t.body else { continue };
             for f in &plan.fds {
-                let FdTarget::Ghost { ghost_id, .. } = f.target else {
-                    continue;
+                let ghost_id = match f.target {
+                    FdTarget::Ghost { ghost_id, .. } => ghost_id,
+                    FdTarget::Fifo {
+                        ghost_id: Some(ghost_id),
+                        ..
+                    } => ghost_id,
+                    _ => continue,
                 };
                 if ghosts.contains_key(&ghost_id) {
                     continue;

@@ -271,10 +271,24 @@ impl Plan {
                 (Ok(FdTypes::Fifo), _, _) if file.fifo.is_some() => {
                     let fifo = file.fifo.as_ref().map(|f| (f.pipe_id, f.regf_id)).unwrap_or_default();
                     let regf = reg(fifo.1.unwrap_or(u32::MAX), "the path of a FIFO")?;
+                    let ghost_id = match remaps.get(&regf.id) {
+                        Some(r) if r.remap_type.unwrap_or(0) == pb::RemapType::Ghost as i32 => Some(r.remap_id),
+                        Some(_) => {
+                            return Err(RestoreError::Unsupported {
+                                pid,
+                                what: format!(
+                                    "fd {fd}: the FIFO {} is remapped in a way other than a ghost",
+                                    regf.name
+                                ),
+                            })
+                        }
+                        None => None,
+                    };
                     FdTarget::Fifo {
                         path: regf.name.clone(),
                         flags: regf.flags,
                         pipe_id: fifo.0,
+                        ghost_id,
                     }
                 }
                 (Ok(FdTypes::Unixsk), _, _) if file.usk.is_some() => FdTarget::Socket {
