@@ -690,3 +690,51 @@ fn an_unlinked_fifo_and_an_unlinked_directory_come_back_unlinked() {
     after.extend([serde_json::json!("queued"), serde_json::json!("more")]);
     assert_eq!(result[1], serde_json::Value::Array(after));
 }
+
+/// Mappings of an unlinked file (8 KiB of "A"): a private one the process wrote a page of, and
+/// a shared one it shares with its child (inherited over fork). After the restore the private
+/// mapping has its written page and the file's other page, and a byte the parent writes into
+/// the shared mapping reaches the child.
+const UNLINKED_MAPPINGS: &str = r#"
+import json, mmap, os, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+path = os.path.join(d, "mapped")
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+os.write(fd, b"A" * 8192)
+shared = mmap.mmap(fd, 8192, mmap.MAP_SHARED)
+private = mmap.mmap(fd, 8192, mmap.MAP_PRIVATE)
+os.close(fd)
+os.unlink(path)
+private[0:1] = b"P"
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    while shared[0:1] != b"Z":
+        time.sleep(0.01)
+    os.write(w, b"seen " + shared[1:2])
+    os._exit(0)
+before = [private[0:1].decode(), private[4096:4097].decode(), shared[0:1].decode(), os.path.exists(path)]
+go = False
+def on(*_):
+    global go
+    go = True
+signal.signal(signal.SIGUSR1, on)
+open(os.path.join(d, "ready"), "w").close()
+while not go:
+    time.sleep(0.05)
+after = [private[0:1].decode(), private[4096:4097].decode(), shared[0:1].decode(), os.path.exists(path)]
+shared[1:2] = b"Y"
+shared[0:1] = b"Z"
+after.append(os.read(r, 20).decode())
+os.waitpid(child, 0)
+open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, after]))
+os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+"#;
+
+#[test]
+fn mappings_of_an_unlinked_file_come_back_private_and_shared() {
+    let result = dumped_and_restored("fidelity-unlinked-mappings", UNLINKED_MAPPINGS);
+    assert_eq!(result[0], serde_json::json!(["P", "A", "A", false]), "before");
+    assert_eq!(result[1], serde_json::json!(["P", "A", "A", false, "seen Y"]), "after");
+}

@@ -70,6 +70,8 @@ pub(super) struct FilesImage {
     ghosts: Vec<((u64, u64), pb::GhostFileEntry, Vec<u8>)>,
     /// remap-fpath.img: which files.img entries are ghosts.
     remaps: Vec<pb::RemapFilePathEntry>,
+    /// The files.img entries of unlinked mapped files, by device and inode.
+    mapped_ghosts: Vec<((u64, u64), u32)>,
     /// sk-queues.img: the data queued in each socket (by the id of the socket that reads it).
     sk_queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
     /// How TCP connections are dumped: (--tcp-established, --tcp-close).
@@ -292,10 +294,45 @@ impl FilesImage {
 
     /// The ghost id of unlinked file `f` of `pid`, its contents read the first time.
     fn ghost(&mut self, pid: i32, f: &files::OpenFile, ghost: &pb::GhostFileEntry) -> Result<u32, DumpError> {
-        if let Some(i) = self.ghosts.iter().position(|(key, ..)| *key == f.dev_ino) {
+        let path = format!("/proc/{pid}/fd/{}", f.first_fd);
+        self.ghost_from(pid, f.dev_ino, &path, ghost)
+    }
+
+    /// The files.img entry of an unlinked file mapped by `pid` (read through `source`, its
+    /// /proc/PID/map_files link), saved as a ghost once however many mappings share it.
+    pub(super) fn mapped_ghost(&mut self, pid: i32, path: &str, source: &str) -> Result<u32, DumpError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(source).map_err(|e| DumpError::proc(pid, source, e))?;
+        let key = (meta.dev(), meta.ino());
+        if let Some(&(_, id)) = self.mapped_ghosts.iter().find(|(k, _)| *k == key) {
+            return Ok(id);
+        }
+        let entry = fds::ghost::entry(&meta, self.ghost_limit).map_err(|what| DumpError::Unsupported {
+            pid,
+            what: format!("the mapped file {path} (deleted): {what}"),
+        })?;
+        let id = self.reg(path, libc::O_RDONLY as u32, 0, -1);
+        let remap_id = self.ghost_from(pid, key, source, &entry)?;
+        self.remaps.push(pb::RemapFilePathEntry {
+            orig_id: id,
+            remap_id,
+            remap_type: Some(pb::RemapType::Ghost as i32),
+        });
+        self.mapped_ghosts.push((key, id));
+        Ok(id)
+    }
+
+    /// The ghost-file image of the unlinked file `key` (read through `path`), once per file.
+    fn ghost_from(
+        &mut self,
+        pid: i32,
+        key: (u64, u64),
+        path: &str,
+        ghost: &pb::GhostFileEntry,
+    ) -> Result<u32, DumpError> {
+        if let Some(i) = self.ghosts.iter().position(|(k, ..)| *k == key) {
             return Ok(i as u32 + 1);
         }
-        let path = format!("/proc/{pid}/fd/{}", f.first_fd);
         // Directories and FIFOs are saved without contents (a FIFO's data is the pipe's).
         let data = if fds::ghost::is_regular(ghost) {
             fs::read(&path).map_err(|e| DumpError::proc(pid, &path, e))?
@@ -306,12 +343,12 @@ impl FilesImage {
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(
-                    "fd {}: the unlinked file grew past {} bytes (--ghost-limit)",
-                    f.first_fd, self.ghost_limit
+                    "{path}: the unlinked file grew past {} bytes (--ghost-limit)",
+                    self.ghost_limit
                 ),
             });
         }
-        self.ghosts.push((f.dev_ino, ghost.clone(), data));
+        self.ghosts.push((key, ghost.clone(), data));
         Ok(self.ghosts.len() as u32)
     }
 

@@ -25,6 +25,8 @@ pub struct Vma {
     pub entry: VmaEntry,
     /// Backing file path, for file mappings.
     pub path: Option<String>,
+    /// The backing file was unlinked: it is saved with the dump (a ghost file).
+    pub unlinked: bool,
     /// Whether page contents are saved (private memory, not vdso/vvar/vsyscall).
     pub dump_pages: bool,
     /// Whether the task itself may read it (otherwise read through /proc/PID/mem).
@@ -98,9 +100,6 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
                 (status, share, None, !m.shared)
             }
             p if p.starts_with('/') && m.inode != 0 => {
-                if p.ends_with(" (deleted)") {
-                    return Err(unsupported("the mapped file was unlinked (not supported yet)"));
-                }
                 if p.starts_with("/SYSV") || p.starts_with("/dev/zero") {
                     return Err(unsupported(
                         "private SysV and zero-device mappings are not supported yet",
@@ -111,7 +110,9 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
                 } else {
                     st::REGULAR | st::FILE_PRIVATE
                 };
-                (status, share, Some(p.to_owned()), !m.shared)
+                // An unlinked file keeps its old name (saved as a ghost file).
+                let name = p.strip_suffix(" (deleted)").unwrap_or(p);
+                (status, share, Some(name.to_owned()), !m.shared)
             }
             _ => return Err(unsupported("this kind of mapping is not supported")),
         };
@@ -147,6 +148,7 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
                 madv: None,
                 fdflags: None,
             },
+            unlinked: path.is_some() && m.path.ends_with(" (deleted)"),
             path,
             dump_pages,
             readable: m.read,

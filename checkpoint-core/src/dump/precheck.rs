@@ -67,7 +67,20 @@ pub(super) fn precheck(
     }
     check_inet(pid, &fdt, opts)?;
     let maps = procfs::parse_maps(&read_proc(pid, "maps")?).ok_or(DumpError::Parse { pid, file: "maps" })?;
-    mm::classify(pid, &maps)?;
+    for v in mm::classify(pid, &maps)?.iter().filter(|v| v.unlinked) {
+        // An unlinked mapped file is saved whole: one over --ghost-limit is refused now.
+        let source = format!("/proc/{pid}/map_files/{:x}-{:x}", v.entry.start, v.entry.end);
+        let meta = std::fs::metadata(&source).map_err(|e| DumpError::proc(pid, &source, e))?;
+        fds::ghost::entry(&meta, opts.ghost_limit).map_err(|what| DumpError::Unsupported {
+            pid,
+            what: format!(
+                "mapping {:#x}-{:#x} of {} (deleted): {what}",
+                v.entry.start,
+                v.entry.end,
+                v.path.as_deref().unwrap_or("?")
+            ),
+        })?;
+    }
     Ok(Some(fdt))
 }
 

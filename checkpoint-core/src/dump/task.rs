@@ -98,7 +98,12 @@ pub(super) fn dump_task(
     for v in &vmas {
         let mut e = v.entry.clone();
         if let Some(path) = &v.path {
-            e.shmid = files.path(path).into();
+            e.shmid = if v.unlinked {
+                let source = format!("/proc/{pid}/map_files/{:x}-{:x}", e.start, e.end);
+                files.mapped_ghost(pid, path, &source)?.into()
+            } else {
+                files.path(path).into()
+            };
         }
         if e.status & pb::vma_status::MEMFD != 0 {
             // A memfd mapping names a MEMFD entry; the memfd is read through the mapping.

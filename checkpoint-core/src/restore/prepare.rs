@@ -245,6 +245,12 @@ pub(super) fn prepare(
         let v = &plan.mm.vmas[i];
         let shared_write =
             v.status & crate::image::pb::vma_status::FILE_SHARED != 0 && v.prot & libc::PROT_WRITE as u32 != 0;
+        if let Some(&ghost_id) = plan.vma_ghosts.get(&i) {
+            // An unlinked file, made again once from its ghost; every mapping opens it anew.
+            let flags = if shared_write { libc::O_RDWR } else { libc::O_RDONLY } as u32;
+            mapped.push((i, Rc::new(shared.ghost_file(tree, pid, ghost_id, path, flags)?)));
+            continue;
+        }
         let file = match by_path.get(path.as_str()) {
             Some(f) if !shared_write => f.clone(),
             _ => {

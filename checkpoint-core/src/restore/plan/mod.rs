@@ -94,6 +94,8 @@ pub struct Plan {
     pub umask: Option<u32>,
     /// Path of every file-backed VMA, by VMA index.
     pub vma_paths: BTreeMap<usize, String>,
+    /// The ghost of every VMA whose file was unlinked (its path is in `vma_paths`).
+    pub vma_ghosts: BTreeMap<usize, u32>,
     /// The shared-memory object (shmid) of every MAP_SHARED|MAP_ANONYMOUS VMA, by VMA index.
     pub vma_shmem: BTreeMap<usize, u64>,
     /// The SysV shared memory segment (shmid) of every SysV attachment, by VMA index.
@@ -380,15 +382,15 @@ impl Tree {
         let mut ghosts = BTreeMap::new();
         for t in &tasks {
             let Body::Alive(plan) = &t.body else { continue };
-            for f in &plan.fds {
-                let ghost_id = match f.target {
-                    FdTarget::Ghost { ghost_id, .. } => ghost_id,
-                    FdTarget::Fifo {
-                        ghost_id: Some(ghost_id),
-                        ..
-                    } => ghost_id,
-                    _ => continue,
-                };
+            let of_fds = plan.fds.iter().filter_map(|f| match f.target {
+                FdTarget::Ghost { ghost_id, .. } => Some(ghost_id),
+                FdTarget::Fifo {
+                    ghost_id: Some(ghost_id),
+                    ..
+                } => Some(ghost_id),
+                _ => None,
+            });
+            for ghost_id in of_fds.chain(plan.vma_ghosts.values().copied()) {
                 if ghosts.contains_key(&ghost_id) {
                     continue;
                 }

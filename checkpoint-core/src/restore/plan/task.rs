@@ -132,6 +132,7 @@ impl Plan {
 
         // Memory: VMAs sorted and disjoint, page runs inside private VMAs.
         let mut vma_paths = BTreeMap::new();
+        let mut vma_ghosts = BTreeMap::new();
         let mut vma_shmem = BTreeMap::new();
         let mut vma_sysv = BTreeMap::new();
         let mut last_end = 0;
@@ -160,6 +161,21 @@ impl Plan {
             if v.status & (st::FILE_PRIVATE | st::FILE_SHARED) != 0 && v.status & st::MEMFD == 0 {
                 let id = u32::try_from(v.shmid).unwrap_or(u32::MAX);
                 vma_paths.insert(i, reg(id, "a mapped file")?.name.clone());
+                match remaps.get(&id) {
+                    Some(r) if r.remap_type.unwrap_or(0) == pb::RemapType::Ghost as i32 => {
+                        vma_ghosts.insert(i, r.remap_id);
+                    }
+                    Some(_) => {
+                        return Err(RestoreError::Unsupported {
+                            pid,
+                            what: format!(
+                                "mapping {:#x}-{:#x}: its file is remapped in a way other than a ghost",
+                                v.start, v.end
+                            ),
+                        })
+                    }
+                    None => {}
+                }
             }
             if v.status & st::SYSVIPC != 0 {
                 vma_sysv.insert(i, v.shmid);
@@ -353,6 +369,7 @@ impl Plan {
             root,
             umask: fs.umask,
             vma_paths,
+            vma_ghosts,
             vma_shmem,
             vma_sysv,
             locks: Vec::new(),
