@@ -12,10 +12,30 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `python3 -c SCRIPT WORK`, its errors in WORK/stderr; returns once it wrote WORK/ready.
+/// What every workload script may call: `ready_and_wait()` writes WORK/ready and waits for
+/// SIGUSR1 (sent after the restore); `report(value)` writes it as JSON to WORK/result.
+const HELPERS: &str = r#"
+import json as _json, os as _os, signal as _signal, sys as _sys, time as _time
+_go = False
+def _on_go(*_):
+    global _go
+    _go = True
+_signal.signal(_signal.SIGUSR1, _on_go)
+def ready_and_wait():
+    open(_os.path.join(_sys.argv[1], "ready"), "w").close()
+    while not _go:
+        _time.sleep(0.05)
+def report(value):
+    tmp = _os.path.join(_sys.argv[1], "result.tmp")
+    open(tmp, "w").write(_json.dumps(value))
+    _os.rename(tmp, _os.path.join(_sys.argv[1], "result"))
+"#;
+
+/// `python3 -c SCRIPT WORK` (after [`HELPERS`]), its errors in WORK/stderr; returns once it
+/// wrote WORK/ready.
 fn python(script: &str, work: &Path) -> Child {
     let child = Command::new("/usr/bin/python3")
-        .args(["-c", script])
+        .args(["-c", &format!("{HELPERS}{script}")])
         .arg(work)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -61,17 +81,9 @@ b.close()
 s, t = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 t.sendall(b"stream bytes")
 t.close()
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
+ready_and_wait()
 got = [a.recv(10).decode(), a.recv(10).decode(), a.recv(10).decode(), s.recv(100).decode(), s.recv(100).decode()]
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps(got))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+report(got)
 "#;
 
 #[test]
@@ -105,14 +117,7 @@ f = open(os.path.join(d, "big"), "w+b")
 f.write(data)
 f.flush()
 os.unlink(os.path.join(d, "big"))
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
+ready_and_wait()
 f.seek(0)
 ok = f.read() == data
 open(os.path.join(d, "result.tmp"), "w").write("OK" if ok else "DIFFERENT")
@@ -275,17 +280,9 @@ os.write(w, b"left behind")
 os.close(w)
 r2, w2 = os.pipe()
 os.close(w2)
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
+ready_and_wait()
 got = [os.read(r, 100).decode(), os.read(r, 100).decode(), os.read(r2, 100).decode()]
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps(got))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+report(got)
 "#;
 
 /// A pipe whose writers have all closed is the tree's, not "outside the dump": it comes back
@@ -348,16 +345,8 @@ def state():
     got = [os.read(ra2, 1).decode(), os.read(rb2, 1).decode(), os.read(rb, 1).decode()]
     return {"ready": ready, "read": got, "rb_inheritable": os.get_inheritable(rb), "ra": ra, "rb": rb}
 before = state()
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, state()]))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+ready_and_wait()
+report([before, state()])
 "#;
 
 #[test]
@@ -405,22 +394,14 @@ if child == 0:
     os.read(r, 1)
     os.write(w, os.pread(cmd, 7, 0) + (b"ok" if os.readlink("/proc/self/fd/%d" % cmd) == "/proc/%d/cmdline" % os.getppid() else b"no"))
     os._exit(0)
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
+ready_and_wait()
 os.write(w, b"g")
 time.sleep(0.5)
 got = [os.read(status, 8).decode(), os.pread(status, 5, 0).decode(), os.pread(comm[0], 20, 0).decode(),
        os.read(ostype, 10).decode(), os.read(r, 9).decode(),
        os.readlink("/proc/self/fd/%d" % status) == "/proc/%d/status" % os.getpid()]
 os.waitpid(child, 0)
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps(got))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+report(got)
 "#;
 
 #[test]
@@ -528,16 +509,8 @@ def state():
         out[name] = [stat.S_IFMT(st.st_mode), st.st_ino, fcntl.fcntl(fd, fcntl.F_GETFL), os.readlink("/proc/self/fd/%d" % fd)]
     return out
 before = state()
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, state()]))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+ready_and_wait()
+report([before, state()])
 "#;
 
 #[test]
@@ -574,20 +547,12 @@ def state():
     return [pid_of(of_child) == str(child), pid_of(of_self) == str(os.getpid()),
             bool(fcntl.fcntl(of_self, fcntl.F_GETFL) & os.O_NONBLOCK), bool(fcntl.fcntl(of_child, fcntl.F_GETFL) & os.O_NONBLOCK)]
 before = state()
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
+ready_and_wait()
 after = state()
 signal.pidfd_send_signal(of_child, signal.SIGTERM)
 info = os.waitid(os.P_PIDFD, of_child, os.WEXITED)
 after.append([info.si_pid == child, info.si_status == signal.SIGTERM])
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, after]))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+report([before, after])
 "#;
 
 #[test]
@@ -619,16 +584,8 @@ def held(fd):
 def state():
     return [fcntl.fcntl(rd, fcntl.F_GETLEASE), fcntl.fcntl(wr, fcntl.F_GETLEASE), held(rd), held(wr)]
 before = state()
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, state()]))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+ready_and_wait()
+report([before, state()])
 "#;
 
 #[test]
@@ -665,20 +622,12 @@ def nodes():
     return [stat.S_ISFIFO(fst.st_mode), fst.st_nlink, stat.S_ISDIR(dst.st_mode), oct(dst.st_mode & 0o7777),
             dst.st_nlink, os.listdir(dfd), sorted(n for n in os.listdir(d) if n in ("fifo", "dir"))]
 before = nodes()
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
+ready_and_wait()
 after = nodes()
 got = os.read(r, 100)
 os.write(w, b"more")
 after += [got.decode(), os.read(r, 100).decode()]
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, after]))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+report([before, after])
 "#;
 
 #[test]
@@ -715,21 +664,13 @@ if child == 0:
     os.write(w, b"seen " + shared[1:2])
     os._exit(0)
 before = [private[0:1].decode(), private[4096:4097].decode(), shared[0:1].decode(), os.path.exists(path)]
-go = False
-def on(*_):
-    global go
-    go = True
-signal.signal(signal.SIGUSR1, on)
-open(os.path.join(d, "ready"), "w").close()
-while not go:
-    time.sleep(0.05)
+ready_and_wait()
 after = [private[0:1].decode(), private[4096:4097].decode(), shared[0:1].decode(), os.path.exists(path)]
 shared[1:2] = b"Y"
 shared[0:1] = b"Z"
 after.append(os.read(r, 20).decode())
 os.waitpid(child, 0)
-open(os.path.join(d, "result.tmp"), "w").write(json.dumps([before, after]))
-os.rename(os.path.join(d, "result.tmp"), os.path.join(d, "result"))
+report([before, after])
 "#;
 
 #[test]
