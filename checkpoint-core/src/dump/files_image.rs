@@ -335,7 +335,7 @@ impl FilesImage {
         }
         // Directories and FIFOs are saved without contents (a FIFO's data is the pipe's).
         let data = if fds::ghost::is_regular(ghost) {
-            fs::read(path).map_err(|e| DumpError::proc(pid, &path, e))?
+            fs::read(path).map_err(|e| DumpError::proc(pid, path, e))?
         } else {
             Vec::new()
         };
