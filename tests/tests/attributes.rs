@@ -316,3 +316,36 @@ fn the_owners_signals_and_o_async_of_open_files_come_back() {
     assert_eq!(before["sent"], serde_json::json!([libc::SIGUSR2, 1]), "{before}");
     assert_eq!(after, before);
 }
+
+/// Two read-only shared mappings of one file: one through an fd opened for reading and
+/// writing, one through a read-only fd. Only the first may be made writable (mprotect); the
+/// state is whether each can, tried and taken back.
+const MAY_WRITE: &str = r#"
+path = os.path.join(d, "file")
+open(path, "wb").write(b"F" * 8192)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+maps = {}
+for name, mode in (("rdwr", os.O_RDWR), ("rdonly", os.O_RDONLY)):
+    fd = os.open(path, mode)
+    maps[name] = libc.mmap(None, 8192, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    os.close(fd)
+def may_write(a):
+    if libc.mprotect(ctypes.c_void_p(a), ctypes.c_size_t(8192), mmap.PROT_READ | mmap.PROT_WRITE) != 0:
+        return ctypes.get_errno()
+    libc.mprotect(ctypes.c_void_p(a), ctypes.c_size_t(8192), mmap.PROT_READ)
+    return 0
+def state():
+    return {name: [may_write(a), ctypes.string_at(a, 1).decode()] for name, a in maps.items()}
+"#;
+
+#[test]
+fn shared_file_mappings_may_be_made_writable_only_as_before() {
+    let (before, after) = before_and_after("attr-may-write", MAY_WRITE);
+    assert_eq!(
+        before,
+        serde_json::json!({"rdwr": [0, "F"], "rdonly": [libc::EACCES, "F"]}),
+        "the workload's own set-up"
+    );
+    assert_eq!(after, before);
+}

@@ -679,3 +679,32 @@ fn mappings_of_an_unlinked_file_come_back_private_and_shared() {
     assert_eq!(result[0], serde_json::json!(["P", "A", "A", false]), "before");
     assert_eq!(result[1], serde_json::json!(["P", "A", "A", false, "seen Y"]), "after");
 }
+
+/// A pty whose slave has input nobody read yet: the dump is refused naming the pty and the
+/// bytes (they cannot be read without taking them), and the process runs on, untraced.
+const PTY_UNREAD: &str = r#"
+import os, pty, time
+master, slave = os.openpty()
+os.write(master, b"typed\n")
+ready_and_wait()
+report(os.read(slave, 100).decode())
+"#;
+
+#[test]
+fn a_pty_with_unread_input_is_refused_and_the_process_runs_on() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-pty-unread");
+    let mut child = python(PTY_UNREAD, &work);
+    let pid = child.id() as i32;
+    let out = stasis(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unread bytes") && err.contains("(pty "),
+        "{err}"
+    );
+    assert_running_untraced(pid);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    assert_eq!(std::fs::read_to_string(work.join("result")).unwrap(), "\"typed\\n\"");
+    let _ = child.wait();
+}

@@ -221,6 +221,16 @@ impl FilesImage {
         let session = self.ctty.get(&slave_rdev).copied().unwrap_or((0, 0));
         let mut info = fds::tty::collect(ours.as_fd(), index, rdev, session)
             .map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pty {index}"), e))?;
+        // What waits to be read on a pty cannot be read without taking it: refused rather
+        // than lost.
+        let unread =
+            sys::inq_len(ours.as_fd()).map_err(|e| DumpError::proc(pid, &format!("fd {fd}: pty {index}"), e))?;
+        if unread > 0 {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!("fd {fd}: {path} (pty {index}) holds {unread} unread bytes, which are not saved yet"),
+            });
+        }
         let regf = self.reg(path, f.flags, 0, -1);
         // One tty-info per end of a pty, however many open files: the master's id is the
         // slave's with the low bit set (CRIU pairs the two ends by it).

@@ -204,6 +204,11 @@ pub fn add_vmflags(pid: i32, vmas: &mut [VmaEntry], smaps: &[(MapsEntry, Vec<[u8
         if has(b"nr") {
             v.flags |= MAP_NORESERVE;
         }
+        // A shared file mapping may be made writable later (mprotect) only if its file was
+        // opened for writing (VM_MAYWRITE, "mw"): the open mode goes in `fdflags`, as CRIU's.
+        if v.status & st::FILE_SHARED != 0 {
+            v.fdflags = Some(if has(b"mw") { libc::O_RDWR } else { libc::O_RDONLY } as u32);
+        }
     }
     Ok(())
 }

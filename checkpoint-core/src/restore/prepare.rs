@@ -243,8 +243,11 @@ pub(super) fn prepare(
     let mut mapped = Vec::new();
     for (&i, path) in &plan.vma_paths {
         let v = &plan.mm.vmas[i];
-        let shared_write =
-            v.status & crate::image::pb::vma_status::FILE_SHARED != 0 && v.prot & libc::PROT_WRITE as u32 != 0;
+        // A shared mapping whose file was open for writing (`fdflags`, or its protection)
+        // needs a writable file: it may be made writable later.
+        let shared_write = v.status & crate::image::pb::vma_status::FILE_SHARED != 0
+            && (v.prot & libc::PROT_WRITE as u32 != 0
+                || v.fdflags.is_some_and(|f| f as i32 & libc::O_ACCMODE == libc::O_RDWR));
         if let Some(&ghost_id) = plan.vma_ghosts.get(&i) {
             // An unlinked file, made again once from its ghost; every mapping opens it anew.
             let flags = if shared_write { libc::O_RDWR } else { libc::O_RDONLY } as u32;
