@@ -708,3 +708,46 @@ fn a_pty_with_unread_input_is_refused_and_the_process_runs_on() {
     assert_eq!(std::fs::read_to_string(work.join("result")).unwrap(), "\"typed\\n\"");
     let _ = child.wait();
 }
+
+/// A process group whose leader is gone: the root (a subreaper) forked a group leader, which
+/// forked two members and exited; they live on in its group, re-parented to the root. After
+/// the restore both are in that group again (made by a helper at the leader's pid, gone
+/// again), and a signal to the group reaches both.
+const LEADERLESS_GROUP: &str = r#"
+import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+r, w = os.pipe()
+leader = os.fork()
+if leader == 0:
+    os.setpgid(0, 0)
+    for n in (b"1", b"2"):
+        if os.fork() == 0:
+            got = []
+            signal.signal(signal.SIGUSR2, lambda *_: got.append(1))
+            while not got:
+                time.sleep(0.02)
+            os.write(w, n)
+            os._exit(0)
+    os._exit(0)
+os.waitpid(leader, 0)
+time.sleep(0.2)
+members = sorted(int(p) for p in open("/proc/self/task/%d/children" % os.getpid()).read().split())
+def state():
+    return [[os.getpgid(m) == leader for m in members], os.path.exists("/proc/%d" % leader)]
+before = state()
+ready_and_wait()
+after = state()
+os.killpg(leader, signal.SIGUSR2)
+after.append(sorted(os.read(r, 1) + os.read(r, 1)))
+for m in members:
+    os.waitpid(m, 0)
+report([before, after])
+"#;
+
+#[test]
+fn a_process_group_whose_leader_is_gone_comes_back_with_its_members() {
+    let result = dumped_and_restored("fidelity-leaderless-group", LEADERLESS_GROUP);
+    assert_eq!(result[0], serde_json::json!([[true, true], false]), "before");
+    assert_eq!(result[1], serde_json::json!([[true, true], false, [49, 50]]), "after");
+}

@@ -213,6 +213,9 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
     let dir = ImageDir::open(&opts.images)?;
     let tree = Tree::load(&dir)?;
     let (setup, steps) = session::plan(&tree, opts.shell_job)?;
+    if let Some(pid) = session::helper_pids(&steps).find(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
+        return Err(RestoreError::PidTaken { pid });
+    }
     let pid0 = tree.tasks[0].pid;
     let mut shared = SharedFiles::default();
     let (mut init, inherited) = match container {
@@ -263,6 +266,7 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
     let mut puppets = tree::Puppets {
         leaders: (0..tree.tasks.len()).map(|_| None).collect(),
         threads: Vec::new(),
+        helpers: Vec::new(),
     };
     puppets.leaders[0] = Some(root);
     let uts_here = tree.uts.as_ref().filter(|_| contained);

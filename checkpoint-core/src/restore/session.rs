@@ -4,9 +4,12 @@
 //! A child is born in its parent's session and group, and `setsid` can only start a new
 //! session. So a child whose session is its parent's *previous* one (the parent called setsid
 //! after forking it) is created before the parent's setsid, the others after. Groups are joined
-//! once every process exists: group leaders first, then the members. A session or group whose
-//! leader is not in the tree cannot be rebuilt without helper processes, which Stasis does not
-//! create: such trees are refused before anything is created.
+//! once every process exists: group leaders first, then the members. A group whose leader is
+//! gone (it exited, its members lived on) is made by a helper: a process forked at the
+//! leader's pid by one of the members, which starts the group, waits for the members to join
+//! it, then exits and is reaped by the member that forked it. A session whose leader is not in
+//! the tree would need its members to descend from a helper: such trees are refused before
+//! anything is created.
 
 use super::plan::Tree;
 use super::RestoreError;
@@ -20,6 +23,18 @@ pub enum Step {
     Setsid(usize),
     /// The task joins (or, when `pgid` is its own pid, creates) process group `pgid`.
     Setpgid { task: usize, pgid: i32 },
+    /// `parent` forks a helper at `pid`, which starts process group `pid`.
+    Helper { parent: usize, pid: i32 },
+    /// The helper at `pid` exits, and `parent` reaps it.
+    EndHelper { parent: usize, pid: i32 },
+}
+
+/// The pids the helpers of `steps` take.
+pub fn helper_pids(steps: &[Step]) -> impl Iterator<Item = i32> + '_ {
+    steps.iter().filter_map(|s| match *s {
+        Step::Helper { pid, .. } => Some(pid),
+        _ => None,
+    })
 }
 
 /// How the root process is made, by the controller that forks it.
@@ -47,6 +62,7 @@ pub fn plan(tree: &Tree, shell_job: bool) -> Result<(RootSetup, Vec<Step>), Rest
     // Groups: leaders first, then members; session leaders already lead their group.
     let root_group_is_ours = !setup.setsid && !setup.setpgid;
     let mut members = Vec::new();
+    let mut helpers = Vec::new();
     for (i, t) in tasks.iter().enumerate().skip(1) {
         if t.sid == t.pid {
             continue;
@@ -56,16 +72,21 @@ pub fn plan(tree: &Tree, shell_job: bool) -> Result<(RootSetup, Vec<Step>), Rest
         } else if tasks.iter().any(|o| o.pid == t.pgid) {
             members.push(Step::Setpgid { task: i, pgid: t.pgid });
         } else if !(root_group_is_ours && t.pgid == root.pgid) {
-            return Err(RestoreError::Unsupported {
-                pid: t.pid,
-                what: format!(
-                    "its process group {} has no leader in the dump (rebuilding it needs a helper process)",
-                    t.pgid
-                ),
-            });
+            // A group whose leader is gone: its first member forks the helper that starts it.
+            if t.pgid <= 0 {
+                return Err(RestoreError::Invalid {
+                    what: format!("pstree.img: pid {} is in process group {}", t.pid, t.pgid),
+                });
+            }
+            if !helpers.iter().any(|&(_, pid)| pid == t.pgid) {
+                helpers.push((i, t.pgid));
+            }
+            members.push(Step::Setpgid { task: i, pgid: t.pgid });
         }
     }
+    steps.extend(helpers.iter().map(|&(parent, pid)| Step::Helper { parent, pid }));
     steps.extend(members);
+    steps.extend(helpers.iter().map(|&(parent, pid)| Step::EndHelper { parent, pid }));
     Ok((setup, steps))
 }
 

@@ -14,6 +14,9 @@ use crate::sys::{self, PuppetSetup};
 pub(super) struct Puppets {
     pub(super) leaders: Vec<Option<Tracee>>,
     pub(super) threads: Vec<Tracee>,
+    /// Helpers that start the groups whose leaders are gone (by their pid inside), until they
+    /// exit.
+    pub(super) helpers: Vec<(i32, Tracee)>,
 }
 
 impl Puppets {
@@ -30,6 +33,9 @@ impl Puppets {
     pub(super) fn kill_all(self) {
         for t in self.threads {
             t.forget();
+        }
+        for (_, t) in self.helpers {
+            t.kill();
         }
         for t in self.leaders.into_iter().rev().flatten() {
             t.kill();
@@ -132,6 +138,24 @@ pub(super) fn build_tree(
             }
             session::Step::Setsid(i) => {
                 puppet::call(puppets.get(i)?, scratch, "setsid", libc::SYS_setsid, [0; 6])?;
+            }
+            session::Step::Helper { parent, pid } => {
+                let h = puppet::fork_child(puppets.get(parent)?, scratch, pid)?;
+                // Kept first: a failure from here on kills it with the rest.
+                puppets.helpers.push((pid, h));
+                if let Some((_, h)) = puppets.helpers.last() {
+                    puppet::call(h, scratch, "setpgid(helper)", libc::SYS_setpgid, [0, 0, 0, 0, 0, 0])?;
+                }
+            }
+            session::Step::EndHelper { parent, pid } => {
+                let at = puppets.helpers.iter().position(|(p, _)| *p == pid);
+                let (_, h) = at
+                    .map(|i| puppets.helpers.remove(i))
+                    .ok_or_else(|| RestoreError::Invalid {
+                        what: format!("helper {pid} was not created"),
+                    })?;
+                // The helper's pid is ours for it; the parent reaps it by its pid inside.
+                puppet::end_helper(h, puppets.get(parent)?, scratch, pid)?;
             }
             session::Step::Setpgid { task, pgid } => {
                 let own = pgid == tree.tasks[task].pid;

@@ -311,6 +311,31 @@ pub fn make_zombie(t: Tracee, scratch: u64, exit_code: u32, comm: &str) -> Resul
     Ok(())
 }
 
+/// Ends helper `h` (its pid `pid` as its parent sees it): it exits, and `parent` reaps it and
+/// forgets its SIGCHLD, so that nothing of it is left.
+pub fn end_helper(h: Tracee, parent: &Tracee, scratch: u64, pid: i32) -> Result<(), RestoreError> {
+    make_zombie(h, scratch, 0, "stasis-helper")?;
+    let inj = Injector::at(parent, scratch)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = inj.raw(
+            libc::SYS_wait4,
+            [pid as u64, 0, (libc::WNOHANG | libc::__WALL) as u64, 0, 0, 0],
+        )?;
+        if got == pid as i64 {
+            break;
+        }
+        if got < 0 || std::time::Instant::now() > deadline {
+            return Err(RestoreError::Invalid {
+                what: format!("pid {}: reaping the helper {pid}: wait4 gave {got}", parent.pid()),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    inj.release();
+    drain_sigchld(parent, scratch)
+}
+
 /// Discards the SIGCHLDs a puppet got from the zombies it had made (they were handled before
 /// the dump).
 pub fn drain_sigchld(t: &Tracee, scratch: u64) -> Result<(), RestoreError> {
