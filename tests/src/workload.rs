@@ -100,20 +100,19 @@ impl Workload {
     /// `workload MODE DIR ARGS...` with `env` added and the given stdio; waits until it
     /// reports ready.
     pub fn start_args(mode: &str, dir: &Path, args: &[String], env: &[(&str, &str)], stdio: [Stdio; 3]) -> Workload {
-        Self::start_program(&workload_bin(), mode, dir, args, env, stdio)
+        Self::start_command(Command::new(workload_bin()), mode, dir, args, env, stdio)
     }
 
-    /// `PROGRAM MODE DIR ARGS...` (another workload binary) with `env` added and the given
-    /// stdio; waits until it reports ready.
-    pub fn start_program(
-        program: &Path,
+    /// `CMD MODE DIR ARGS...` (another workload binary, or `setsid PROGRAM`...) with `env`
+    /// added and the given stdio; waits until it reports ready.
+    pub fn start_command(
+        mut cmd: Command,
         mode: &str,
         dir: &Path,
         args: &[String],
         env: &[(&str, &str)],
         stdio: [Stdio; 3],
     ) -> Workload {
-        let mut cmd = Command::new(program);
         cmd.arg(mode).arg(dir).args(args).envs(env.iter().copied());
         let [i, o, e] = stdio;
         let child = cmd.stdin(i).stdout(o).stderr(e).spawn().unwrap();

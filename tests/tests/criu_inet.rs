@@ -52,7 +52,12 @@ fn start(mode: &str, work: &Path, out: &mut Outside) -> (Workload, BTreeMap<Stri
         out.listener = Some(l);
     }
     let null = || [Stdio::null(), Stdio::null(), Stdio::null()];
-    let w = Workload::start_program(&ctests::workload::inet_bin(), mode, work, &args, &[], null());
+    // In a session of its own (`setsid`, which does not fork here: our child leads no group):
+    // CRIU refuses a tree whose session leader is outside its pid namespace, as the caller's
+    // may be (a CI runner's is).
+    let mut setsid = std::process::Command::new("setsid");
+    setsid.arg(ctests::workload::inet_bin());
+    let w = Workload::start_command(setsid, mode, work, &args, &[], null());
     if let Ok(r) = std::fs::read_to_string(work.join("result")) {
         panic!("the workload failed to set up: {r}");
     }

@@ -211,8 +211,17 @@ fn nginx(tool: Tool) {
         &mut HttpClient::connect(v6(port)),
         "a new IPv6 connection after the reload",
     );
-    let log = std::fs::read_to_string(work.join("access.log")).unwrap();
-    assert!(log.lines().count() >= 12, "{log}");
+    // nginx logs a request when it finalizes it, after the client has its response: wait
+    // for the twelfth line rather than read the log at once.
+    let start = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(work.join("access.log")).unwrap();
+        if log.lines().count() >= 12 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until the nginx master `master` has exactly two workers, none of them in `old`.

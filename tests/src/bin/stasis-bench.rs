@@ -363,7 +363,14 @@ fn conns_runs(tool: Tool, base: &Path, n: u32, runs: usize) -> (Vec<f64>, Vec<f6
         let images = work.join("images");
         let null = || [Stdio::null(), Stdio::null(), Stdio::null()];
         let bin = ctests::workload::inet_bin();
-        let mut w = Workload::start_program(&bin, "conns", &work, &[n.to_string()], &[], null());
+        let mut w = Workload::start_command(
+            std::process::Command::new(&bin),
+            "conns",
+            &work,
+            &[n.to_string()],
+            &[],
+            null(),
+        );
         if let Ok(r) = std::fs::read_to_string(work.join("result")) {
             panic!("conns workload: {r}");
         }
