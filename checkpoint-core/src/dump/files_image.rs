@@ -632,7 +632,7 @@ impl FilesImage {
                     what: format!(
                         "fd {} ({}): {e}",
                         f.first_fd,
-                        fds::packet::describe(d.ino, d.num.into(), d.ifindex)
+                        fds::packet::describe(d.ino, d.num.to_be().into(), d.ifindex)
                     ),
                 })?;
                 self.anon(FdTypes::Packetsk, |id, f| {

@@ -43,8 +43,10 @@ pub fn diag(pid: i32, ino: u32) -> Result<PacketDiag, String> {
     Ok(d)
 }
 
-/// "packet socket INO (protocol 0xP, ifindex N)", for messages.
+/// "packet socket INO (protocol 0xP, ifindex N)", for messages; `protocol` as the image
+/// holds it (network byte order), shown in host order (0x0800 for IPv4).
 pub fn describe(ino: u32, protocol: u32, ifindex: u32) -> String {
+    let protocol = u16::from_be(protocol as u16);
     format!("packet socket {ino} (protocol {protocol:#06x}, ifindex {ifindex})")
 }
 
@@ -53,7 +55,8 @@ pub fn collect(d: &PacketDiag, flags: u32, fd: BorrowedFd<'_>) -> io::Result<Pac
     Ok(PacketSockEntry {
         id: 0,
         r#type: d.kind.into(),
-        protocol: d.num.into(),
+        // In network byte order, as CRIU records it (socket(2)'s own argument).
+        protocol: d.num.to_be().into(),
         flags,
         ifindex: d.ifindex,
         fown: Default::default(),
@@ -92,7 +95,7 @@ pub fn make(e: &PacketSockEntry, ino: u32) -> io::Result<OwnedFd> {
     if e.rx_ring.is_some() || e.tx_ring.is_some() {
         return Err(ctx("rings")(io::Error::from_raw_os_error(libc::EOPNOTSUPP)));
     }
-    let proto_be = (e.protocol as u16).to_be();
+    let proto_be = e.protocol as u16;
     let fd = sys::new_socket(libc::AF_PACKET, e.r#type as i32, i32::from(proto_be)).map_err(ctx("socket"))?;
     let b = fd.as_fd();
     sys::set_status_flags(b, e.flags as i32 & libc::O_NONBLOCK).map_err(ctx("file flags"))?;
