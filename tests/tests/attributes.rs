@@ -349,3 +349,26 @@ fn shared_file_mappings_may_be_made_writable_only_as_before() {
     );
     assert_eq!(after, before);
 }
+
+/// membarrier registrations (private expedited, global expedited): the registered set the
+/// kernel reports, and that a private expedited barrier is allowed (EPERM unregistered).
+const MEMBARRIER: &str = r#"
+SYS_membarrier = 324
+libc.syscall.restype = ctypes.c_long
+def membarrier(cmd):
+    if libc.syscall(SYS_membarrier, cmd, 0, 0) < 0:
+        return -ctypes.get_errno()
+    return 0
+for cmd in (16, 4):  # MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, _REGISTER_GLOBAL_EXPEDITED
+    if membarrier(cmd):
+        raise OSError(ctypes.get_errno(), "membarrier register")
+def state():
+    return [libc.syscall(SYS_membarrier, 512, 0, 0), membarrier(8)]  # GET_REGISTRATIONS, PRIVATE_EXPEDITED
+"#;
+
+#[test]
+fn membarrier_registrations_come_back() {
+    let (before, after) = before_and_after("attr-membarrier", MEMBARRIER);
+    assert_eq!(before, serde_json::json!([16 | 4, 0]), "the workload's own set-up");
+    assert_eq!(after, before);
+}

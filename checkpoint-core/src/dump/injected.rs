@@ -33,6 +33,9 @@ pub struct InjectedState {
     pub posix_timers: Vec<PosixTimerEntry>,
     /// Host and domain name of the task's UTS namespace (uname).
     pub uts: (String, String),
+    /// The membarrier commands the process registered for (MEMBARRIER_CMD_GET_REGISTRATIONS,
+    /// kernel 6.3+: their MEMBARRIER_CMD_REGISTER_* bits); `None` where the kernel cannot say.
+    pub membarrier: Option<u32>,
 }
 
 /// Signals whose disposition cannot be read or changed.
@@ -180,6 +183,9 @@ fn read_with_scratch(
         [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
     )? as u32;
     st.child_subreaper = prctl_int("prctl(PR_GET_CHILD_SUBREAPER)", libc::PR_GET_CHILD_SUBREAPER)? != 0;
+    const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
+    let registered = inj.raw(libc::SYS_membarrier, [MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0, 0, 0, 0])?;
+    st.membarrier = u32::try_from(registered).ok();
     for timer in timers {
         inj.call(
             "timer_gettime",

@@ -198,6 +198,7 @@ pub(super) fn dump_task(
         loginuid,
         oom_score_adj,
         child_subreaper: Some(injected.child_subreaper),
+        membarrier_registration_mask: injected.membarrier.filter(|&m| m != 0),
         signals_s: Some(thread::signal_queue(t, true)?),
         ..Default::default()
     });

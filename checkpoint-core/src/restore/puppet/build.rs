@@ -165,6 +165,15 @@ pub fn build(
     }
 
     // Owners of files and POSIX timers once every thread they may name exists.
+    // membarrier registrations are the whole address space's: once every thread exists.
+    if let Some(mask) = tc.membarrier_registration_mask.filter(|&m| m != 0) {
+        for cmd in (0..32).map(|b| 1u64 << b).filter(|c| u64::from(mask) & c != 0) {
+            r.call("membarrier(register)", libc::SYS_membarrier, [cmd, 0, 0, 0, 0, 0])
+                .map_err(|e| RestoreError::Invalid {
+                    what: format!("pid {pid}: registering for membarrier command {cmd:#x}: {e}"),
+                })?;
+        }
+    }
     files::open_late_files(&r, prep)?;
     files::set_owners(&r, plan)?;
     files::chroot(&r, prep)?;
