@@ -116,6 +116,8 @@ fn net_state(pid: i32) -> Vec<String> {
         format!("arp_ignore {}", sysctl(pid, "net/ipv4/conf/eth0/arp_ignore")),
         format!("default rp_filter {}", sysctl(pid, "net/ipv4/conf/default/rp_filter")),
         format!("max_dgram_qlen {}", sysctl(pid, "net/unix/max_dgram_qlen")),
+        format!("hop_limit {}", sysctl(pid, "net/ipv6/conf/eth0/hop_limit")),
+        inside(pid, "ip", &["rule", "show"]),
         inside(pid, "iptables", &["-S"]),
     ]
 }
@@ -195,6 +197,13 @@ fn veth_to(c: Container, work: &Path, n: &Names) -> (Container, HostLink, i32, u
     set_sysctl(init, "net/ipv4/conf/eth0/arp_ignore", "2");
     set_sysctl(init, "net/ipv4/conf/default/rp_filter", "2");
     set_sysctl(init, "net/unix/max_dgram_qlen", "77");
+    set_sysctl(init, "net/ipv6/conf/eth0/hop_limit", "33");
+    let from = format!("10.213.{}.2", n.subnet);
+    inside(
+        init,
+        "ip",
+        &["rule", "add", "from", &from, "table", "7", "priority", "1007"],
+    );
     inside(
         init,
         "iptables",
@@ -247,6 +256,8 @@ fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_
         "arp_ignore 2",
         "rp_filter 2",
         "qlen 77",
+        "hop_limit 33",
+        "1007:\tfrom 10.213.",
         "--dport 9 -j DROP",
     ] {
         assert!(all.contains(part), "{part} is not in what is compared: {all}");

@@ -6,7 +6,8 @@
  *
  *   inet listen DIR        TCP listeners: v4 (127.0.0.1), v6 (::1, IPV6_V6ONLY), dual (::,
  *                          not v6only), each with its own SO_REUSEADDR, TCP_NODELAY, keepalive
- *                          (idle, interval, count), SO_SNDBUF, SO_RCVBUF and backlog. The test
+ *                          (idle, interval, count), SO_SNDBUF, SO_RCVBUF and backlog (and the v6
+ *                          one SO_REUSEPORT). The test
  *                          may connect to l4 before the dump (a connection left in the backlog).
  *                          On SIGUSR1 compares every option with before, then accepts on each
  *                          listener what the test connected after the restore ("ping" ->
@@ -217,7 +218,7 @@ static int port_of(int fd, int peer) {
 /* ------------------------------------------------------------------ listen */
 
 struct tcp_opts {
-    int reuse, nodelay, keepalive, idle, intvl, cnt, sndbuf, rcvbuf, v6only;
+    int reuse, nodelay, keepalive, idle, intvl, cnt, sndbuf, rcvbuf, v6only, reuseport;
 };
 
 static void get_opts(int fd, int family, struct tcp_opts *o) {
@@ -230,13 +231,14 @@ static void get_opts(int fd, int family, struct tcp_opts *o) {
     o->sndbuf = getint(fd, SOL_SOCKET, SO_SNDBUF);
     o->rcvbuf = getint(fd, SOL_SOCKET, SO_RCVBUF);
     o->v6only = family == AF_INET6 ? getint(fd, IPPROTO_IPV6, IPV6_V6ONLY) : -1;
+    o->reuseport = getint(fd, SOL_SOCKET, SO_REUSEPORT);
 }
 
 static void compare_opts(const char *what, const struct tcp_opts *a, const struct tcp_opts *b) {
     const int *x = (const int *)a, *y = (const int *)b;
     static const char *names[] = {"SO_REUSEADDR", "TCP_NODELAY", "SO_KEEPALIVE", "TCP_KEEPIDLE",
                                   "TCP_KEEPINTVL", "TCP_KEEPCNT", "SO_SNDBUF", "SO_RCVBUF",
-                                  "IPV6_V6ONLY"};
+                                  "IPV6_V6ONLY", "SO_REUSEPORT"};
     for (unsigned i = 0; i < sizeof *a / sizeof(int); i++)
         if (x[i] != y[i]) {
             errno = 0;
@@ -269,6 +271,8 @@ static int listen_mode(void) {
             setint(l->fd, SOL_SOCKET, SO_SNDBUF, l->sndbuf) || setint(l->fd, SOL_SOCKET, SO_RCVBUF, l->rcvbuf))
             die("setsockopt %s", l->name);
         if (l->v6only >= 0 && setint(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, l->v6only)) die("v6only");
+        /* One listener shares its port (SO_REUSEPORT), the others do not. */
+        if (i == 1 && setint(l->fd, SOL_SOCKET, SO_REUSEPORT, 1)) die("reuseport");
         union addr a;
         socklen_t al = make_addr(&a, l->family, l->host, 0);
         if (bind(l->fd, &a.sa, al) || listen(l->fd, l->backlog)) die("bind/listen %s", l->name);
