@@ -14,13 +14,14 @@
 #                        cannot run on these hybrid cgroups (the tests name stasis-runc anyway)
 #   redis-server, redis-tools, nginx-light, python3
 #                        the network and unix-socket tests' servers and clients
-#   iproute2, iptables   the network lock's rules; what a container's own network namespace is
+#   iproute2, iptables, nftables
+#                        the network lock's rules; what a container's own network namespace is
 #                        saved and made again with
 #   the rest             tools the tests and scripts call (unshare, nsenter, mount, flock, tar...)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-packages=(criu make gcc libc6-dev runc busybox-static containerd umoci tar hostname util-linux mount iproute2 iptables
+packages=(criu make gcc libc6-dev runc busybox-static containerd umoci tar hostname util-linux mount iproute2 iptables nftables
     ca-certificates debian-archive-keyring redis-server redis-tools nginx-light python3)
 bare_packages=(podman conmon catatonit containernetworking-plugins)
 

@@ -119,6 +119,7 @@ fn net_state(pid: i32) -> Vec<String> {
         format!("hop_limit {}", sysctl(pid, "net/ipv6/conf/eth0/hop_limit")),
         inside(pid, "ip", &["rule", "show"]),
         inside(pid, "iptables", &["-S"]),
+        inside(pid, "nft", &["list", "table", "inet", "stasis_own"]),
     ]
 }
 
@@ -209,6 +210,15 @@ fn veth_to(c: Container, work: &Path, n: &Names) -> (Container, HostLink, i32, u
         "iptables",
         &["-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "DROP"],
     );
+    // a table made with nft itself, beside iptables' own
+    inside(
+        init,
+        "nft",
+        &["add table inet stasis_own; \
+             add chain inet stasis_own input { type filter hook input priority 10; }; \
+             add set inet stasis_own blocked { type ipv4_addr; elements = { 192.0.2.7 }; }; \
+             add rule inet stasis_own input ip saddr @blocked tcp dport 7 counter drop"],
+    );
     host_ip(&["addr", "add", &format!("{gw}/24"), "dev", &n.outside]);
     host_ip(&["link", "set", &n.outside, "up"]);
     (c, link, init, before)
@@ -259,6 +269,8 @@ fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_
         "hop_limit 33",
         "1007:\tfrom 10.213.",
         "--dport 9 -j DROP",
+        "elements = { 192.0.2.7 }",
+        "ip saddr @blocked tcp dport 7",
     ] {
         assert!(all.contains(part), "{part} is not in what is compared: {all}");
     }
@@ -278,6 +290,7 @@ fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_
         "route6-",
         "rule-",
         "iptables-",
+        "nftables-",
     ] {
         assert!(
             listed.iter().any(|f| f.starts_with(prefix)),

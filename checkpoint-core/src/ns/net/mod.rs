@@ -7,19 +7,20 @@
 //!   the tree is frozen, naming the device and its kind;
 //! * addresses, routes and rules (`ifaddr-N.img`, `route-N.img`, `route6-N.img`,
 //!   `rule-N.img`, [`routing`]);
-//! * iptables (`iptables-N.img`, `ip6tables-N.img`, [`netfilter`]);
+//! * netfilter rules (`nftables-N.img`, `iptables-N.img`, `ip6tables-N.img`, [`netfilter`]);
 //! * sysctls (`net.ipv4.conf`/`net.ipv6.conf` of "all", "default" in `netns-N.img` and of each
 //!   device in its `netdev-N.img` entry, [`sysctl`]).
 //!
 //! Design: the routing and netfilter images are, in CRIU, the raw output of iproute2's
 //! `ip addr save`/`ip route save`/`ip -6 route save`/`ip rule save` (its own binary netlink
-//! dump format) and of `iptables-save`/`ip6tables-save`. Running those same programs, inside
+//! dump format) and of `nft list ruleset` and `iptables-save`/`ip6tables-save` (or their
+//! legacy flavours: see [`netfilter`]). Running those same programs, inside
 //! the namespace, is what keeps these images byte-for-byte what CRIU writes and reads (a
 //! CRIU image restores here, ours with CRIU), and needs no netlink parser of ours. Links go
 //! through `ip` too (`ip -d -j link show` to read them, `ip link add`/`set` to make them), so
 //! that no hand-written rtnetlink code (and no `unsafe` beyond the interface-flags ioctl)
-//! is needed: iproute2 and iptables are on every host that runs containers (Debian 12:
-//! packages iproute2, iptables). The programs run in a thread moved into the namespace
+//! is needed: iproute2, iptables and nft are on every host that runs containers (Debian 12:
+//! packages iproute2, iptables, nftables). The programs run in a thread moved into the namespace
 //! (`setns` is per thread; a child takes its parent thread's namespaces). A namespace joined
 //! by path is the manager's and not looked at.
 
@@ -197,7 +198,7 @@ pub fn check(pid: i32, externals: &[ExternalLink]) -> Result<(), String> {
 }
 
 /// Saves the network namespace of `pid` (image id `ns_id`): devices and their sysctls,
-/// namespace sysctls, addresses, routes, rules, iptables.
+/// namespace sysctls, addresses, routes, rules, netfilter rules.
 pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) -> Result<(), String> {
     let id = u64::from(ns_id);
     let raw = |kind| dir.create_raw(kind, id).map_err(|e| e.to_string());
@@ -210,6 +211,7 @@ pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) ->
     let tables = netfilter::Images {
         v4: raw(ImageKind::Iptables)?,
         v6: raw(ImageKind::Ip6tables)?,
+        nft: netfilter::have_nft().then(|| raw(ImageKind::Nftables)).transpose()?,
     };
     // The tree is frozen meanwhile: the programs run side by side, while the links and
     // sysctls are read.
@@ -237,7 +239,7 @@ pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) ->
 }
 
 /// Makes the saved network namespace again in the new one of `pid` (a new container's init):
-/// namespace sysctls, links and their sysctls, addresses, routes, rules, iptables. What is
+/// namespace sysctls, links and their sysctls, addresses, routes, rules, netfilter rules. What is
 /// made outside (a veth pair's outside end) is removed again if this fails.
 pub fn restore(pid: i32, dir: &ImageDir, externals: &[ExternalLink]) -> Result<(), String> {
     let mut ids: Vec<u64> = dir
@@ -303,6 +305,8 @@ pub fn restore(pid: i32, dir: &ImageDir, externals: &[ExternalLink]) -> Result<(
         let tables = netfilter::Saved {
             v4: open(ImageKind::Iptables)?,
             v6: open(ImageKind::Ip6tables)?,
+            nft: open(ImageKind::Nftables)?,
+            nft_image: dir.image_path(ImageKind::Nftables, id).exists(),
         };
         in_ns(pid, move || {
             routing::restore(images)?;
