@@ -120,6 +120,7 @@ fn net_state(pid: i32) -> Vec<String> {
         inside(pid, "ip", &["rule", "show"]),
         inside(pid, "iptables", &["-S"]),
         inside(pid, "nft", &["list", "table", "inet", "stasis_own"]),
+        inside(pid, "ip", &["neigh", "show", "nud", "permanent"]),
     ]
 }
 
@@ -210,6 +211,25 @@ fn veth_to(c: Container, work: &Path, n: &Names) -> (Container, HostLink, i32, u
         "iptables",
         &["-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "DROP"],
     );
+    // permanent neighbour entries (ARP and ND)
+    let neigh4 = format!("10.213.{}.9", n.subnet);
+    for (family, addr, lladdr) in [
+        ("-4", neigh4.as_str(), "02:00:00:00:00:09"),
+        ("-6", "fd13::9", "02:00:00:00:00:0a"),
+    ] {
+        let add = [
+            "neigh",
+            "add",
+            addr,
+            "lladdr",
+            lladdr,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ];
+        inside(init, "ip", &[&[family][..], &add].concat());
+    }
     // a table made with nft itself, beside iptables' own
     inside(
         init,
@@ -271,6 +291,8 @@ fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_
         "--dport 9 -j DROP",
         "elements = { 192.0.2.7 }",
         "ip saddr @blocked tcp dport 7",
+        ".9 dev eth0 lladdr 02:00:00:00:00:09 PERMANENT",
+        "fd13::9 dev eth0 lladdr 02:00:00:00:00:0a PERMANENT",
     ] {
         assert!(all.contains(part), "{part} is not in what is compared: {all}");
     }
@@ -291,6 +313,7 @@ fn a_container_with_a_veth_comes_back_with_its_devices_addresses_routes_sysctls_
         "rule-",
         "iptables-",
         "nftables-",
+        "neigh-",
     ] {
         assert!(
             listed.iter().any(|f| f.starts_with(prefix)),

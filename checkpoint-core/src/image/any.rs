@@ -358,6 +358,7 @@ fn decode_message<R: Read>(
         | K::Ip6tables
         | K::Iptables
         | K::Nftables
+        | K::Neigh
         | K::TmpfsDev
         | K::TmpfsImg => {
             return Err(ImageError::RawImage {

@@ -106,6 +106,8 @@ image_kinds! {
     Ip6tables => ("IP6TABLES", Dec("ip6tables-", ".img"), Raw, magic::RAW),
     Iptables => ("IPTABLES", Dec("iptables-", ".img"), Raw, magic::RAW),
     Nftables => ("NFTABLES", Dec("nftables-", ".img"), Raw, magic::RAW),
+    /// Stasis's own (CRIU keeps no neighbours): permanent neighbour entries, as text.
+    Neigh => ("NEIGH", Dec("neigh-", ".img"), Raw, magic::RAW),
     Userns => ("USERNS", Dec("userns-", ".img"), Common, magic::USERNS),
     /// `timens-0.img` holds the host clocks when the task has no time namespace of its own.
     Timens => ("TIMENS", Dec("timens-", ".img"), Common, magic::TIMENS),

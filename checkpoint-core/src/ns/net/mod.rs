@@ -7,6 +7,7 @@
 //!   the tree is frozen, naming the device and its kind;
 //! * addresses, routes and rules (`ifaddr-N.img`, `route-N.img`, `route6-N.img`,
 //!   `rule-N.img`, [`routing`]);
+//! * permanent neighbour entries (`neigh-N.img`, Stasis's own, [`neigh`]);
 //! * netfilter rules (`nftables-N.img`, `iptables-N.img`, `ip6tables-N.img`, [`netfilter`]);
 //! * sysctls (`net.ipv4.conf`/`net.ipv6.conf` of "all", "default" in `netns-N.img` and of each
 //!   device in its `netdev-N.img` entry, [`sysctl`]).
@@ -25,6 +26,7 @@
 //! by path is the manager's and not looked at.
 
 pub mod links;
+pub mod neigh;
 pub mod netfilter;
 pub mod routing;
 pub mod sysctl;
@@ -194,7 +196,10 @@ fn have(program: &str) -> bool {
 /// macvlan (naming its lower device).
 pub fn check(pid: i32, externals: &[ExternalLink]) -> Result<(), String> {
     let devices = in_ns(pid, links::list)?;
-    links::check(&devices, externals).map_err(|e| format!("its network namespace: {e}"))
+    links::check(&devices, externals).map_err(|e| format!("its network namespace: {e}"))?;
+    in_ns(pid, neigh::list)
+        .map(drop)
+        .map_err(|e| format!("its network namespace: {e}"))
 }
 
 /// Saves the network namespace of `pid` (image id `ns_id`): devices and their sysctls,
@@ -215,7 +220,7 @@ pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) ->
     };
     // The tree is frozen meanwhile: the programs run side by side, while the links and
     // sysctls are read.
-    let (devices, netns) = in_ns(pid, move || {
+    let (devices, netns, neighbours) = in_ns(pid, move || {
         let mut running = routing::start_save(images)?;
         running.extend(netfilter::start_save(tables)?);
         let read = (|| -> Result<_, String> {
@@ -226,7 +231,7 @@ pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) ->
                 e.conf4 = sysctl::read_conf(sysctl::V4, &e.name);
                 e.conf6 = sysctl::read_conf(sysctl::V6, &e.name);
             }
-            Ok((entries, sysctl::read_netns()))
+            Ok((entries, sysctl::read_netns(), neigh::list()?))
         })();
         let saved: Result<Vec<()>, String> = running.into_iter().map(Running::finish).collect();
         let read = read?;
@@ -235,6 +240,11 @@ pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) ->
     .map_err(|e| format!("its network namespace: {e}"))?;
     dir.write_all(ImageKind::Netdev, id, &devices)
         .map_err(|e| e.to_string())?;
+    if !neighbours.is_empty() {
+        let (mut f, path) = raw(ImageKind::Neigh)?;
+        std::io::Write::write_all(&mut f, &neigh::encode(&neighbours))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     dir.write_all(ImageKind::Netns, id, &[netns]).map_err(|e| e.to_string())
 }
 
@@ -308,8 +318,19 @@ pub fn restore(pid: i32, dir: &ImageDir, externals: &[ExternalLink]) -> Result<(
             nft: open(ImageKind::Nftables)?,
             nft_image: dir.image_path(ImageKind::Nftables, id).exists(),
         };
+        let neighbours = match open(ImageKind::Neigh)? {
+            Some(mut f) => {
+                let mut text = Vec::new();
+                // bounded: an image is untrusted input (a MiB is some 20,000 entries)
+                std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, 1 << 20), &mut text)
+                    .map_err(|e| format!("neigh image: {e}"))?;
+                neigh::decode(&text)?
+            }
+            None => Vec::new(),
+        };
         in_ns(pid, move || {
             routing::restore(images)?;
+            neigh::restore(&neighbours)?;
             netfilter::restore(tables)
         })
         .map_err(|e| format!("its network namespace: {e}"))

@@ -77,7 +77,7 @@ fn read(mut f: File) -> Result<Vec<u8>, String> {
 
 /// Runs `program args` with `input` on its stdin (through a temporary file, as it may be
 /// larger than a pipe holds).
-fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> Result<(), String> {
+pub(super) fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> Result<(), String> {
     use std::io::{Seek, Write};
     let mut tmp = tempfile().map_err(|e| format!("a temporary file: {e}"))?;
     tmp.write_all(input)
