@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod inet;
 pub mod net;
 pub mod podman;
+pub mod scripted;
 pub mod workload;
 
 use std::path::{Path, PathBuf};

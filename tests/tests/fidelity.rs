@@ -3,47 +3,14 @@
 //! restored process check it from inside.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ctests::scripted::*;
 use ctests::workload::*;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// What every workload script may call: `ready_and_wait()` writes WORK/ready and waits for
-/// SIGUSR1 (sent after the restore); `report(value)` writes it as JSON to WORK/result.
-const HELPERS: &str = r#"
-import json as _json, os as _os, signal as _signal, sys as _sys, time as _time
-_go = False
-def _on_go(*_):
-    global _go
-    _go = True
-_signal.signal(_signal.SIGUSR1, _on_go)
-def ready_and_wait():
-    open(_os.path.join(_sys.argv[1], "ready"), "w").close()
-    while not _go:
-        _time.sleep(0.05)
-def report(value):
-    tmp = _os.path.join(_sys.argv[1], "result.tmp")
-    open(tmp, "w").write(_json.dumps(value))
-    _os.rename(tmp, _os.path.join(_sys.argv[1], "result"))
-"#;
-
-/// `python3 -c SCRIPT WORK` (after [`HELPERS`]), its errors in WORK/stderr; returns once it
-/// wrote WORK/ready.
-fn python(script: &str, work: &Path) -> Child {
-    let child = Command::new("/usr/bin/python3")
-        .args(["-c", &format!("{HELPERS}{script}")])
-        .arg(work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for_file(&work.join("ready"), Duration::from_secs(30));
-    child
 }
 
 /// `stasis ARGS`, which must end within `limit` (it is killed and the test fails otherwise).
@@ -291,31 +258,6 @@ report(got)
 fn a_pipe_whose_writers_have_closed_comes_back_with_its_data_and_its_end() {
     let result = dumped_and_restored("fidelity-widowed-pipe", WIDOWED_PIPE);
     assert_eq!(result, serde_json::json!(["left behind", "", ""]));
-}
-
-/// Runs the Python `script`, dumps it (killing it), restores it, lets it go on (SIGUSR1) and
-/// returns what it wrote to WORK/result.
-fn dumped_and_restored(name: &str, script: &str) -> serde_json::Value {
-    dumped_and_restored_with(name, script, &[])
-}
-
-/// [`dumped_and_restored`], with `flags` given to both the dump and the restore.
-fn dumped_and_restored_with(name: &str, script: &str, flags: &[&str]) -> serde_json::Value {
-    let _d = Descendants;
-    let (_scratch, work, images) = test_dirs(name);
-    let mut child = python(script, &work);
-    let pid = child.id() as i32;
-    let pid_s = pid.to_string();
-    stasis_ok(&[&["dump", "-t", &pid_s, "-D", s(&images)], flags].concat());
-    let _ = child.wait();
-    // Its children, killed too, come back at their pids: reaped first.
-    reap_all_children();
-    stasis_ok(&[&["restore", "-D", s(&images), "-d"], flags].concat());
-    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
-    wait_for_file(&work.join("result"), Duration::from_secs(20));
-    let result = serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
-    let _ = checkpoint_core::sys::wait_exit(pid);
-    result
 }
 
 /// An epoll set whose registrations outlived their fd numbers (the kernel keys them by file
@@ -599,85 +541,6 @@ fn file_leases_come_back_held() {
     ]);
     assert_eq!(result[0], held, "the workload's own set-up");
     assert_eq!(result[1], held);
-}
-
-/// Unlinked while open: a FIFO holding data (its two ends), and a directory (mode 0750). After
-/// the restore the FIFO gives its data and carries new bytes, the directory is still an empty
-/// unlinked directory of that mode, and neither name is back.
-const UNLINKED_NODES: &str = r#"
-import json, os, stat, sys, time, signal
-d = sys.argv[1]
-os.closerange(3, 65536)
-os.mkfifo(os.path.join(d, "fifo"))
-r = os.open(os.path.join(d, "fifo"), os.O_RDONLY | os.O_NONBLOCK)
-w = os.open(os.path.join(d, "fifo"), os.O_WRONLY)
-os.write(w, b"queued")
-os.unlink(os.path.join(d, "fifo"))
-os.mkdir(os.path.join(d, "dir"), 0o750)
-os.chmod(os.path.join(d, "dir"), 0o750)
-dfd = os.open(os.path.join(d, "dir"), os.O_RDONLY | os.O_DIRECTORY)
-os.rmdir(os.path.join(d, "dir"))
-def nodes():
-    fst, dst = os.fstat(r), os.fstat(dfd)
-    return [stat.S_ISFIFO(fst.st_mode), fst.st_nlink, stat.S_ISDIR(dst.st_mode), oct(dst.st_mode & 0o7777),
-            dst.st_nlink, os.listdir(dfd), sorted(n for n in os.listdir(d) if n in ("fifo", "dir"))]
-before = nodes()
-ready_and_wait()
-after = nodes()
-got = os.read(r, 100)
-os.write(w, b"more")
-after += [got.decode(), os.read(r, 100).decode()]
-report([before, after])
-"#;
-
-#[test]
-fn an_unlinked_fifo_and_an_unlinked_directory_come_back_unlinked() {
-    let result = dumped_and_restored("fidelity-unlinked-nodes", UNLINKED_NODES);
-    let nodes = serde_json::json!([true, 0, true, "0o750", 0, [], []]);
-    assert_eq!(result[0], nodes, "the workload's own set-up");
-    let mut after = nodes.as_array().unwrap().clone();
-    after.extend([serde_json::json!("queued"), serde_json::json!("more")]);
-    assert_eq!(result[1], serde_json::Value::Array(after));
-}
-
-/// Mappings of an unlinked file (8 KiB of "A"): a private one the process wrote a page of, and
-/// a shared one it shares with its child (inherited over fork). After the restore the private
-/// mapping has its written page and the file's other page, and a byte the parent writes into
-/// the shared mapping reaches the child.
-const UNLINKED_MAPPINGS: &str = r#"
-import json, mmap, os, sys, time, signal
-d = sys.argv[1]
-os.closerange(3, 65536)
-path = os.path.join(d, "mapped")
-fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
-os.write(fd, b"A" * 8192)
-shared = mmap.mmap(fd, 8192, mmap.MAP_SHARED)
-private = mmap.mmap(fd, 8192, mmap.MAP_PRIVATE)
-os.close(fd)
-os.unlink(path)
-private[0:1] = b"P"
-r, w = os.pipe()
-child = os.fork()
-if child == 0:
-    while shared[0:1] != b"Z":
-        time.sleep(0.01)
-    os.write(w, b"seen " + shared[1:2])
-    os._exit(0)
-before = [private[0:1].decode(), private[4096:4097].decode(), shared[0:1].decode(), os.path.exists(path)]
-ready_and_wait()
-after = [private[0:1].decode(), private[4096:4097].decode(), shared[0:1].decode(), os.path.exists(path)]
-shared[1:2] = b"Y"
-shared[0:1] = b"Z"
-after.append(os.read(r, 20).decode())
-os.waitpid(child, 0)
-report([before, after])
-"#;
-
-#[test]
-fn mappings_of_an_unlinked_file_come_back_private_and_shared() {
-    let result = dumped_and_restored("fidelity-unlinked-mappings", UNLINKED_MAPPINGS);
-    assert_eq!(result[0], serde_json::json!(["P", "A", "A", false]), "before");
-    assert_eq!(result[1], serde_json::json!(["P", "A", "A", false, "seen Y"]), "after");
 }
 
 /// A pty whose slave has input nobody read yet: the dump is refused naming the pty and the

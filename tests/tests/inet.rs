@@ -17,22 +17,7 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `python3 ARGS WORK`, its errors in WORK/stderr; returns once it wrote WORK/ready.
-fn python(args: &[&std::ffi::OsStr], work: &Path) -> Child {
-    // In a session of its own (`setsid` does not fork here): CRIU refuses a tree whose
-    // session leader is outside its pid namespace, as the caller's may be (a CI runner's is).
-    let child = Command::new("setsid")
-        .arg("/usr/bin/python3")
-        .args(args)
-        .arg(work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for_file(&work.join("ready"), Duration::from_secs(30));
-    child
-}
+use ctests::scripted::python_argv as python;
 
 /// The socket server of tests/workloads/sockets.py, started in `work`.
 struct Server {

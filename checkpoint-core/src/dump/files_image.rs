@@ -67,7 +67,7 @@ pub(super) struct FilesImage {
     /// FIFOs by inode, with a (pid, fd) through which to read what they hold.
     fifos: Vec<(u64, i32, i32)>,
     /// Unlinked files: their ghost-file images (by inode: one per file, however many opens).
-    ghosts: Vec<((u64, u64), pb::GhostFileEntry, Vec<u8>)>,
+    ghosts: Vec<((u64, u64), pb::GhostFileEntry, fds::ghost::Chunks)>,
     /// remap-fpath.img: which files.img entries are ghosts.
     remaps: Vec<pb::RemapFilePathEntry>,
     /// The files.img entries of unlinked mapped files, by device and inode.
@@ -344,12 +344,20 @@ impl FilesImage {
             return Ok(i as u32 + 1);
         }
         // Directories and FIFOs are saved without contents (a FIFO's data is the pipe's).
-        let data = if fds::ghost::is_regular(ghost) {
-            fs::read(path).map_err(|e| DumpError::proc(pid, path, e))?
+        let mut ghost = ghost.clone();
+        let chunks = if fds::ghost::is_regular(&ghost) {
+            let file = fs::File::open(path).map_err(|e| DumpError::proc(pid, path, e))?;
+            let len = file.metadata().map_err(|e| DumpError::proc(pid, path, e))?.len();
+            let (chunks, sparse) = fds::ghost::read_chunks(&file, len).map_err(|e| DumpError::proc(pid, path, e))?;
+            if sparse {
+                ghost.chunks = Some(true);
+            }
+            ghost.size = Some(len.max(chunks.iter().map(|(o, d)| o + d.len() as u64).max().unwrap_or(0)));
+            chunks
         } else {
             Vec::new()
         };
-        if data.len() as u64 > self.ghost_limit {
+        if ghost.size.unwrap_or(0) > self.ghost_limit {
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(
@@ -358,7 +366,7 @@ impl FilesImage {
                 ),
             });
         }
-        self.ghosts.push((key, ghost.clone(), data));
+        self.ghosts.push((key, ghost, chunks));
         Ok(self.ghosts.len() as u32)
     }
 
@@ -719,10 +727,18 @@ impl FilesImage {
     /// Writes the images of the objects behind the entries: ghost files, file locks, remaps,
     /// socket queues, memfd inodes (their contents go with the shared memory).
     pub(super) fn write_objects(&self, dir: &ImageDir) -> Result<(), DumpError> {
-        for (i, (_, ghost, data)) in self.ghosts.iter().enumerate() {
+        for (i, (_, ghost, chunks)) in self.ghosts.iter().enumerate() {
             let mut w = dir.writer(ImageKind::GhostFile, i as u64 + 1)?;
             w.write(ghost)?;
-            w.write_payload(data)?;
+            for (off, data) in chunks {
+                if ghost.chunks == Some(true) {
+                    w.write(&pb::GhostChunkEntry {
+                        len: data.len() as u64,
+                        off: *off,
+                    })?;
+                }
+                w.write_payload(data)?;
+            }
             w.finish()?;
         }
         if !self.locks.is_empty() {

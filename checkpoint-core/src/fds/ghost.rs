@@ -1,6 +1,11 @@
 //! Files unlinked while open ("ghost" files): the dump saves their attributes and contents
 //! (up to `--ghost-limit`, [`DEFAULT_GHOST_LIMIT`] by default); the restore makes each again at its old path (or beside it), fills
 //! it, and unlinks it, so that the tasks hold an unlinked file again.
+//!
+//! A file with holes (SEEK_HOLE finds one below its size) is saved in CRIU's chunked form:
+//! the entry says `chunks`, and each run of data follows as a chunk entry (offset, length)
+//! and its bytes; the restore writes the runs at their offsets into a file of the saved size,
+//! so that the holes are holes again.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -103,13 +108,45 @@ pub fn make(path: &str, entry: &pb::GhostFileEntry) -> io::Result<File> {
     Ok(file)
 }
 
-/// Writes a ghost file's contents `data` into `file` and gives it the mode, owner and times of
-/// `entry`.
-pub fn fill(file: &File, entry: &pb::GhostFileEntry, data: &[u8]) -> io::Result<()> {
-    use std::io::Write;
+/// A ghost file's contents: runs of data, each at its offset (one at 0 for a file without
+/// holes).
+pub type Chunks = Vec<(u64, Vec<u8>)>;
+
+/// The contents of the regular file `file` of `len` bytes, as runs of data; `true` if it has
+/// holes (and is to be saved in chunks).
+pub fn read_chunks(file: &File, len: u64) -> io::Result<(Chunks, bool)> {
+    use std::os::unix::fs::FileExt;
+    let extents = crate::sys::data_extents(file, len)?;
+    let sparse = len > 0 && extents.as_slice() != [(0, len)];
+    // Without holes the file is read whole, as it is now (it may have grown since its size
+    // was taken: the caller checks the limit against what was read).
+    if !sparse {
+        // (from 0: the seeks above moved the offset)
+        let mut data = Vec::with_capacity(len as usize);
+        io::Seek::rewind(&mut &*file)?;
+        io::Read::read_to_end(&mut &*file, &mut data)?;
+        return Ok((vec![(0, data)], false));
+    }
+    let mut chunks = Vec::with_capacity(extents.len());
+    for (start, end) in extents {
+        let mut data = vec![0; (end - start) as usize];
+        file.read_exact_at(&mut data, start)?;
+        chunks.push((start, data));
+    }
+    Ok((chunks, true))
+}
+
+/// Writes a ghost file's contents `chunks` into `file` (of the saved size first, so that what
+/// no chunk covers is a hole) and gives it the mode, owner and times of `entry`.
+pub fn fill(file: &File, entry: &pb::GhostFileEntry, chunks: &[(u64, Vec<u8>)]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
     if is_regular(entry) {
-        let mut writer = file;
-        writer.write_all(data)?;
+        if let Some(size) = entry.size {
+            file.set_len(size)?;
+        }
+        for (off, data) in chunks {
+            file.write_all_at(data, *off)?;
+        }
     }
     file.set_permissions(fs::Permissions::from_mode(entry.mode & 0o7777))?;
     std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid))?;

@@ -173,7 +173,7 @@ pub struct Tree {
     /// seccomp.img: every filter, each pointing at the one installed before it.
     pub seccomp: Vec<pb::SeccompFilter>,
     /// Unlinked files: their attributes and contents, by ghost id.
-    pub ghosts: BTreeMap<u32, (pb::GhostFileEntry, Vec<u8>)>,
+    pub ghosts: BTreeMap<u32, (pb::GhostFileEntry, crate::fds::ghost::Chunks)>,
     /// The UTS namespace the tree gets, when it had one of its own: its names.
     pub uts: Option<pb::UtsnsEntry>,
     /// The ptys made in the tree, by index: the settings of their master and slave.
@@ -400,14 +400,28 @@ impl Tree {
                 let entry: pb::GhostFileEntry = rd
                     .next_entry()?
                     .ok_or_else(|| invalid(format!("ghost-file-{ghost_id:x}.img is empty")))?;
-                if entry.chunks == Some(true) {
-                    return Err(RestoreError::Unsupported {
-                        pid: t.pid,
-                        what: format!("ghost-file-{ghost_id:x}.img is saved in chunks"),
-                    });
-                }
-                let data = rd.read_payload(rd.remaining())?;
-                ghosts.insert(ghost_id, (entry, data));
+                let chunks = if entry.chunks == Some(true) {
+                    let size = entry
+                        .size
+                        .ok_or_else(|| invalid(format!("ghost-file-{ghost_id:x}.img: chunks without a size")))?;
+                    let mut chunks = Vec::new();
+                    while rd.remaining() > 0 {
+                        let c: pb::GhostChunkEntry = rd
+                            .next_entry()?
+                            .ok_or_else(|| invalid(format!("ghost-file-{ghost_id:x}.img: a chunk cut short")))?;
+                        if c.off.checked_add(c.len).is_none_or(|end| end > size) || c.len > rd.remaining() {
+                            return Err(invalid(format!(
+                                "ghost-file-{ghost_id:x}.img: a chunk of {} bytes at {} outside the file's {size} or the image",
+                                c.len, c.off
+                            )));
+                        }
+                        chunks.push((c.off, rd.read_payload(c.len)?));
+                    }
+                    chunks
+                } else {
+                    vec![(0, rd.read_payload(rd.remaining())?)]
+                };
+                ghosts.insert(ghost_id, (entry, chunks));
             }
         }
         let mut ptys: BTreeMap<u32, (Option<pb::TtyInfoEntry>, Option<pb::TtyInfoEntry>)> = BTreeMap::new();

@@ -1,0 +1,153 @@
+//! Files unlinked while a process holds them (issue 12): FIFOs, directories, mapped files,
+//! files with holes. Each comes back unlinked, as it was, and is checked from inside.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ctests::scripted::*;
+use ctests::workload::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Unlinked while open: a FIFO holding data (its two ends), and a directory (mode 0750). After
+/// the restore the FIFO gives its data and carries new bytes, the directory is still an empty
+/// unlinked directory of that mode, and neither name is back.
+const UNLINKED_NODES: &str = r#"
+import json, os, stat, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+os.mkfifo(os.path.join(d, "fifo"))
+r = os.open(os.path.join(d, "fifo"), os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(os.path.join(d, "fifo"), os.O_WRONLY)
+os.write(w, b"queued")
+os.unlink(os.path.join(d, "fifo"))
+os.mkdir(os.path.join(d, "dir"), 0o750)
+os.chmod(os.path.join(d, "dir"), 0o750)
+dfd = os.open(os.path.join(d, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+os.rmdir(os.path.join(d, "dir"))
+def nodes():
+    fst, dst = os.fstat(r), os.fstat(dfd)
+    return [stat.S_ISFIFO(fst.st_mode), fst.st_nlink, stat.S_ISDIR(dst.st_mode), oct(dst.st_mode & 0o7777),
+            dst.st_nlink, os.listdir(dfd), sorted(n for n in os.listdir(d) if n in ("fifo", "dir"))]
+before = nodes()
+ready_and_wait()
+after = nodes()
+got = os.read(r, 100)
+os.write(w, b"more")
+after += [got.decode(), os.read(r, 100).decode()]
+report([before, after])
+"#;
+
+#[test]
+fn an_unlinked_fifo_and_an_unlinked_directory_come_back_unlinked() {
+    let result = dumped_and_restored("fidelity-unlinked-nodes", UNLINKED_NODES);
+    let nodes = serde_json::json!([true, 0, true, "0o750", 0, [], []]);
+    assert_eq!(result[0], nodes, "the workload's own set-up");
+    let mut after = nodes.as_array().unwrap().clone();
+    after.extend([serde_json::json!("queued"), serde_json::json!("more")]);
+    assert_eq!(result[1], serde_json::Value::Array(after));
+}
+
+/// An unlinked file with holes (6 MiB: 4 KiB of data at 0 and at 4 MiB, a hole between and
+/// after): after the restore SEEK_DATA/SEEK_HOLE find the same runs, the size is the same, few
+/// blocks are allocated, and the bytes are the same; the image holds it in CRIU's chunks.
+const SPARSE_GHOST: &str = r#"
+import hashlib, os, sys
+d = sys.argv[1]
+os.closerange(3, 65536)
+fd = os.open(os.path.join(d, "sparse"), os.O_RDWR | os.O_CREAT, 0o640)
+os.pwrite(fd, b"a" * 4096, 0)
+os.pwrite(fd, b"b" * 4096, 4 << 20)
+os.ftruncate(fd, 6 << 20)
+os.unlink(os.path.join(d, "sparse"))
+def layout():
+    runs, at = [], 0
+    size = os.fstat(fd).st_size
+    while at < size:
+        try:
+            data = os.lseek(fd, at, os.SEEK_DATA)
+        except OSError:
+            break
+        hole = os.lseek(fd, data, os.SEEK_HOLE)
+        runs.append([data, hole])
+        at = hole
+    whole = os.pread(fd, size, 0)
+    return [runs, size, os.fstat(fd).st_blocks * 512 <= 64 << 10, hashlib.sha256(whole).hexdigest(),
+            os.fstat(fd).st_nlink]
+before = layout()
+ready_and_wait()
+report([before, layout()])
+"#;
+
+#[test]
+fn an_unlinked_file_with_holes_keeps_them() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-sparse-ghost");
+    let mut child = python(SPARSE_GHOST, &work);
+    let pid = child.id() as i32;
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images), "--ghost-limit", "8M"]);
+    let _ = child.wait();
+    let ghost = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("ghost-file-"))
+        .expect("a ghost-file image");
+    let decoded = ctests::crit_decode(&ghost);
+    assert_eq!(decoded["entries"][0]["chunks"], true, "{decoded}");
+    assert!(
+        std::fs::metadata(&ghost).unwrap().len() < 64 << 10,
+        "the holes were saved as zeros"
+    );
+    stasis_ok(&["restore", "-D", s(&images), "-d"]);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    let _ = checkpoint_core::sys::wait_exit(pid);
+    let runs = serde_json::json!([[0, 4096], [4 << 20, (4 << 20) + 4096]]);
+    assert_eq!(result[0][0], runs, "the workload's own set-up: {result}");
+    assert_eq!(result[0][2], true, "the workload's own set-up: {result}");
+    assert_eq!(result[1], result[0]);
+}
+
+/// Mappings of an unlinked file (8 KiB of "A"): a private one the process wrote a page of, and
+/// a shared one it shares with its child (inherited over fork). After the restore the private
+/// mapping has its written page and the file's other page, and a byte the parent writes into
+/// the shared mapping reaches the child.
+const UNLINKED_MAPPINGS: &str = r#"
+import json, mmap, os, sys, time, signal
+d = sys.argv[1]
+os.closerange(3, 65536)
+path = os.path.join(d, "mapped")
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+os.write(fd, b"A" * 8192)
+shared = mmap.mmap(fd, 8192, mmap.MAP_SHARED)
+private = mmap.mmap(fd, 8192, mmap.MAP_PRIVATE)
+os.close(fd)
+os.unlink(path)
+private[0:1] = b"P"
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    while shared[0:1] != b"Z":
+        time.sleep(0.01)
+    os.write(w, b"seen " + shared[1:2])
+    os._exit(0)
+before = [private[0:1].decode(), private[4096:4097].decode(), shared[0:1].decode(), os.path.exists(path)]
+ready_and_wait()
+after = [private[0:1].decode(), private[4096:4097].decode(), shared[0:1].decode(), os.path.exists(path)]
+shared[1:2] = b"Y"
+shared[0:1] = b"Z"
+after.append(os.read(r, 20).decode())
+os.waitpid(child, 0)
+report([before, after])
+"#;
+
+#[test]
+fn mappings_of_an_unlinked_file_come_back_private_and_shared() {
+    let result = dumped_and_restored("fidelity-unlinked-mappings", UNLINKED_MAPPINGS);
+    assert_eq!(result[0], serde_json::json!(["P", "A", "A", false]), "before");
+    assert_eq!(result[1], serde_json::json!(["P", "A", "A", false, "seen Y"]), "after");
+}
