@@ -151,3 +151,58 @@ fn mappings_of_an_unlinked_file_come_back_private_and_shared() {
     assert_eq!(result[0], serde_json::json!(["P", "A", "A", false]), "before");
     assert_eq!(result[1], serde_json::json!(["P", "A", "A", false, "seen Y"]), "after");
 }
+
+/// Unlinked while open: a device node (a copy of /dev/null, mode 0620, owned by 1234:5678),
+/// written through, and a symlink held by an O_PATH|O_NOFOLLOW fd (owned by 1234). After the
+/// restore each fd is still on an unlinked node of its kind, device, target, mode and owner,
+/// the device still takes writes, and neither name is back.
+const UNLINKED_SPECIAL: &str = r#"
+import ctypes, os, stat, sys
+d = sys.argv[1]
+os.closerange(3, 65536)
+libc = ctypes.CDLL(None, use_errno=True)
+dev = os.path.join(d, "null")
+os.mknod(dev, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+os.chmod(dev, 0o620)
+os.chown(dev, 1234, 5678)
+fd = os.open(dev, os.O_WRONLY)
+os.unlink(dev)
+lnk = os.path.join(d, "lnk")
+os.symlink("/etc/hostname", lnk)
+os.lchown(lnk, 1234, 1234)
+lfd = os.open(lnk, os.O_PATH | os.O_NOFOLLOW)
+os.unlink(lnk)
+def target():
+    buf = ctypes.create_string_buffer(256)
+    n = libc.readlinkat(lfd, b"", buf, 256)
+    return buf.raw[:n].decode() if n >= 0 else "errno %d" % ctypes.get_errno()
+def nodes():
+    st, lst = os.fstat(fd), os.fstat(lfd)
+    return [stat.S_ISCHR(st.st_mode), [os.major(st.st_rdev), os.minor(st.st_rdev)], oct(st.st_mode & 0o7777),
+            [st.st_uid, st.st_gid], st.st_nlink, os.write(fd, b"gone"),
+            stat.S_ISLNK(lst.st_mode), target(), lst.st_uid, lst.st_nlink,
+            sorted(n for n in os.listdir(d) if n in ("null", "lnk"))]
+before = nodes()
+ready_and_wait()
+report([before, nodes()])
+"#;
+
+#[test]
+fn an_unlinked_device_node_and_symlink_come_back_unlinked() {
+    let result = dumped_and_restored("fidelity-unlinked-special", UNLINKED_SPECIAL);
+    let nodes = serde_json::json!([
+        true,
+        [1, 3],
+        "0o620",
+        [1234, 5678],
+        0,
+        4,
+        true,
+        "/etc/hostname",
+        1234,
+        0,
+        []
+    ]);
+    assert_eq!(result[0], nodes, "the workload's own set-up");
+    assert_eq!(result[1], nodes);
+}

@@ -355,6 +355,18 @@ impl FilesImage {
             ghost.size = Some(len.max(chunks.iter().map(|(o, d)| o + d.len() as u64).max().unwrap_or(0)));
             chunks
         } else {
+            if ghost.mode & libc::S_IFMT == libc::S_IFLNK {
+                use std::os::unix::fs::OpenOptionsExt;
+                // The magic link, followed, lands on the symlink itself.
+                let link = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                    .open(path)
+                    .map_err(|e| DumpError::proc(pid, path, e))?;
+                let target = crate::sys::readlink_fd(std::os::fd::AsFd::as_fd(&link))
+                    .map_err(|e| DumpError::proc(pid, path, e))?;
+                ghost.symlnk_target = Some(target.to_string_lossy().into_owned());
+            }
             Vec::new()
         };
         if ghost.size.unwrap_or(0) > self.ghost_limit {

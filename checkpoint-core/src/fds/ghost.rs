@@ -18,13 +18,15 @@ use crate::image::pb;
 /// `--ghost-limit`).
 pub const DEFAULT_GHOST_LIMIT: u64 = 1 << 20;
 
-/// The ghost-file entry of an unlinked file (`meta` its attributes): refused, with the reason,
-/// unless it is a regular file of at most `limit` bytes (`--ghost-limit`).
+/// The ghost-file entry of an unlinked file (`meta` its attributes, not followed if a
+/// symlink; a symlink's target is the caller's to add): refused, with the reason, if it is a
+/// socket file or a regular file of more than `limit` bytes (`--ghost-limit`).
 pub fn entry(meta: &fs::Metadata, limit: u64) -> Result<pb::GhostFileEntry, String> {
     let ft = meta.file_type();
     use std::os::unix::fs::FileTypeExt;
-    if !(ft.is_file() || ft.is_dir() || ft.is_fifo()) {
-        return Err("an unlinked file that is not a regular file, a directory or a FIFO".into());
+    let device = ft.is_char_device() || ft.is_block_device();
+    if !(ft.is_file() || ft.is_dir() || ft.is_fifo() || ft.is_symlink() || device) {
+        return Err("an unlinked socket file".into());
     }
     if meta.len() > limit {
         return Err(format!(
@@ -46,6 +48,8 @@ pub fn entry(meta: &fs::Metadata, limit: u64) -> Result<pb::GhostFileEntry, Stri
         atim: Some(time(meta.atime(), meta.atime_nsec())),
         mtim: Some(time(meta.mtime(), meta.mtime_nsec())),
         size: ft.is_file().then_some(meta.len()),
+        // (the kernel's encoding of the device, as CRIU writes it)
+        rdev: device.then(|| (libc::major(meta.rdev()) << 20) | libc::minor(meta.rdev())),
         ..Default::default()
     })
 }
@@ -56,11 +60,30 @@ pub fn is_regular(entry: &pb::GhostFileEntry) -> bool {
     entry.mode & libc::S_IFMT == libc::S_IFREG
 }
 
-/// A new file of `entry`'s kind (regular file, directory, FIFO) made at `path` (its
-/// filesystem, its directory), or beside it if that name is taken, opened and unlinked at once:
-/// a regular file's contents go in through the open file.
+/// A new file of `entry`'s kind (regular file, directory, FIFO, symlink, device node) made at
+/// `path` (its filesystem, its directory), or beside it if that name is taken, opened and
+/// unlinked at once: a regular file's contents go in through the open file. A symlink or a
+/// device node is opened O_PATH (a device is not opened for real here: the task's own open
+/// does that), and gets its owner, mode and times by name before it is unlinked.
 pub fn make(path: &str, entry: &pb::GhostFileEntry) -> io::Result<File> {
     let kind = entry.mode & libc::S_IFMT;
+    let by_name = |name: &std::path::Path| -> io::Result<File> {
+        std::os::unix::fs::lchown(name, Some(entry.uid), Some(entry.gid))?;
+        if kind != libc::S_IFLNK {
+            fs::set_permissions(name, fs::Permissions::from_mode(entry.mode & 0o7777))?;
+        }
+        if let (Some(a), Some(m)) = (&entry.atim, &entry.mtim) {
+            let ts = |t: &pb::Timeval| libc::timespec {
+                tv_sec: t.tv_sec as libc::time_t,
+                tv_nsec: (t.tv_usec.min(999_999) * 1000) as libc::c_long,
+            };
+            crate::sys::set_times_nofollow(name, ts(a), ts(m))?;
+        }
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_PATH | libc::O_NOFOLLOW)
+            .open(name)
+    };
     let create = |name: &std::path::Path| -> io::Result<File> {
         match kind {
             libc::S_IFDIR => {
@@ -78,6 +101,22 @@ pub fn make(path: &str, entry: &pb::GhostFileEntry) -> io::Result<File> {
                     .write(true)
                     .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
                     .open(name)
+            }
+            libc::S_IFLNK => {
+                let target = entry
+                    .symlnk_target
+                    .as_deref()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a symlink without its target"))?;
+                std::os::unix::fs::symlink(target, name)?;
+                by_name(name).inspect_err(|_| drop(fs::remove_file(name)))
+            }
+            libc::S_IFCHR | libc::S_IFBLK => {
+                let rdev = entry
+                    .rdev
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a device node without its device"))?;
+                let (major, minor) = (rdev >> 20, rdev & 0xf_ffff);
+                crate::sys::mknod(name, kind | 0o600, libc::makedev(major, minor))?;
+                by_name(name).inspect_err(|_| drop(fs::remove_file(name)))
             }
             _ => OpenOptions::new()
                 .read(true)
@@ -106,6 +145,12 @@ pub fn make(path: &str, entry: &pb::GhostFileEntry) -> io::Result<File> {
         fs::remove_file(&name)?;
     }
     Ok(file)
+}
+
+/// Whether a ghost of `entry`'s kind is opened O_PATH and got its attributes when it was
+/// made (a symlink, a device node).
+pub fn is_by_name(entry: &pb::GhostFileEntry) -> bool {
+    matches!(entry.mode & libc::S_IFMT, libc::S_IFLNK | libc::S_IFCHR | libc::S_IFBLK)
 }
 
 /// A ghost file's contents: runs of data, each at its offset (one at 0 for a file without
@@ -140,6 +185,9 @@ pub fn read_chunks(file: &File, len: u64) -> io::Result<(Chunks, bool)> {
 /// no chunk covers is a hole) and gives it the mode, owner and times of `entry`.
 pub fn fill(file: &File, entry: &pb::GhostFileEntry, chunks: &[(u64, Vec<u8>)]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
+    if is_by_name(entry) {
+        return Ok(());
+    }
     if is_regular(entry) {
         if let Some(size) = entry.size {
             file.set_len(size)?;

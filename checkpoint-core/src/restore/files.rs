@@ -155,6 +155,9 @@ impl SharedFiles {
             slot.insert(file);
         }
         let ours = &self.ghosts[&ghost_id];
+        // The magic link is followed to the file (for a symlink: to the symlink itself, which
+        // O_NOFOLLOW would not reach: it would stop at the magic link).
+        let flags = flags & !(libc::O_NOFOLLOW as u32);
         open_reg(None, pid, &format!("/proc/self/fd/{}", ours.as_raw_fd()), flags)
     }
 

@@ -175,8 +175,11 @@ pub(super) fn prepare(
                         None,
                     ) => {
                         let mut f = shared.ghost_file(tree, pid, *ghost_id, path, *flags)?;
-                        f.seek(io::SeekFrom::Start(*pos))
-                            .map_err(object(pid, format!("seeking {path} (deleted)")))?;
+                        // A new open is at 0; an O_PATH fd has no offset, nor may a device.
+                        if *flags as i32 & libc::O_PATH == 0 && *pos != 0 {
+                            f.seek(io::SeekFrom::Start(*pos))
+                                .map_err(object(pid, format!("seeking {path} (deleted)")))?;
+                        }
                         f.into()
                     }
                     (FdTarget::PtyMaster { index }, None) => {

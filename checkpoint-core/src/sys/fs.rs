@@ -163,3 +163,34 @@ pub fn mkfifo(path: &std::path::Path, mode: u32) -> io::Result<()> {
         nix::sys::stat::Mode::from_bits_truncate(mode),
     )?)
 }
+
+/// mknod(2) at `path`: a device node (`mode` holds its kind, S_IFCHR or S_IFBLK, and its
+/// permissions, less the umask) for device `rdev` (the kernel's encoding, as stat gives it).
+pub fn mknod(path: &std::path::Path, mode: u32, rdev: u64) -> io::Result<()> {
+    use nix::sys::stat::{Mode, SFlag};
+    Ok(nix::sys::stat::mknod(
+        path,
+        SFlag::from_bits_truncate(mode & libc::S_IFMT),
+        Mode::from_bits_truncate(mode & 0o7777),
+        rdev,
+    )?)
+}
+
+/// The target of the symlink `fd` is open on (O_PATH|O_NOFOLLOW, or a /proc/PID/fd link
+/// opened with O_PATH): readlinkat(fd, "").
+pub fn readlink_fd(fd: BorrowedFd<'_>) -> io::Result<std::ffi::OsString> {
+    Ok(nix::fcntl::readlinkat(fd, "")?)
+}
+
+/// The access and modification times of `path` itself (not what a symlink points to).
+pub fn set_times_nofollow(path: &std::path::Path, atime: libc::timespec, mtime: libc::timespec) -> io::Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    Ok(utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &TimeSpec::from(atime),
+        &TimeSpec::from(mtime),
+        UtimensatFlags::NoFollowSymlink,
+    )?)
+}
