@@ -614,3 +614,47 @@ fn a_process_group_whose_leader_is_gone_comes_back_with_its_members() {
     assert_eq!(result[0], serde_json::json!([[true, true], false]), "before");
     assert_eq!(result[1], serde_json::json!([[true, true], false, [49, 50]]), "after");
 }
+
+/// Unix sockets bound to a path: a listener no one has connected to; a listener whose file
+/// was removed; a datagram socket whose name now holds a regular file. After the restore each
+/// has its name, the removed file is not back, the regular file is still there with its
+/// contents, the first listener takes a new connection, and the second cannot be reached.
+const UNIX_NAMES: &str = r#"
+import os, socket, sys
+d = sys.argv[1]
+os.closerange(3, 65536)
+p = lambda n: os.path.join(d, n)
+a = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); a.bind(p("a")); a.listen(4)
+b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); b.bind(p("b")); b.listen(4)
+os.unlink(p("b"))
+c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); c.bind(p("c"))
+os.unlink(p("c"))
+open(p("c"), "w").write("another file")
+def names():
+    return [a.getsockname() == p("a"), b.getsockname() == p("b"), c.getsockname() == p("c"),
+            sorted(n for n in os.listdir(d) if n in "abc"), open(p("c")).read()]
+before = names()
+ready_and_wait()
+after = names()
+k = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+k.connect(p("a"))
+s, _ = a.accept()
+k.send(b"new")
+after.append(s.recv(10).decode())
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(p("b"))
+    after.append("b reached")
+except FileNotFoundError:
+    after.append("b unreachable")
+report([before, after])
+"#;
+
+#[test]
+fn unix_sockets_whose_files_were_removed_or_replaced_keep_their_names() {
+    let result = dumped_and_restored("fidelity-unix-names", UNIX_NAMES);
+    let names = serde_json::json!([true, true, true, ["a", "c"], "another file"]);
+    assert_eq!(result[0], names, "the workload's own set-up");
+    let mut after = names.as_array().unwrap().clone();
+    after.extend([serde_json::json!("new"), serde_json::json!("b unreachable")]);
+    assert_eq!(result[1], serde_json::Value::Array(after));
+}

@@ -86,25 +86,41 @@ pub fn collect(table: &Table, d: &UnixDiag, flags: u32, fd: std::os::fd::Borrowe
         name: d.name.clone().unwrap_or_default(),
         shutdown: (d.shutdown & 3 != 0).then_some(i32::from(d.shutdown & 3)),
         file_perms: file_perms(d, table.root.as_deref()),
+        deleted: deleted(d, table.root.as_deref()).then_some(true),
         ..Default::default()
     })
 }
 
-/// Mode and owner of the socket file of a socket bound to a path (still there: the file
-/// whose inode sock_diag gives), looked up under `root` (a container's) if given.
-fn file_perms(d: &UnixDiag, root: Option<&str>) -> Option<FilePermsEntry> {
+/// The path a socket bound to a path name was bound at (under `root`, a container's, if
+/// given); `None` for an unnamed or abstract socket.
+fn bound_path(d: &UnixDiag, root: Option<&str>) -> Option<std::path::PathBuf> {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
     let name = addr(d.name.as_deref()?);
     if name.first().is_none_or(|&b| b == 0) {
         return None;
     }
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name));
-    let path = match root {
+    Some(match root {
         Some(r) => std::path::Path::new(r).join(path.strip_prefix("/").unwrap_or(path)),
         None => path.to_owned(),
+    })
+}
+
+/// Whether a socket bound to a path no longer has its file there (removed, or the name now
+/// holds another file): CRIU's `deleted`.
+fn deleted(d: &UnixDiag, root: Option<&str>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(path), Some((_, ino))) = (bound_path(d, root), d.vfs) else {
+        return false;
     };
-    let meta = std::fs::symlink_metadata(path).ok()?;
+    std::fs::symlink_metadata(path).map_or(true, |m| m.ino() != u64::from(ino))
+}
+
+/// Mode and owner of the socket file of a socket bound to a path (still there: the file
+/// whose inode sock_diag gives), looked up under `root` (a container's) if given.
+fn file_perms(d: &UnixDiag, root: Option<&str>) -> Option<FilePermsEntry> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(bound_path(d, root)?).ok()?;
     if d.vfs.is_some_and(|(_, ino)| u64::from(ino) != meta.ino()) {
         return None;
     }
@@ -165,6 +181,9 @@ fn bind(fd: &OwnedFd, e: &UnixSkEntry, bound: &mut Vec<std::path::PathBuf>) -> i
         use std::os::unix::ffi::OsStrExt;
         std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name))
     });
+    if let (Some(path), Some(true)) = (&path, e.deleted) {
+        return bind_deleted(fd, e, path);
+    }
     if let Some(path) = &path {
         use std::os::unix::fs::FileTypeExt;
         if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
@@ -192,6 +211,43 @@ fn bind(fd: &OwnedFd, e: &UnixSkEntry, bound: &mut Vec<std::path::PathBuf>) -> i
     sys::with_umask(0o777, || sys::unix_bind(fd.as_fd(), name)).map_err(err(e, "bind"))?;
     bound.push(path.clone());
     set_file_perms(fd, &path, perms).map_err(err(e, "owner and mode of the socket file"))
+}
+
+/// Binds `fd` to the name of `e`, a socket whose file was removed (or whose name now holds
+/// another file): what holds the name now is moved aside for the moment, a directory that is
+/// gone is made for the moment, the socket is bound, its file removed, and all put back. The
+/// socket has its name, and the name is what it was.
+fn bind_deleted(fd: &OwnedFd, e: &UnixSkEntry, path: &std::path::Path) -> io::Result<()> {
+    let aside = match std::fs::symlink_metadata(path) {
+        Ok(_) => {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(format!(".stasis-aside-{}", std::process::id()));
+            let tmp = std::path::PathBuf::from(tmp);
+            std::fs::rename(path, &tmp).map_err(err(e, "moving aside what holds its name now"))?;
+            Some(tmp)
+        }
+        Err(_) => None,
+    };
+    let mut made = Vec::new();
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err()) {
+        made.push(d.to_owned());
+        dir = d.parent();
+    }
+    let result = (|| {
+        for d in made.iter().rev() {
+            std::fs::create_dir(d).map_err(err(e, "making its directory for the moment"))?;
+        }
+        sys::unix_bind(fd.as_fd(), addr(&e.name)).map_err(err(e, "bind"))?;
+        std::fs::remove_file(path).map_err(err(e, "removing its socket file"))
+    })();
+    for d in &made {
+        let _ = std::fs::remove_dir(d);
+    }
+    if let Some(tmp) = aside {
+        std::fs::rename(&tmp, path).map_err(err(e, "putting back what holds its name"))?;
+    }
+    result
 }
 
 /// Gives the socket file `path` just made by binding `fd` the owner, group and mode the
