@@ -658,3 +658,42 @@ fn unix_sockets_whose_files_were_removed_or_replaced_keep_their_names() {
     after.extend([serde_json::json!("new"), serde_json::json!("b unreachable")]);
     assert_eq!(result[1], serde_json::Value::Array(after));
 }
+
+/// A zombie whose parent counts SIGCHLD (set `RESET` to set SIGCHLD back to its default once
+/// the zombie is there): the restore makes the zombie again without the parent seeing a
+/// SIGCHLD (its count and handlers are as they were), and the parent reaps it with its exit
+/// code.
+const ZOMBIE_HANDLERS: &str = r#"
+import os, signal, sys, time
+os.closerange(3, 65536)
+n = [0]
+signal.signal(signal.SIGCHLD, lambda *_: n.__setitem__(0, n[0] + 1))
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+while n[0] == 0:
+    time.sleep(0.01)
+if RESET:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+signal.signal(signal.SIGUSR2, lambda *_: n.__setitem__(0, n[0] + 100))
+def state():
+    status = open("/proc/%d/status" % pid).read()
+    return [n[0], signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL,
+            [l.split()[1] for l in status.splitlines() if l.startswith("State:")][0]]
+before = state()
+ready_and_wait()
+after = state()
+_, st = os.waitpid(pid, 0)
+after.append(os.WEXITSTATUS(st))
+report([before, after])
+"#;
+
+#[test]
+fn a_zombie_comes_back_without_a_sigchld_its_parent_would_see() {
+    for reset in [false, true] {
+        let script = format!("RESET = {}\n{ZOMBIE_HANDLERS}", if reset { "True" } else { "False" });
+        let result = dumped_and_restored(&format!("fidelity-zombie-handlers-{reset}"), &script);
+        assert_eq!(result[0], serde_json::json!([1, reset, "Z"]), "the workload's own set-up");
+        assert_eq!(result[1], serde_json::json!([1, reset, "Z", 7]), "reset: {reset}");
+    }
+}
