@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::workload::{reap_all_children, stasis_ok, test_dirs, wait_for_file, Descendants};
 
 /// What every workload script may call: `ready_and_wait()` writes WORK/ready and waits for
-/// SIGUSR1 (sent after the restore); `report(value)` writes it as JSON to WORK/result.
+/// SIGUSR1 (sent after the restore); `report(value)` writes it as JSON to WORK/result;
+/// `report_around(state)` reports `[state() before, state() after]` the dump and restore.
 pub const HELPERS: &str = r#"
 import json as _json, os as _os, signal as _signal, sys as _sys, time as _time
 _go = False
@@ -24,6 +25,10 @@ def report(value):
     tmp = _os.path.join(_sys.argv[1], "result.tmp")
     open(tmp, "w").write(_json.dumps(value))
     _os.rename(tmp, _os.path.join(_sys.argv[1], "result"))
+def report_around(state):
+    before = state()
+    ready_and_wait()
+    report([before, state()])
 "#;
 
 /// `python3 -c SCRIPT WORK` (after [`HELPERS`]), its errors in WORK/stderr; returns once it

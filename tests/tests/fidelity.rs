@@ -286,9 +286,7 @@ def state():
     ready = sorted(ep.poll(1))
     got = [os.read(ra2, 1).decode(), os.read(rb2, 1).decode(), os.read(rb, 1).decode()]
     return {"ready": ready, "read": got, "rb_inheritable": os.get_inheritable(rb), "ra": ra, "rb": rb}
-before = state()
-ready_and_wait()
-report([before, state()])
+report_around(state)
 "#;
 
 #[test]
@@ -450,9 +448,7 @@ def state():
         st = os.stat(fd)
         out[name] = [stat.S_IFMT(st.st_mode), st.st_ino, fcntl.fcntl(fd, fcntl.F_GETFL), os.readlink("/proc/self/fd/%d" % fd)]
     return out
-before = state()
-ready_and_wait()
-report([before, state()])
+report_around(state)
 "#;
 
 #[test]
@@ -525,9 +521,7 @@ def held(fd):
     return [l.split()[2:4] for l in open("/proc/self/fdinfo/%d" % fd) if l.startswith("lock:")]
 def state():
     return [fcntl.fcntl(rd, fcntl.F_GETLEASE), fcntl.fcntl(wr, fcntl.F_GETLEASE), held(rd), held(wr)]
-before = state()
-ready_and_wait()
-report([before, state()])
+report_around(state)
 "#;
 
 #[test]
@@ -693,7 +687,68 @@ fn a_zombie_comes_back_without_a_sigchld_its_parent_would_see() {
     for reset in [false, true] {
         let script = format!("RESET = {}\n{ZOMBIE_HANDLERS}", if reset { "True" } else { "False" });
         let result = dumped_and_restored(&format!("fidelity-zombie-handlers-{reset}"), &script);
-        assert_eq!(result[0], serde_json::json!([1, reset, "Z"]), "the workload's own set-up");
+        assert_eq!(
+            result[0],
+            serde_json::json!([1, reset, "Z"]),
+            "the workload's own set-up"
+        );
         assert_eq!(result[1], serde_json::json!([1, reset, "Z", 7]), "reset: {reset}");
     }
+}
+
+/// Memfds: one held by an fd (mode 0600, owned by 1234:4321, sealed against writes), one held
+/// only by its mappings (shared read-only and private written, mode 0640, sealed against
+/// shrinking and growing), and a memfd without sealing. After the restore each has its
+/// mode, owner, seals and contents, and the mappings their protections.
+const MEMFDS: &str = r#"
+import fcntl, mmap, os, sys
+os.closerange(3, 65536)
+a = os.memfd_create("held", os.MFD_ALLOW_SEALING)
+os.write(a, b"a" * 4096)
+os.fchmod(a, 0o600)
+os.fchown(a, 1234, 4321)
+fcntl.fcntl(a, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE)
+b = os.memfd_create("mapped", os.MFD_ALLOW_SEALING)
+os.write(b, b"b" * 8192)
+os.fchmod(b, 0o640)
+fcntl.fcntl(b, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+shared = mmap.mmap(b, 8192, mmap.MAP_SHARED, mmap.PROT_READ)
+private = mmap.mmap(b, 8192, mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
+private[0:1] = b"p"
+os.close(b)
+c = os.memfd_create("plain", 0)
+os.write(c, b"c")
+def mapped():
+    start = [l.split("-")[0] for l in open("/proc/self/maps") if "/memfd:mapped" in l][0]
+    return os.open("/proc/self/map_files/%s-%x" % (start, int(start, 16) + 8192), os.O_RDONLY)
+def attrs(fd):
+    st = os.fstat(fd)
+    return [oct(st.st_mode & 0o7777), st.st_uid, st.st_gid, fcntl.fcntl(fd, fcntl.F_GET_SEALS), os.pread(fd, 1, 0).decode()]
+def state():
+    m = mapped()
+    out = [attrs(a), attrs(m), attrs(c), shared[0:1].decode(), private[0:2].decode(),
+           sorted(l.split()[1] for l in open("/proc/self/maps") if "/memfd:mapped" in l)]
+    os.close(m)
+    return out
+report_around(state)
+"#;
+
+#[test]
+fn memfds_keep_their_mode_owner_seals_and_mappings() {
+    let result = dumped_and_restored("fidelity-memfds", MEMFDS);
+    let seals = (
+        libc::F_SEAL_WRITE,
+        libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+        libc::F_SEAL_SEAL,
+    );
+    let expected = serde_json::json!([
+        ["0o600", 1234, 4321, seals.0, "a"],
+        ["0o640", 0, 0, seals.1, "b"],
+        ["0o777", 0, 0, seals.2, "c"],
+        "b",
+        "pb",
+        ["r--s", "rw-p"]
+    ]);
+    assert_eq!(result[0], expected, "the workload's own set-up");
+    assert_eq!(result[1], expected);
 }

@@ -76,9 +76,7 @@ def layout():
     whole = os.pread(fd, size, 0)
     return [runs, size, os.fstat(fd).st_blocks * 512 <= 64 << 10, hashlib.sha256(whole).hexdigest(),
             os.fstat(fd).st_nlink]
-before = layout()
-ready_and_wait()
-report([before, layout()])
+report_around(layout)
 "#;
 
 #[test]
@@ -182,9 +180,7 @@ def nodes():
             [st.st_uid, st.st_gid], st.st_nlink, os.write(fd, b"gone"),
             stat.S_ISLNK(lst.st_mode), target(), lst.st_uid, lst.st_nlink,
             sorted(n for n in os.listdir(d) if n in ("null", "lnk"))]
-before = nodes()
-ready_and_wait()
-report([before, nodes()])
+report_around(nodes)
 "#;
 
 #[test]

@@ -441,6 +441,21 @@ struct SharedObject {
     size: u64,
 }
 
+/// Reads `file` at `at` into `buf` until it is full or the file ends (the rest is left as it
+/// is).
+fn read_up_to(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], at + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The shared anonymous memory objects (MAP_SHARED|MAP_ANONYMOUS) of the tree, by inode. Each
 /// is saved once, whichever tasks map it, from the object itself: pages any task wrote are
 /// found by SEEK_DATA, none is faulted in.
@@ -484,17 +499,17 @@ impl SharedMemory {
                 first_pages_id + n as u32,
             )?;
             let mut buf = Vec::new();
+            // Whole pages: the last one of an object whose size is not a multiple of a page
+            // (a memfd's may be any) is read up to the end of the file and padded with zeros.
+            let end = obj.size.next_multiple_of(PAGE_SIZE);
             for (from, to) in extents {
-                let (from, to) = (
-                    from / PAGE_SIZE * PAGE_SIZE,
-                    to.next_multiple_of(PAGE_SIZE).min(obj.size),
-                );
+                let (from, to) = (from / PAGE_SIZE * PAGE_SIZE, to.next_multiple_of(PAGE_SIZE).min(end));
                 let mut at = from;
                 while at < to {
                     let len = (to - at).min(CHUNK) as usize;
+                    buf.clear();
                     buf.resize(len, 0);
-                    file.read_exact_at(&mut buf, at)
-                        .map_err(|e| DumpError::proc(obj.pid, path, e))?;
+                    read_up_to(&file, &mut buf, at).map_err(|e| DumpError::proc(obj.pid, path, e))?;
                     out.write_run(at, &buf)?;
                     stats.written += (len as u64) / PAGE_SIZE;
                     at += len as u64;

@@ -190,9 +190,11 @@ impl SharedFiles {
             let src = File::open(&path).map_err(object(pid, path.display().to_string()))?;
             let mut buf = Vec::new();
             for r in pages.runs.iter().filter(|r| r.is_present()) {
+                // (not past the object's size, which the last page may reach beyond)
+                let run_len = r.len().min(obj.size.saturating_sub(r.vaddr));
                 let mut done = 0;
-                while done < r.len() {
-                    let len = (r.len() - done).min(4 << 20);
+                while done < run_len {
+                    let len = (run_len - done).min(4 << 20);
                     buf.resize(len as usize, 0);
                     src.read_exact_at(&mut buf, r.offset + done)
                         .map_err(object(pid, path.display().to_string()))?;
@@ -200,6 +202,15 @@ impl SharedFiles {
                     done += len;
                 }
             }
+        }
+        if let (Some(_), Some((mode, uid, gid))) = (memfd, obj.attrs) {
+            // owner first: a chown clears set-id bits the mode may hold
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                .and_then(|()| {
+                    use std::os::unix::fs::PermissionsExt;
+                    file.set_permissions(std::fs::Permissions::from_mode(mode))
+                })
+                .map_err(object(pid, format!("owner and mode of {}", what())))?;
         }
         if let Some(&(_, seals)) = memfd.filter(|(_, s)| *s != 0) {
             sys::add_seals(&file, seals).map_err(object(pid, format!("sealing {}", what())))?;

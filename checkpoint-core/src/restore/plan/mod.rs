@@ -146,6 +146,8 @@ pub struct SharedObject {
     pub size: u64,
     pub pages: Option<Pagemap>,
     pub memfd: Option<(String, u32)>,
+    /// A memfd's mode (its permission bits), owner and group.
+    pub attrs: Option<(u32, u32, u32)>,
 }
 
 /// The whole checkpoint: its processes, parents before children, the pipe contents and the

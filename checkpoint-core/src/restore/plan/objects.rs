@@ -133,6 +133,7 @@ pub(super) fn load_shmem(
             SharedObject {
                 size: m.size,
                 pages: None,
+                attrs: m.mode.map(|mode| (mode & 0o7777, m.uid, m.gid)),
                 memfd: Some((m.name, m.seals)),
             },
         );
@@ -150,6 +151,7 @@ pub(super) fn load_shmem(
                 size: 0,
                 pages: None,
                 memfd: None,
+                attrs: None,
             });
             obj.size = obj.size.max(end);
         }
@@ -159,7 +161,9 @@ pub(super) fn load_shmem(
             continue;
         };
         for r in pages.runs.iter().filter(|r| r.is_present()) {
-            if r.vaddr % PAGE_SIZE != 0 || r.vaddr.checked_add(r.len()).is_none_or(|e| e > obj.size) {
+            // (the last page may reach past an object whose size is not a multiple of a page)
+            let end = obj.size.next_multiple_of(PAGE_SIZE);
+            if r.vaddr % PAGE_SIZE != 0 || r.vaddr.checked_add(r.len()).is_none_or(|e| e > end) {
                 return Err(invalid(format!(
                     "pagemap-shmem-{shmid}.img: pages {:#x}+{:#x} lie outside the object of {:#x} bytes",
                     r.vaddr,
