@@ -49,7 +49,6 @@ const OPTIONS: &[(&str, Takes, Then)] = &[
     ("--timeout", Value, Drop),
     ("--pidfile", Value, Rename("--pid-file")),
     ("--tcp-skip-in-flight", Nothing, Rename("--skip-in-flight")),
-    ("--link-remap", Nothing, Refuse("unlinked files are saved with the dump (up to --ghost-limit); linking them back into the filesystem is not supported yet")),
     ("--lazy-pages", Nothing, Refuse("lazy restore (userfaultfd) is not supported yet")),
     ("--page-server", Nothing, Refuse("the page server is not supported yet")),
     ("--address", Value, Refuse("the page server is not supported yet")),
@@ -223,8 +222,8 @@ mod tests {
         .unwrap();
         assert_eq!(args, ["stasis", "restore", "--pid-file", "p", "-d"]);
         assert_eq!(log.as_deref(), Some("r.log"));
-        let e = t(&["stasis", "dump", "--link-remap"]).unwrap_err();
-        assert!(e.starts_with("--link-remap: "), "{e}");
+        let e = t(&["stasis", "dump", "--lazy-pages"]).unwrap_err();
+        assert!(e.starts_with("--lazy-pages: "), "{e}");
         let e = t(&["stasis", "restore", "--manage-cgroups=full"]).unwrap_err();
         assert!(e.contains("stasis-runc"), "{e}");
         assert!(t(&["stasis", "dump", "--auto-dedup=x"]).is_err());

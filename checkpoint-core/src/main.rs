@@ -51,6 +51,10 @@ struct RestoreAsDumped {
     /// Accepted as CRIU's: unix sockets connected outside are connected again by name.
     #[arg(long)]
     ext_unix_sk: bool,
+    /// Accepted as CRIU's: files the dump linked back are opened through their links, which
+    /// are then removed.
+    #[arg(long)]
+    link_remap: bool,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +88,10 @@ enum Command {
         /// The largest unlinked file whose contents are saved (bytes, or with K, M, G).
         #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = criu_args::parse_size)]
         ghost_limit: u64,
+        /// Link an unlinked file that cannot be saved (linked elsewhere still, or over the ghost
+        /// limit) back into its directory as link_remap.N for the restore, which removes it.
+        #[arg(long)]
+        link_remap: bool,
     },
     /// Restore a process from an image directory, at its dumped pid.
     Restore {
@@ -135,9 +143,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             freeze_cgroup,
             tcp,
             ghost_limit,
+            link_remap,
         } => {
             let opts = DumpOpts {
                 ghost_limit,
+                link_remap,
                 tcp_established: tcp.tcp_established,
                 tcp_close: tcp.tcp_close,
                 skip_in_flight: tcp.skip_in_flight,

@@ -109,6 +109,8 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         skip_in_flight: flag("tcp-skip-in-flight"),
         network_lock: Default::default(),
         ghost_limit: checkpoint_core::fds::ghost::DEFAULT_GHOST_LIMIT,
+        // (runc has no flag for it; the engine's own command line does)
+        link_remap: flag("link-remap"),
         freeze_cgroup: Some(
             checkpoint_core::ns::cgroup::freezer_dir(pid)
                 .map_err(|e| format!("container {id} (init pid {pid}): its freezer cgroup: {e}"))?,

@@ -102,9 +102,9 @@ fn criu_command_lines_are_taken_and_ghost_limit_is_an_option() {
     let (_scratch, work, images) = test_dirs("fidelity-criu-args");
     let mut child = python(UNLINKED, &work);
     let pid = child.id().to_string();
-    let refused = stasis(&["dump", "-t", &pid, "-D", s(&images), "--link-remap"]);
+    let refused = stasis(&["dump", "-t", &pid, "-D", s(&images), "--lazy-pages"]);
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && err.contains("--link-remap:"), "{err}");
+    assert!(!refused.status.success() && err.contains("--lazy-pages:"), "{err}");
     let refused = stasis(&["dump", "-t", &pid, "-D", s(&images), "-v4"]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("--ghost-limit"), "{err}");

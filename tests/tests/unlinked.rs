@@ -202,3 +202,76 @@ fn an_unlinked_device_node_and_symlink_come_back_unlinked() {
     assert_eq!(result[0], nodes, "the workload's own set-up");
     assert_eq!(result[1], nodes);
 }
+
+/// A file unlinked from one name but linked at another ("other"), and a 2 MiB file made with
+/// O_TMPFILE (no name, over the ghost limit): a copy would not be the first, the second is
+/// too large to save (and a small one, saved with the dump). The dump refuses them, naming --link-remap, and the process runs on;
+/// with --link-remap the dump links them back (link_remap.N), the restore opens them through
+/// the links and removes them. After the restore the process writes through its fds: the
+/// write reaches "other", and the second file still holds its bytes, unnamed.
+const LINKED_ELSEWHERE: &str = r#"
+import hashlib, os, sys
+d = sys.argv[1]
+os.closerange(3, 65536)
+f = open(os.path.join(d, "orig"), "w+")
+f.write("hello")
+f.flush()
+os.link(os.path.join(d, "orig"), os.path.join(d, "other"))
+os.unlink(os.path.join(d, "orig"))
+t = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)
+big = bytes(range(256)) * 8192
+os.write(t, big)
+small = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)
+os.write(small, b"small")
+def state():
+    return [os.fstat(f.fileno()).st_nlink, os.fstat(t).st_nlink, hashlib.sha256(os.pread(t, len(big) + 1, 0)).hexdigest(),
+            sorted(n for n in os.listdir(d) if n not in ("ready", "result", "result.tmp", "stderr")),
+            os.pread(small, 10, 0).decode(), os.lseek(small, 0, os.SEEK_CUR)]
+before = state()
+ready_and_wait()
+after = state()
+f.write(" more")
+f.flush()
+after.append(open(os.path.join(d, "other")).read())
+report([before, after])
+"#;
+
+#[test]
+fn unlinked_files_that_cannot_be_saved_are_linked_back_with_link_remap() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("fidelity-link-remap");
+    let mut child = python(LINKED_ELSEWHERE, &work);
+    let pid = child.id() as i32;
+    let refused = stasis(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("--link-remap") && err.contains("orig"),
+        "{err}"
+    );
+    assert_running_untraced(pid);
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", s(&images), "--link-remap"]);
+    let _ = child.wait();
+    let mut links: Vec<String> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("link_remap."))
+        .collect();
+    links.sort();
+    assert_eq!(links, ["link_remap.1", "link_remap.2"], "the links the dump made");
+    stasis_ok(&["restore", "-D", s(&images), "-d", "--link-remap"]);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    let _ = checkpoint_core::sys::wait_exit(pid);
+    assert_eq!(
+        (&result[0][0], &result[0][1]),
+        (&1.into(), &0.into()),
+        "the workload's own set-up: {result}"
+    );
+    assert_eq!(result[0][3], serde_json::json!(["other"]), "{result}");
+    assert_eq!((&result[0][4], &result[0][5]), (&"small".into(), &5.into()), "{result}");
+    let mut expected = result[0].as_array().unwrap().clone();
+    expected.push("hello more".into());
+    assert_eq!(result[1], serde_json::Value::Array(expected));
+}

@@ -44,6 +44,10 @@ pub enum FileKind {
         ino: u64,
         ghost: Option<pb::GhostFileEntry>,
     },
+    /// A regular file unlinked while open, linked back for the restore (`--link-remap`).
+    Linked {
+        path: String,
+    },
     /// A regular file unlinked while open (a "ghost"): its contents are saved.
     Ghost {
         path: String,
@@ -206,6 +210,21 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
                     ino: meta.ino(),
                     ghost: Some(fds::ghost::entry(&meta, opts.ghost_limit).map_err(|what| unsupported(&what))?),
                 }
+            } else if meta.nlink() > 0 || (opts.link_remap && meta.is_file() && meta.len() > opts.ghost_limit) {
+                // A copy would not be the file its other names still reach; one over the limit
+                // is not copied.
+                if opts.container.is_some() {
+                    return Err(unsupported(
+                        "the file was unlinked while open and cannot be saved: linking it back (--link-remap) is not done for containers yet",
+                    ));
+                }
+                if !opts.link_remap {
+                    return Err(unsupported(&format!(
+                        "the file was unlinked from this name but has {} other link(s): a copy would not be it; dump with --link-remap to link it back for the restore",
+                        meta.nlink()
+                    )));
+                }
+                FileKind::Linked { path: path.to_owned() }
             } else {
                 ghost(path, &meta, opts.ghost_limit).map_err(|what| unsupported(&what))?
             }

@@ -70,6 +70,10 @@ pub(super) struct FilesImage {
     ghosts: Vec<((u64, u64), pb::GhostFileEntry, fds::ghost::Chunks)>,
     /// remap-fpath.img: which files.img entries are ghosts.
     remaps: Vec<pb::RemapFilePathEntry>,
+    /// Unlinked files linked back (`--link-remap`): the links (removed if the dump fails), and
+    /// the files.img id of each one's link, by device and inode.
+    pub(super) links: fds::link_remap::Links,
+    linked: Vec<((u64, u64), u32)>,
     /// The files.img entries of unlinked mapped files, by device and inode.
     mapped_ghosts: Vec<((u64, u64), u32)>,
     /// sk-queues.img: the data queued in each socket (by the id of the socket that reads it).
@@ -532,7 +536,7 @@ impl FilesImage {
     /// is the same open file description (kcmp), else a new one.
     pub(super) fn open_file(&mut self, pid: i32, f: &files::OpenFile) -> Result<(u32, FdTypes), DumpError> {
         let kind = match &f.kind {
-            FileKind::Reg { .. } | FileKind::Ghost { .. } => FdTypes::Reg,
+            FileKind::Reg { .. } | FileKind::Ghost { .. } | FileKind::Linked { .. } => FdTypes::Reg,
             FileKind::Tty { .. } => FdTypes::Tty,
             FileKind::Pipe { .. } => FdTypes::Pipe,
             FileKind::Fifo { .. } => FdTypes::Fifo,
@@ -587,6 +591,30 @@ impl FilesImage {
                     regf_id: Some(regf),
                 };
                 self.anon(FdTypes::Fifo, |id, e| e.fifo = Some(pb::FifoEntry { id, ..fifo }))
+            }
+            FileKind::Linked { path } => {
+                let id = self.reg(path, f.flags, f.pos, -1);
+                let remap_id = match self.linked.iter().find(|(k, _)| *k == f.dev_ino) {
+                    Some(&(_, remap_id)) => remap_id,
+                    None => {
+                        let name = self.links.link_back(pid, f.first_fd, path).map_err(|e| {
+                            DumpError::proc(
+                                pid,
+                                &format!("fd {} ({path} (deleted)): linking it back", f.first_fd),
+                                e,
+                            )
+                        })?;
+                        let remap_id = self.reg(&name, libc::O_RDONLY as u32, 0, -1);
+                        self.linked.push((f.dev_ino, remap_id));
+                        remap_id
+                    }
+                };
+                self.remaps.push(pb::RemapFilePathEntry {
+                    orig_id: id,
+                    remap_id,
+                    remap_type: Some(pb::RemapType::Linked as i32),
+                });
+                id
             }
             FileKind::Ghost { path, ghost } => {
                 // No mount id: CRIU looks a ghost's mount up in the mounts of the dump, and

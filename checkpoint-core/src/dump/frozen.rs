@@ -221,6 +221,8 @@ pub(super) fn dump_frozen(
     if durable {
         dir.sync()?;
     }
+    // The dump is complete: the files it linked back stay for the restore.
+    files.links.keep();
     let report = DumpReport {
         pid: opts.pid,
         tasks: tasks.len(),

@@ -58,6 +58,9 @@ pub struct DumpOpts {
     pub network_lock: crate::netlock::Method,
     /// The largest unlinked file whose contents are saved (`--ghost-limit`).
     pub ghost_limit: u64,
+    /// Link unlinked files that cannot be saved back into the filesystem (`--link-remap`):
+    /// one unlinked from its name but linked elsewhere, one over the ghost limit.
+    pub link_remap: bool,
 }
 
 /// What a dump did.

@@ -71,6 +71,22 @@ pub(super) fn precheck(
         // An unlinked mapped file is saved whole: one over --ghost-limit is refused now.
         let source = format!("/proc/{pid}/map_files/{:x}-{:x}", v.entry.start, v.entry.end);
         let meta = std::fs::metadata(&source).map_err(|e| DumpError::proc(pid, &source, e))?;
+        let linked_elsewhere = {
+            use std::os::unix::fs::MetadataExt;
+            meta.nlink() > 0
+        };
+        if linked_elsewhere {
+            // A copy would not be the file its other names reach.
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "mapping {:#x}-{:#x} of {} (deleted): the file has other links; a mapping of it is not linked back yet",
+                    v.entry.start,
+                    v.entry.end,
+                    v.path.as_deref().unwrap_or("?")
+                ),
+            });
+        }
         fds::ghost::entry(&meta, opts.ghost_limit).map_err(|what| DumpError::Unsupported {
             pid,
             what: format!(

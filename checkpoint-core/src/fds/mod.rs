@@ -9,6 +9,7 @@ pub mod fanotify;
 pub mod ghost;
 pub mod inet;
 pub mod inotify;
+pub mod link_remap;
 pub mod locks;
 pub mod netlink;
 pub mod packet;

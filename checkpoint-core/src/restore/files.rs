@@ -16,6 +16,14 @@ use crate::{fds, sys};
 
 /// Opens the file a task had open at `path` again (inside `root`, a container's, if given).
 pub(super) fn open_reg(root: Option<&OwnedFd>, pid: i32, path: &str, flags: u32) -> Result<File, RestoreError> {
+    // A file made with O_TMPFILE says so in its flags (O_TMPFILE holds O_DIRECTORY): it is
+    // reopened as the regular file it is.
+    const TMPFILE_ONLY: u32 = (libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
+    let flags = if flags & TMPFILE_ONLY != 0 {
+        flags & !(libc::O_TMPFILE as u32)
+    } else {
+        flags
+    };
     let keep = libc::O_ACCMODE
         | libc::O_APPEND
         | libc::O_NONBLOCK

@@ -174,6 +174,9 @@ pub struct Tree {
     pub net_lock: crate::netlock::Method,
     /// seccomp.img: every filter, each pointing at the one installed before it.
     pub seccomp: Vec<pb::SeccompFilter>,
+    /// The links a dump made to unlinked files (--link-remap), removed once the restore is
+    /// done.
+    pub link_remaps: Vec<String>,
     /// Unlinked files: their attributes and contents, by ghost id.
     pub ghosts: BTreeMap<u32, (pb::GhostFileEntry, crate::fds::ghost::Chunks)>,
     /// The UTS namespace the tree gets, when it had one of its own: its names.
@@ -213,6 +216,12 @@ impl Tree {
             .read_all::<pb::RemapFilePathEntry>(ImageKind::RemapFpath, 0)?
             .into_iter()
             .map(|r| (r.orig_id, r))
+            .collect();
+        let link_remaps: Vec<String> = remaps
+            .values()
+            .filter(|r| r.remap_type.unwrap_or(0) == pb::RemapType::Linked as i32)
+            .filter_map(|r| files.get(&r.remap_id)?.reg.as_ref())
+            .map(|l| l.name.clone())
             .collect();
         let tables = Tables {
             files: &files,
@@ -464,6 +473,7 @@ impl Tree {
             ptys,
             fifos,
             ghosts,
+            link_remaps,
             tasks,
             pipes,
             shmem,

@@ -238,6 +238,30 @@ impl Plan {
                 .get(&e.id)
                 .ok_or_else(|| invalid(format!("fd {fd}: file id {} is not in files.img", e.id)))?;
             let target = match (FdTypes::try_from(file.r#type), &file.reg, &file.tty) {
+                (Ok(FdTypes::Reg), Some(r), _)
+                    if remaps
+                        .get(&r.id)
+                        .is_some_and(|m| m.remap_type.unwrap_or(0) == pb::RemapType::Linked as i32) =>
+                {
+                    // Linked back by the dump (--link-remap): opened through the link, which
+                    // goes once the restore is done.
+                    let link = files
+                        .get(&remaps[&r.id].remap_id)
+                        .and_then(|f| f.reg.as_ref())
+                        .filter(|l| l.name.starts_with('/'))
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "fd {fd}: {} is linked back to a file files.img does not hold",
+                                r.name
+                            ))
+                        })?;
+                    FdTarget::Reg {
+                        path: link.name.clone(),
+                        flags: r.flags,
+                        pos: r.pos,
+                        size: None,
+                    }
+                }
                 (Ok(FdTypes::Reg), Some(r), _) if remaps.contains_key(&r.id) => {
                     let remap = &remaps[&r.id];
                     if remap.remap_type.unwrap_or(0) != pb::RemapType::Ghost as i32 {
