@@ -3,6 +3,7 @@
 //! Today this crate owns the image format ([`image`]) and the inspector behind `stasis show`
 //! ([`show`]); dump and restore build on them.
 
+pub mod aio;
 pub mod check;
 pub mod dump;
 pub mod fault;

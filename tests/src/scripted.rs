@@ -79,3 +79,26 @@ pub fn dumped_and_restored_with(name: &str, script: &str, flags: &[&str]) -> ser
     let _ = checkpoint_core::sys::wait_exit(pid);
     result
 }
+
+/// The Python `script` dumped by `dumper` and restored by `restorer` (Stasis or CRIU 4.2.1,
+/// both with --shell-job); returns what it wrote to WORK/result.
+pub fn dumped_and_restored_by(
+    name: &str,
+    script: &str,
+    dumper: crate::inet::Tool,
+    restorer: crate::inet::Tool,
+) -> serde_json::Value {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs(&format!("{name}-{}-{}", dumper.name(), restorer.name()));
+    let mut child = python(script, &work);
+    let pid = child.id() as i32;
+    dumper.dump(pid, &images, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let _ = child.wait();
+    reap_all_children();
+    restorer.restore(&images, &[]).unwrap_or_else(|e| panic!("{e}"));
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), Duration::from_secs(20));
+    let result = serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    let _ = checkpoint_core::sys::wait_exit(pid);
+    result
+}

@@ -94,6 +94,8 @@ pub fn classify(pid: i32, maps: &[MapsEntry]) -> Result<Vec<Vma>, DumpError> {
             p if p.starts_with("/SYSV") && m.shared => {
                 (st::REGULAR | st::SYSVIPC | st::ANON_SHARED, MAP_SHARED, None, false)
             }
+            // An AIO ring (io_setup): its pages go with the task's, its context in mm.aios.
+            "/[aio] (deleted)" if m.shared => (st::REGULAR | st::AIORING, MAP_SHARED | MAP_ANONYMOUS, None, true),
             // A memfd: shared, saved with the object; private, the pages the task wrote.
             p if p.starts_with("/memfd:") && p.ends_with(" (deleted)") => {
                 let status = st::REGULAR | st::MEMFD | if m.shared { st::FILE_SHARED } else { st::FILE_PRIVATE };

@@ -217,9 +217,21 @@ pub(super) fn dump_task(
         exe_file_id: exe_id,
         dumpable: Some(injected.dumpable as i32),
         mm_saved_auxv: auxv,
+        aios: vma_entries
+            .iter()
+            .filter(|v| v.status & pb::vma_status::AIORING != 0)
+            .map(|v| {
+                crate::aio::header_of(pid, v.start, v.end)
+                    .map(|_| pb::AioRingEntry {
+                        id: v.start,
+                        nr_req: crate::aio::nr_req_for(v.end - v.start),
+                        ring_len: (v.end - v.start) as u32,
+                    })
+                    .map_err(|e| DumpError::proc(pid, &format!("the AIO ring at {:#x}", v.start), e))
+            })
+            .collect::<Result<_, _>>()?,
         vmas: vma_entries,
         thp_disabled: status.thp_enabled.map(|on| !on),
-        ..Default::default()
     };
     let id = pids.inside(pid) as u64;
     dir.write_all(ImageKind::Core, id, &[main_core])?;

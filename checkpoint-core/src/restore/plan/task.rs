@@ -151,8 +151,21 @@ impl Plan {
                 | st::ANON_SHARED
                 | st::FILE_PRIVATE
                 | st::FILE_SHARED;
-            let kinds = st::SOCKET | st::AIORING | st::SHSTK | st::GUARD | st::UPROBES;
-            if v.status & kinds != 0 || v.status & supported == 0 {
+            let kinds = st::SOCKET | st::SHSTK | st::GUARD | st::UPROBES;
+            if v.status & st::AIORING != 0 {
+                // its context, of its size, in mm.aios
+                let len = v.end - v.start;
+                if !mm
+                    .aios
+                    .iter()
+                    .any(|a| a.id == v.start && u64::from(a.ring_len) == len && a.nr_req > 0)
+                {
+                    return Err(invalid(format!(
+                        "mm-{pid}.img: the AIO ring {:#x}-{:#x} has no context of its size in aios",
+                        v.start, v.end
+                    )));
+                }
+            } else if v.status & kinds != 0 || v.status & supported == 0 {
                 return Err(RestoreError::Unsupported {
                     pid,
                     what: format!("mapping {:#x}-{:#x} of status {:#x}", v.start, v.end, v.status),

@@ -109,6 +109,7 @@ pub fn build(
     // 5. Pages: the puppet reads them from the pages image straight into place (one copy).
     let pages_fd = memory::fill(&r, plan, prep, &filled)?;
     helpers.push(pages_fd);
+    memory::restore_aio_rings(&r, plan)?;
 
     // 6. Files at their numbers, cwd, umask.
     files::install(&r, plan, prep)?;

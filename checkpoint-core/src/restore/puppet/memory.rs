@@ -92,6 +92,10 @@ pub(super) fn map_vmas(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<(
         }
         let prot = u64::from(v.prot) | if filled[i] { libc::PROT_WRITE as u64 } else { 0 };
         let mut flags = u64::from(v.flags) | libc::MAP_FIXED as u64;
+        if v.status & st::AIORING != 0 {
+            // An ordinary area for the saved ring's pages, until the new ring takes its place.
+            flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64;
+        }
         let (fd, off) = match prep.mapped.iter().find(|(j, _)| *j == i) {
             Some((_, file)) => {
                 let fd = match pulled.iter().find(|(k, _)| std::rc::Rc::ptr_eq(k, file)) {
@@ -344,6 +348,106 @@ fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64) -> Result<(), RestoreE
                     r.pid
                 ),
             });
+        }
+    }
+    Ok(())
+}
+
+/// The AIO rings (CRIU's mm.aios): each saved ring, its pages now in an ordinary area at its
+/// address, becomes a new context at that address (see [`crate::aio`]): io_setup, the kernel's
+/// tail moved to the saved one by completed writes to /dev/null, the saved head and events
+/// copied in, the new ring moved over the old area.
+pub(super) fn restore_aio_rings(r: &Remote<'_>, plan: &Plan) -> Result<(), RestoreError> {
+    use crate::aio::{Header, HEADER_LEN};
+    const BATCH: u64 = 64;
+    let pid = r.pid;
+    for a in &plan.mm.aios {
+        let (addr, len) = (a.id, u64::from(a.ring_len));
+        let bad = |what: String| RestoreError::Invalid {
+            what: format!("pid {pid}: the AIO ring at {addr:#x}: {what}"),
+        };
+        let header = |at: u64| -> Result<Header, RestoreError> {
+            let mut b = [0u8; 32];
+            r.mem.read(at, &mut b)?;
+            Ok(Header::parse(&b))
+        };
+        let saved = header(addr)?;
+        saved.check(len).map_err(bad)?;
+        let ctx_at = r.put(0, &[0u8; 8])?;
+        r.call("io_setup", libc::SYS_io_setup, [a.nr_req.into(), ctx_at, 0, 0, 0, 0])?;
+        let mut ctx = [0u8; 8];
+        r.mem.read(ctx_at, &mut ctx)?;
+        let ctx = u64::from_ne_bytes(ctx);
+        let new = header(ctx)?;
+        if new.nr != saved.nr {
+            return Err(bad(format!(
+                "io_setup({}) made a ring of {} events, not {}",
+                a.nr_req, new.nr, saved.nr
+            )));
+        }
+        // The kernel's tail: as many completions as it takes to reach the saved one (round the
+        // ring once more if the saved tail is behind its head), reaped batch by batch.
+        let mut left = u64::from(if saved.tail >= saved.head {
+            saved.tail
+        } else {
+            saved.nr + saved.tail
+        });
+        if left > 0 {
+            let null = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| bad(format!("/dev/null: {e}")))?;
+            let null_fd = r.pull(std::os::fd::AsRawFd::as_raw_fd(&null))?;
+            // struct iocb (64 bytes) x BATCH, their pointers, the events, one byte to write.
+            let (iocbs, ptrs, events, byte) = (1024u64, 1024 + 64 * BATCH, 1024 + 72 * BATCH, 1024 + 104 * BATCH);
+            let byte_addr = r.put(byte, &[0])?;
+            let mut cbs = Vec::with_capacity((64 * BATCH) as usize);
+            for _ in 0..BATCH {
+                let mut cb = [0u8; 64];
+                cb[16..18].copy_from_slice(&1u16.to_ne_bytes()); // IOCB_CMD_PWRITE
+                cb[20..24].copy_from_slice(&(null_fd as u32).to_ne_bytes());
+                cb[24..32].copy_from_slice(&byte_addr.to_ne_bytes());
+                cb[32..40].copy_from_slice(&1u64.to_ne_bytes());
+                cbs.extend_from_slice(&cb);
+            }
+            let iocbs_addr = r.put(iocbs, &cbs)?;
+            let list: Vec<u64> = (0..BATCH).map(|i| iocbs_addr + 64 * i).collect();
+            let ptrs_addr = r.put(ptrs, &super::words(&list))?;
+            let events_addr = r.put(events, &vec![0u8; (32 * BATCH) as usize])?;
+            while left > 0 {
+                let n = left.min(BATCH);
+                let sent = r.call("io_submit", libc::SYS_io_submit, [ctx, n, ptrs_addr, 0, 0, 0])?;
+                let got = r.call("io_getevents", libc::SYS_io_getevents, [ctx, n, n, events_addr, 0, 0])?;
+                if sent != n || got != n {
+                    return Err(bad(format!("moving its tail: {sent} of {n} writes sent, {got} reaped")));
+                }
+                left -= n;
+            }
+            r.close(null_fd)?;
+        }
+        if header(ctx)?.tail != saved.tail {
+            return Err(bad("the new ring's tail is not the saved one".into()));
+        }
+        // The saved head, then the saved events (the kernel reads the head from the ring).
+        let mut events = vec![0u8; (len - HEADER_LEN) as usize];
+        r.mem.read(addr + HEADER_LEN, &mut events)?;
+        r.mem.write(ctx + HEADER_LEN, &events)?;
+        r.mem.write(ctx + 8, &saved.head.to_ne_bytes())?;
+        r.call("munmap", libc::SYS_munmap, [addr, len, 0, 0, 0, 0])?;
+        let moved = r.call(
+            "mremap",
+            libc::SYS_mremap,
+            [
+                ctx,
+                len,
+                len,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                addr,
+                0,
+            ],
+        )?;
+        if moved != addr {
+            return Err(bad(format!("mremap put the new ring at {moved:#x}")));
         }
     }
     Ok(())
