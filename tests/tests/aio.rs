@@ -5,7 +5,8 @@ use ctests::inet::Tool;
 use ctests::scripted::*;
 
 /// Two contexts: one whose three reads of a file completed and one of them was reaped (two
-/// events wait in the ring), and an idle one. After the restore the contexts are at the same
+/// events wait in the ring), and one that went round its ring (four events wait, its tail
+/// behind its head). After the restore the contexts are at the same
 /// addresses with the same head and tail, the two waiting events are reaped with their tags,
 /// results and data, a new read completes through the first, and both are destroyed cleanly.
 const AIO: &str = r#"
@@ -45,6 +46,14 @@ keep = read(a, [0, 1, 2])
 while ring(a)[2] != 3:
     time.sleep(0.01)
 first = reap(a, 1)
+# b goes round: 125 reads submitted and reaped, then 4 more left waiting across the end of
+# its ring (its tail behind its head)
+for _ in range(25):
+    read(b, [0] * 5)
+    reap(b, 5)
+read(b, [0, 1, 2, 3])
+while ring(b)[2] != (125 + 4) % ring(b)[0]:
+    time.sleep(0.01)
 def state():
     return [a, b, ring(a), ring(b), sorted(l.split()[1] for l in open("/proc/self/maps") if "/[aio]" in l)]
 before = state()
@@ -53,8 +62,9 @@ after = state()
 waiting = reap(a, 2)
 keep2 = read(a, [3])
 new = reap(a, 1)
+around = sorted(e[0] for e in reap(b, 4))
 destroyed = [libc.syscall(SYS_io_destroy, ctypes.c_ulong(a)), libc.syscall(SYS_io_destroy, ctypes.c_ulong(b))]
-report([before, after, first, waiting, new, destroyed])
+report([before, after, first, waiting, new, destroyed, around])
 "#;
 
 #[test]
@@ -77,13 +87,13 @@ fn stasis_restores_aio_contexts_criu_dumped() {
 /// What [`AIO`] reported, checked.
 fn check(result: &serde_json::Value) {
     let (before, after) = (&result[0], &result[1]);
-    // [nr, head, tail]: three events in, one reaped; the idle ring empty
+    // [nr, head, tail]: three events in, one reaped; the other round its ring
     assert_eq!(
         (&before[2][1], &before[2][2]),
         (&1.into(), &3.into()),
         "the workload's own set-up: {result}"
     );
-    assert_eq!((&before[3][1], &before[3][2]), (&0.into(), &0.into()), "{result}");
+    assert_eq!(before[3], serde_json::json!([127, 125, 2]), "{result}");
     assert_eq!(before[4], serde_json::json!(["rw-s", "rw-s"]), "{result}");
     assert_eq!(after, before);
     assert_eq!(result[2], serde_json::json!([[0, 4096, "A"]]));
@@ -95,4 +105,5 @@ fn check(result: &serde_json::Value) {
     );
     assert_eq!(result[4], serde_json::json!([[3, 4096, "D"]]));
     assert_eq!(result[5], serde_json::json!([0, 0]));
+    assert_eq!(result[6], serde_json::json!([0, 1, 2, 3]));
 }
