@@ -298,7 +298,10 @@ impl Drop for Descendants {
             for pid in ours {
                 let _ = checkpoint_core::sys::send_signal(pid, libc::SIGKILL);
             }
-            reap_all_children();
+            // Not a blocking wait: a grandchild re-parented to us after the listing would be
+            // waited for forever; the next round kills it.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            reap_ended_children();
         }
     }
 }

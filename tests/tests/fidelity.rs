@@ -752,3 +752,53 @@ fn memfds_keep_their_mode_owner_seals_and_mappings() {
     assert_eq!(result[0], expected, "the workload's own set-up");
     assert_eq!(result[1], expected);
 }
+
+/// A daemon that forked twice: the root (a subreaper) forks A, A starts a session and forks
+/// B, and A exits: B, adopted by the root, is in a session and group whose leader is gone;
+/// B forks C, which starts a group of its own in that session. After the restore B and C are
+/// in the same session and groups, B is the root's child and C is B's, and both still run.
+const LEADERLESS_SESSION: &str = r#"
+import ctypes, os, signal, sys, time
+d = sys.argv[1]
+os.closerange(3, 65536)
+ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+r, w = os.pipe()
+a = os.fork()
+if a == 0:
+    os.setsid()
+    b = os.fork()
+    if b == 0:
+        c = os.fork()
+        if c == 0:
+            os.setpgid(0, 0)
+            os.write(w, b"c")
+            while True:
+                time.sleep(1)
+        os.write(w, b"b")
+        while True:
+            time.sleep(1)
+    os._exit(0)
+os.waitpid(a, 0)
+assert sorted(os.read(r, 1) + os.read(r, 1)) == sorted(b"bc")
+def ids(pid):
+    st = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return [int(st[1]), int(st[2]), int(st[3])]  # ppid, pgid, sid
+def kids(pid):
+    return [int(p) for p in open("/proc/%d/task/%d/children" % (pid, pid)).read().split()]
+def state():
+    b = kids(os.getpid())[0]
+    c = kids(b)[0]
+    return [a, ids(b) == [os.getpid(), a, a], ids(c) == [b, c, a], os.getsid(b) == a]
+report_around(state)
+"#;
+
+#[test]
+fn a_session_whose_leader_is_gone_comes_back_with_its_members() {
+    let result = dumped_and_restored("fidelity-leaderless-session", LEADERLESS_SESSION);
+    assert_eq!(
+        result[0].as_array().map(|v| v[1..].to_vec()),
+        Some(vec![true.into(); 3]),
+        "the workload's own set-up: {result}"
+    );
+    assert_eq!(result[1], result[0]);
+}

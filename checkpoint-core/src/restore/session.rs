@@ -7,9 +7,13 @@
 //! once every process exists: group leaders first, then the members. A group whose leader is
 //! gone (it exited, its members lived on) is made by a helper: a process forked at the
 //! leader's pid by one of the members, which starts the group, waits for the members to join
-//! it, then exits and is reaped by the member that forked it. A session whose leader is not in
-//! the tree would need its members to descend from a helper: such trees are refused before
-//! anything is created.
+//! it, then exits and is reaped by the member that forked it. A session whose leader is gone
+//! (a daemon that forked twice, its middle process gone, adopted by a subreaper or a pid
+//! namespace's init) is made the same way: the adopter forks a helper at the leader's pid,
+//! which starts the session and forks the members the adopter had adopted; it then exits, is
+//! reaped by the adopter, and its children are the adopter's again (it is made a subreaper
+//! first, as it was at the dump). Other trees whose sessions cannot be rebuilt are refused
+//! before anything is created.
 
 use super::plan::Tree;
 use super::RestoreError;
@@ -27,12 +31,19 @@ pub enum Step {
     Helper { parent: usize, pid: i32 },
     /// The helper at `pid` exits, and `parent` reaps it.
     EndHelper { parent: usize, pid: i32 },
+    /// `parent` forks a helper at `pid`, which starts session `pid` (and its group).
+    SessionHelper { parent: usize, pid: i32 },
+    /// The session helper at `helper` forks `child` at its dumped pid.
+    ForkFromHelper { helper: i32, child: usize },
+    /// `parent` becomes a subreaper; the session helper at `pid` exits, and `parent` reaps it
+    /// and adopts its children.
+    EndSessionHelper { parent: usize, pid: i32 },
 }
 
 /// The pids the helpers of `steps` take.
 pub fn helper_pids(steps: &[Step]) -> impl Iterator<Item = i32> + '_ {
     steps.iter().filter_map(|s| match *s {
-        Step::Helper { pid, .. } => Some(pid),
+        Step::Helper { pid, .. } | Step::SessionHelper { pid, .. } => Some(pid),
         _ => None,
     })
 }
@@ -71,6 +82,13 @@ pub fn plan(tree: &Tree, shell_job: bool) -> Result<(RootSetup, Vec<Step>), Rest
             steps.push(Step::Setpgid { task: i, pgid: t.pid });
         } else if tasks.iter().any(|o| o.pid == t.pgid) {
             members.push(Step::Setpgid { task: i, pgid: t.pgid });
+        } else if t.pgid == t.sid
+            && steps
+                .iter()
+                .any(|s| matches!(*s, Step::SessionHelper { pid, .. } if pid == t.sid))
+        {
+            // In the group its session helper started: every process of the session was born
+            // in it (groups are changed only once every process exists).
         } else if !(root_group_is_ours && t.pgid == root.pgid) {
             // A group whose leader is gone: its first member forks the helper that starts it.
             if t.pgid <= 0 {
@@ -122,21 +140,58 @@ fn visit(
     } else if i == 0 {
         sid_now = t.sid;
     }
+    // Children in a session whose leader is gone, by session: forked by a helper at its pid.
+    let mut adopted: Vec<(i32, Vec<usize>)> = Vec::new();
     for &c in &children {
         if forked[c] {
             continue;
         }
         let ch = &tree.tasks[c];
         if ch.sid != ch.pid && ch.sid != sid_now {
-            return Err(RestoreError::Unsupported {
-                pid: ch.pid,
-                what: format!(
-                    "its session {} is not its parent's (pid {}, session {}): rebuilding it needs a helper process",
-                    ch.sid, t.pid, sid_now
-                ),
-            });
+            let leader_gone = ch.sid > 0 && !tree.tasks.iter().any(|o| o.pid == ch.sid);
+            if !(leader_gone && adopts(tree, i)) {
+                return Err(RestoreError::Unsupported {
+                    pid: ch.pid,
+                    what: format!(
+                        "its session {} is not its parent's (pid {}, session {}), and {}: it cannot be rebuilt",
+                        ch.sid,
+                        t.pid,
+                        sid_now,
+                        if leader_gone {
+                            "its parent was no subreaper to adopt it"
+                        } else {
+                            "its leader is elsewhere in the tree"
+                        }
+                    ),
+                });
+            }
+            match adopted.iter_mut().find(|(sid, _)| *sid == ch.sid) {
+                Some((_, kids)) => kids.push(c),
+                None => adopted.push((ch.sid, vec![c])),
+            }
+            continue;
         }
         fork(c, forked, steps, sid_now)?;
     }
+    for (sid, kids) in adopted {
+        steps.push(Step::SessionHelper { parent: i, pid: sid });
+        for c in kids {
+            forked[c] = true;
+            steps.push(Step::ForkFromHelper { helper: sid, child: c });
+            visit(tree, c, sid, forked, steps)?;
+        }
+        steps.push(Step::EndSessionHelper { parent: i, pid: sid });
+    }
     Ok(())
+}
+
+/// Whether task `i` adopts the orphans of its descendants: a subreaper at the dump, or the
+/// init of a pid namespace (a container's, pid 1 inside).
+fn adopts(tree: &Tree, i: usize) -> bool {
+    let t = &tree.tasks[i];
+    let subreaper = match &t.body {
+        super::plan::Body::Alive(plan) => plan.core.tc.as_ref().and_then(|tc| tc.child_subreaper) == Some(true),
+        super::plan::Body::Zombie { .. } => false,
+    };
+    subreaper || t.pid == 1
 }

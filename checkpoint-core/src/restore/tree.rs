@@ -157,6 +157,44 @@ pub(super) fn build_tree(
                 // The helper's pid is ours for it; the parent reaps it by its pid inside.
                 puppet::end_helper(h, puppets.get(parent)?, scratch, pid)?;
             }
+            session::Step::SessionHelper { parent, pid } => {
+                let h = puppet::fork_child(puppets.get(parent)?, scratch, pid)?;
+                puppets.helpers.push((pid, h));
+                if let Some((_, h)) = puppets.helpers.last() {
+                    puppet::call(h, scratch, "setsid(helper)", libc::SYS_setsid, [0; 6])?;
+                }
+            }
+            session::Step::ForkFromHelper { helper, child } => {
+                let h = puppets
+                    .helpers
+                    .iter()
+                    .find(|(p, _)| *p == helper)
+                    .map(|(_, h)| h)
+                    .ok_or_else(|| RestoreError::Invalid {
+                        what: format!("session helper {helper} was not created"),
+                    })?;
+                let t = puppet::fork_child(h, scratch, tree.tasks[child].pid)?;
+                puppets.leaders[child] = Some(t);
+            }
+            session::Step::EndSessionHelper { parent, pid } => {
+                let at = puppets.helpers.iter().position(|(p, _)| *p == pid);
+                let (_, h) = at
+                    .map(|i| puppets.helpers.remove(i))
+                    .ok_or_else(|| RestoreError::Invalid {
+                        what: format!("session helper {pid} was not created"),
+                    })?;
+                let adopter = puppets.get(parent)?;
+                // The helper's children go to the nearest subreaper when it ends: the adopter
+                // (a subreaper at the dump; its build sets the flag again).
+                puppet::call(
+                    adopter,
+                    scratch,
+                    "prctl(PR_SET_CHILD_SUBREAPER)",
+                    libc::SYS_prctl,
+                    [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+                )?;
+                puppet::end_helper(h, adopter, scratch, pid)?;
+            }
             session::Step::Setpgid { task, pgid } => {
                 let own = pgid == tree.tasks[task].pid;
                 let arg = if own { 0 } else { pgid as u64 };
