@@ -606,3 +606,84 @@ fn a_container_checkpointed_by_runc_with_criu_is_restored_by_stasis_runc() {
     assert_eq!(c.state()["pid"], pid_in(&pid_file));
     c.kill_and_delete();
 }
+
+/// The inside pid, group and session (NSpid, NSpgid, NSsid) of the container's process whose
+/// parent is `init` (our pid for it) and whose command line holds `mark`; with its our pid.
+fn inside_ids(init: i32, mark: &str) -> (i32, [String; 3]) {
+    let start = Instant::now();
+    loop {
+        for pid in std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if status_field(pid, "PPid").as_deref() == Some(&init.to_string())
+                && String::from_utf8_lossy(&cmdline).contains(mark)
+            {
+                let last = |f: &str| {
+                    status_field(pid, f)
+                        .and_then(|v| v.split_whitespace().last().map(str::to_owned))
+                        .unwrap_or_default()
+                };
+                return (pid, [last("NSpid"), last("NSpgid"), last("NSsid")]);
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no child of {init} runs {mark}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemon that forked twice inside the container: `setsid sh -c 'LOOP &'` leaves LOOP in a
+/// session and group whose leader is gone, adopted by the container's init. After checkpoint
+/// and restore it is the init's child again, in the same session and group (inside pids), and
+/// counts on from its own value.
+#[test]
+fn a_daemon_whose_session_leader_is_gone_comes_back_inside_its_container() {
+    let (scratch, work, images) = test_dirs("runc-daemon");
+    let c = Container::counting(&scratch.0, "stasis-daemon");
+    let path = c.bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let daemon = "j=0; while true; do j=$((j+1)); echo $j > /tmp/daemon; /bin/busybox sleep 0.05; done";
+    let init_script = format!(
+        "/bin/busybox setsid /bin/sh -c '{daemon} &'; {}",
+        ctests::container::COUNTER
+    );
+    config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", init_script]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let rootfs = c.rootfs();
+    let daemon_count = || {
+        std::fs::read_to_string(rootfs.join("tmp/daemon"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let init = c.start(&work);
+    wait_count_above(&rootfs, 3);
+    let (_, ids) = inside_ids(init, "/tmp/daemon");
+    assert_ne!(ids[2], ids[0], "the daemon leads no session: {ids:?}");
+    assert_ne!(ids[2], "1", "the daemon is in the init's session: {ids:?}");
+    ok(
+        "checkpoint",
+        c.stasis_runc(&["checkpoint", "--image-path", images.to_str().unwrap(), "{}"]),
+    );
+    c.wait_gone();
+    let dumped = daemon_count();
+    let pid_file = scratch.join("restored.pid");
+    restore_ok(&c, &images, &work, &pid_file);
+    let (_, after) = inside_ids(pid_in(&pid_file), "/tmp/daemon");
+    assert_eq!(after, ids, "the daemon's pid, group and session inside");
+    let start = Instant::now();
+    while daemon_count() < dumped + 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the daemon stays at {}",
+            daemon_count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.kill_and_delete();
+}

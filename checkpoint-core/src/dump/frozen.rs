@@ -124,11 +124,20 @@ pub(super) fn dump_frozen(
             }
         };
         let inside = |p: u32| pids.inside(p as i32) as u32;
+        // A group or session whose leader is gone has no pid of the tree to map: its id
+        // inside is the kernel's (NSpgid, NSsid).
+        let (mut pgid, mut sid) = (inside(stat.pgid), inside(stat.sid));
+        if own.contains(&"pid") && (pgid == 0 || sid == 0) {
+            if let Some((g, s)) = crate::ns::pid::inside_group_and_session(pid) {
+                pgid = if pgid == 0 { g as u32 } else { pgid };
+                sid = if sid == 0 { s as u32 } else { sid };
+            }
+        }
         pstree.push(pb::PstreeEntry {
             pid: inside(pid as u32),
             ppid: if ppid == 0 { 0 } else { inside(ppid) },
-            pgid: inside(stat.pgid),
-            sid: inside(stat.sid),
+            pgid,
+            sid,
             threads,
         });
     }

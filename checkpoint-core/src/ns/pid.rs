@@ -29,6 +29,21 @@ impl PidMap {
     }
 }
 
+/// The process group and session of `host` as its innermost pid namespace sees them (the
+/// last fields of NSpgid and NSsid: a leader gone is still named there; 0 for one outside).
+pub fn inside_group_and_session(host: i32) -> Option<(i32, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{host}/status")).ok()?;
+    let last = |key: &str| -> Option<i32> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+            .split_whitespace()
+            .last()?
+            .parse()
+            .ok()
+    };
+    Some((last("NSpgid")?, last("NSsid")?))
+}
+
 /// The pids of `host` in each pid namespace, ours first.
 pub fn levels(host: i32) -> Option<Vec<i32>> {
     let text = std::fs::read_to_string(format!("/proc/{host}/status")).ok()?;

@@ -213,9 +213,6 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
     let dir = ImageDir::open(&opts.images)?;
     let tree = Tree::load(&dir)?;
     let (setup, steps) = session::plan(&tree, opts.shell_job)?;
-    if let Some(pid) = session::helper_pids(&steps).find(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
-        return Err(RestoreError::PidTaken { pid });
-    }
     let pid0 = tree.tasks[0].pid;
     let mut shared = SharedFiles::default();
     let (mut init, inherited) = match container {
@@ -225,6 +222,12 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
         }
         None => {
             tree::check_pids_free(&tree)?;
+            // (a container's pid namespace is new: only its init is there)
+            if let Some(pid) =
+                session::helper_pids(&steps).find(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+            {
+                return Err(RestoreError::PidTaken { pid });
+            }
             (None, Inherited::of("self", sys::securebits().unwrap_or(0)))
         }
     };
