@@ -208,15 +208,17 @@ fn an_unlinked_device_node_and_symlink_come_back_unlinked() {
 /// too large to save (and a small one, saved with the dump). The dump refuses them, naming --link-remap, and the process runs on;
 /// with --link-remap the dump links them back (link_remap.N), the restore opens them through
 /// the links and removes them. After the restore the process writes through its fds: the
-/// write reaches "other", and the second file still holds its bytes, unnamed.
+/// write reaches "other" (through its fd and through a shared mapping of it), and the second
+/// file still holds its bytes, unnamed.
 const LINKED_ELSEWHERE: &str = r#"
-import hashlib, os, sys
+import hashlib, mmap, os, sys
 d = sys.argv[1]
 os.closerange(3, 65536)
 f = open(os.path.join(d, "orig"), "w+")
 f.write("hello")
 f.flush()
 os.link(os.path.join(d, "orig"), os.path.join(d, "other"))
+m = mmap.mmap(f.fileno(), 5, mmap.MAP_SHARED)
 os.unlink(os.path.join(d, "orig"))
 t = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)
 big = bytes(range(256)) * 8192
@@ -232,6 +234,7 @@ ready_and_wait()
 after = state()
 f.write(" more")
 f.flush()
+m[0:1] = b"H"
 after.append(open(os.path.join(d, "other")).read())
 report([before, after])
 "#;
@@ -257,7 +260,12 @@ fn unlinked_files_that_cannot_be_saved_are_linked_back_with_link_remap() {
         .filter(|n| n.starts_with("link_remap."))
         .collect();
     links.sort();
-    assert_eq!(links, ["link_remap.1", "link_remap.2"], "the links the dump made");
+    // the file (for its fd and for its mapping) and the O_TMPFILE one
+    assert_eq!(
+        links,
+        ["link_remap.1", "link_remap.2", "link_remap.3"],
+        "the links the dump made"
+    );
     stasis_ok(&["restore", "-D", s(&images), "-d", "--link-remap"]);
     checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
     wait_for_file(&work.join("result"), Duration::from_secs(20));
@@ -272,6 +280,6 @@ fn unlinked_files_that_cannot_be_saved_are_linked_back_with_link_remap() {
     assert_eq!(result[0][3], serde_json::json!(["other"]), "{result}");
     assert_eq!((&result[0][4], &result[0][5]), (&"small".into(), &5.into()), "{result}");
     let mut expected = result[0].as_array().unwrap().clone();
-    expected.push("hello more".into());
+    expected.push("Hello more".into());
     assert_eq!(result[1], serde_json::Value::Array(expected));
 }

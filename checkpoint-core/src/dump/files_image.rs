@@ -74,7 +74,8 @@ pub(super) struct FilesImage {
     /// the files.img id of each one's link, by device and inode.
     pub(super) links: fds::link_remap::Links,
     linked: Vec<((u64, u64), u32)>,
-    /// The files.img entries of unlinked mapped files, by device and inode.
+    /// The files.img entries of unlinked mapped files (ghosts or linked back), by device and
+    /// inode.
     mapped_ghosts: Vec<((u64, u64), u32)>,
     /// sk-queues.img: the data queued in each socket (by the id of the socket that reads it).
     sk_queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
@@ -319,6 +320,23 @@ impl FilesImage {
         let meta = fs::metadata(source).map_err(|e| DumpError::proc(pid, source, e))?;
         let key = (meta.dev(), meta.ino());
         if let Some(&(_, id)) = self.mapped_ghosts.iter().find(|(k, _)| *k == key) {
+            return Ok(id);
+        }
+        if meta.nlink() > 0 {
+            // Linked elsewhere still (precheck let it through only with --link-remap): linked
+            // back, and mapped from the link by the restore.
+            let id = self.reg(path, libc::O_RDONLY as u32, 0, -1);
+            let name = self
+                .links
+                .link_back_from(source, path)
+                .map_err(|e| DumpError::proc(pid, &format!("the mapped file {path} (deleted): linking it back"), e))?;
+            let remap_id = self.reg(&name, libc::O_RDONLY as u32, 0, -1);
+            self.remaps.push(pb::RemapFilePathEntry {
+                orig_id: id,
+                remap_id,
+                remap_type: Some(pb::RemapType::Linked as i32),
+            });
+            self.mapped_ghosts.push((key, id));
             return Ok(id);
         }
         let entry = fds::ghost::entry(&meta, self.ghost_limit).map_err(|what| DumpError::Unsupported {

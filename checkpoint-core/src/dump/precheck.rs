@@ -75,17 +75,20 @@ pub(super) fn precheck(
             use std::os::unix::fs::MetadataExt;
             meta.nlink() > 0
         };
-        if linked_elsewhere {
+        if linked_elsewhere && !(opts.link_remap && opts.container.is_none()) {
             // A copy would not be the file its other names reach.
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(
-                    "mapping {:#x}-{:#x} of {} (deleted): the file has other links; a mapping of it is not linked back yet",
+                    "mapping {:#x}-{:#x} of {} (deleted): the file has other links, which a copy would not reach: dump with --link-remap to link it back for the restore (not done for containers yet)",
                     v.entry.start,
                     v.entry.end,
                     v.path.as_deref().unwrap_or("?")
                 ),
             });
+        }
+        if linked_elsewhere {
+            continue;
         }
         fds::ghost::entry(&meta, opts.ghost_limit).map_err(|what| DumpError::Unsupported {
             pid,

@@ -23,13 +23,18 @@ impl Links {
     /// the directory `path` was in, as `link_remap.N` with the first free N. Returns the link's
     /// name.
     pub fn link_back(&mut self, pid: i32, fd: i32, path: &str) -> io::Result<String> {
+        self.link_back_from(&format!("/proc/{pid}/fd/{fd}"), path)
+    }
+
+    /// As [`Links::link_back`], for the file `source` (a /proc/PID/fd or /proc/PID/map_files
+    /// link) leads to.
+    pub fn link_back_from(&mut self, source: &str, path: &str) -> io::Result<String> {
         use nix::fcntl::{AtFlags, AT_FDCWD};
         use nix::unistd::linkat;
         let dir = Path::new(path).parent().unwrap_or(Path::new("/"));
-        let source = format!("/proc/{pid}/fd/{fd}");
         for n in 1..1000 {
             let name = dir.join(format!("link_remap.{n}"));
-            match linkat(AT_FDCWD, source.as_str(), AT_FDCWD, &name, AtFlags::AT_SYMLINK_FOLLOW) {
+            match linkat(AT_FDCWD, source, AT_FDCWD, &name, AtFlags::AT_SYMLINK_FOLLOW) {
                 Ok(()) => {
                     self.0.push(name.clone());
                     return Ok(name.to_string_lossy().into_owned());

@@ -178,6 +178,10 @@ impl Plan {
                     Some(r) if r.remap_type.unwrap_or(0) == pb::RemapType::Ghost as i32 => {
                         vma_ghosts.insert(i, r.remap_id);
                     }
+                    Some(r) if r.remap_type.unwrap_or(0) == pb::RemapType::Linked as i32 => {
+                        // Linked back by the dump (--link-remap): mapped from the link.
+                        vma_paths.insert(i, reg(r.remap_id, "a mapped file's link")?.name.clone());
+                    }
                     Some(_) => {
                         return Err(RestoreError::Unsupported {
                             pid,
