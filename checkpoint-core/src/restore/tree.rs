@@ -130,16 +130,49 @@ pub(super) fn build_tree(
         puppet::set_uts_names(root, scratch, &uts.nodename, &uts.domainname)?;
     }
 
+    // Each live task's memory is laid out before it forks (its children inherit it, pages
+    // shared copy-on-write), the rest of it once every process exists. `from[i]`: the task
+    // whose built memory task i was forked with; by helper pid, the task a helper was forked
+    // from.
+    let n = tree.tasks.len();
+    let mut memory: Vec<Option<puppet::Memory>> = (0..n).map(|_| None).collect();
+    let mut from: Vec<Option<usize>> = vec![None; n];
+    let mut helper_from: Vec<(i32, usize)> = Vec::new();
+    let lay_out = |i: usize,
+                   memory: &mut Vec<Option<puppet::Memory>>,
+                   from: &[Option<usize>],
+                   puppets: &Puppets|
+     -> Result<(), RestoreError> {
+        let Body::Alive(plan) = &tree.tasks[i].body else {
+            return Ok(());
+        };
+        if memory[i].is_some() {
+            return Ok(());
+        }
+        let prep = prepared[i].as_ref().ok_or_else(|| RestoreError::Invalid {
+            what: format!("pid {}: nothing prepared", plan.pid),
+        })?;
+        let parent = from[i].and_then(|p| match (&tree.tasks[p].body, &memory[p]) {
+            (Body::Alive(pp), Some(m)) => Some((&**pp, m)),
+            _ => None,
+        });
+        let laid_out = puppet::build_memory(puppets.get(i)?, plan, prep, scratch, parent)?;
+        memory[i] = Some(laid_out);
+        Ok(())
+    };
     for step in steps {
         match *step {
             session::Step::Fork { parent, child } => {
+                lay_out(parent, &mut memory, &from, puppets)?;
                 let t = puppet::fork_child(puppets.get(parent)?, scratch, tree.tasks[child].pid)?;
                 puppets.leaders[child] = Some(t);
+                from[child] = Some(parent);
             }
             session::Step::Setsid(i) => {
                 puppet::call(puppets.get(i)?, scratch, "setsid", libc::SYS_setsid, [0; 6])?;
             }
             session::Step::Helper { parent, pid } => {
+                lay_out(parent, &mut memory, &from, puppets)?;
                 let h = puppet::fork_child(puppets.get(parent)?, scratch, pid)?;
                 // Kept first: a failure from here on kills it with the rest.
                 puppets.helpers.push((pid, h));
@@ -158,6 +191,8 @@ pub(super) fn build_tree(
                 puppet::end_helper(h, puppets.get(parent)?, scratch, pid)?;
             }
             session::Step::SessionHelper { parent, pid } => {
+                lay_out(parent, &mut memory, &from, puppets)?;
+                helper_from.push((pid, parent));
                 let h = puppet::fork_child(puppets.get(parent)?, scratch, pid)?;
                 puppets.helpers.push((pid, h));
                 if let Some((_, h)) = puppets.helpers.last() {
@@ -175,6 +210,10 @@ pub(super) fn build_tree(
                     })?;
                 let t = puppet::fork_child(h, scratch, tree.tasks[child].pid)?;
                 puppets.leaders[child] = Some(t);
+                from[child] = helper_from
+                    .iter()
+                    .find(|(p, _)| *p == helper)
+                    .map(|&(_, parent)| parent);
             }
             session::Step::EndSessionHelper { parent, pid } => {
                 let at = puppets.helpers.iter().position(|(p, _)| *p == pid);
@@ -226,11 +265,18 @@ pub(super) fn build_tree(
         puppet::drain_sigchld(puppets.get(p)?, scratch)?;
     }
 
+    // Every memory first (a child's needs its parent's), then the rest of every process.
+    for (i, _) in tree.alive() {
+        lay_out(i, &mut memory, &from, puppets)?;
+    }
     for (i, plan) in tree.alive() {
         let prep = prepared[i].as_ref().ok_or_else(|| RestoreError::Invalid {
             what: format!("pid {}: nothing prepared", plan.pid),
         })?;
-        let threads = puppet::build(puppets.get(i)?, plan, prep, scratch, i == 0, &tree.seccomp)?;
+        let laid_out = memory[i].take().ok_or_else(|| RestoreError::Invalid {
+            what: format!("pid {}: its memory was not laid out", plan.pid),
+        })?;
+        let threads = puppet::build(puppets.get(i)?, plan, prep, scratch, i == 0, &tree.seccomp, laid_out)?;
         puppets.threads.extend(threads);
     }
     Ok(())

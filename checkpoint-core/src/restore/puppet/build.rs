@@ -12,19 +12,44 @@ use crate::restore::{Prepared, RestoreError};
 
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
 
-/// Builds the dumped task inside the puppet `t` (which has the scratch area at `scratch`) and
-/// leaves it stopped, ready to be let go; returns its other threads, stopped too.
-pub fn build(
+/// What the memory phase of a build leaves for the rest: the puppet's pidfd of us, and its
+/// fds to close once it is built (mapped files, the pages image).
+#[derive(Debug)]
+pub struct Memory {
+    ctl_pidfd: u64,
+    helpers: Vec<u64>,
+}
+
+/// The puppet `t` with the injector and memory access a build uses.
+fn remote<'t>(t: &'t Tracee, plan: &Plan, prep: &Prepared, scratch: u64) -> Result<Remote<'t>, RestoreError> {
+    let inj = Injector::at(t, scratch)?;
+    let mem = RemoteMem::open(t.pid())?;
+    let max_fd = plan.fds.iter().map(|f| f.fd).max().unwrap_or(2);
+    Ok(Remote {
+        pid: plan.pid,
+        inj,
+        mem,
+        scratch,
+        helper_base: (max_fd + 1).max(3) as u64,
+        ctl_pidfd: 0,
+        ctl_socket: prep.inherited.ctl_socket.clone(),
+    })
+}
+
+/// The first phase of building the dumped task inside the puppet `t` (which has the scratch
+/// area at `scratch`): what the fork gave it forgotten, its memory laid out and filled. Done
+/// before the puppet forks its children, which then inherit it: `parent` is the plan and the
+/// laid-out memory of the task this puppet was forked from once that was done, if any; the private anonymous
+/// mappings it shares with it are kept, and only the pages that differ are written, so that
+/// pages shared copy-on-write after a fork stay shared.
+pub fn build_memory(
     t: &Tracee,
     plan: &Plan,
     prep: &Prepared,
     scratch: u64,
-    is_root: bool,
-    filters: &[pb::SeccompFilter],
-) -> Result<Vec<Tracee>, RestoreError> {
-    // Ptrace and /proc know the puppet by our pid for it; its own syscalls by its pid in its
-    // namespace (the dumped one: they differ inside a container).
-    let (host, pid) = (t.pid(), plan.pid);
+    parent: Option<(&Plan, &Memory)>,
+) -> Result<Memory, RestoreError> {
+    let host = t.pid();
     let _pinned = Pinned::new(host);
     let own_maps = own_maps(host)?;
     let target: Vec<(u64, u64)> = plan.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
@@ -34,19 +59,7 @@ pub fn build(
         .chain(target.iter().copied())
         .collect();
     taken.sort_unstable();
-    let inj = Injector::at(t, scratch)?;
-    let mem = RemoteMem::open(host)?;
-    let max_fd = plan.fds.iter().map(|f| f.fd).max().unwrap_or(2);
-    let mut r = Remote {
-        pid,
-        inj,
-        mem,
-        scratch,
-        helper_base: (max_fd + 1).max(3) as u64,
-        ctl_pidfd: 0,
-        ctl_socket: prep.inherited.ctl_socket.clone(),
-    };
-
+    let mut r = remote(t, plan, prep, scratch)?;
     // 2. Forget what the fork gave the puppet: rseq, fds, every mapping but scratch/vdso/vvar.
     if let Some(rseq) = t.rseq()? {
         r.call(
@@ -64,7 +77,9 @@ pub fn build(
     }
     // Every fd goes but the pidfd of the controller a container's init was given (our pid
     // means nothing in its pid namespace); elsewhere the puppet opens one.
-    let ctl = match prep.inherited.ctl_fd.map(|fd| fd as u64) {
+    // (forked from a puppet whose memory is laid out: it holds that puppet's, at its number)
+    let given = prep.inherited.ctl_fd.map(|fd| fd as u64);
+    let ctl = match given.map(|fd| parent.map_or(fd, |(_, m)| m.ctl_pidfd)) {
         Some(ctl) => {
             if ctl > 0 {
                 r.call("close_range", libc::SYS_close_range, [0, ctl - 1, 0, 0, 0, 0])?;
@@ -95,21 +110,51 @@ pub fn build(
         [ctl, libc::F_DUPFD as u64, r.helper_base, 0, 0, 0],
     )?;
     r.close(ctl)?;
-    // The thread-state helpers shared with the other threads run through these.
-    let call = |name: &'static str, nr: i64, args: [u64; 6]| r.call(name, nr, args);
-    let put = |off: u64, bytes: &[u8]| r.put(off, bytes);
-    memory::unmap_inherited(&r, &own_maps, scratch)?;
+    let kept = parent.map(|(p, _)| memory::kept_from(plan, p)).unwrap_or_default();
+    let kept_ranges: Vec<(u64, u64)> = kept
+        .iter()
+        .map(|&i| (plan.mm.vmas[i].start, plan.mm.vmas[i].end))
+        .collect();
+    memory::unmap_inherited(&r, &own_maps, scratch, &kept_ranges)?;
 
     // 3. vdso and vvar to the dumped addresses (same kernel: same sizes).
     memory::move_vdso(&r, host, plan, &own_maps, &taken)?;
 
     // 4. Every other mapping, writable while its pages are filled.
-    let (filled, mut helpers) = memory::map_vmas(&r, plan, prep)?;
-
+    let (filled, mut helpers) = memory::map_vmas(&r, plan, prep, &kept)?;
     // 5. Pages: the puppet reads them from the pages image straight into place (one copy).
-    let pages_fd = memory::fill(&r, plan, prep, &filled)?;
+    let pages_fd = memory::fill(&r, plan, prep, &filled, &kept)?;
     helpers.push(pages_fd);
     memory::restore_aio_rings(&r, plan)?;
+    Ok(Memory {
+        ctl_pidfd: r.ctl_pidfd,
+        helpers,
+    })
+}
+
+/// The rest of building the dumped task inside the puppet `t`, once [`build_memory`] laid its
+/// memory out: its files, its process-wide and thread state, its other threads, its
+/// credentials; leaves it stopped, ready to be let go, and returns its other threads, stopped
+/// too.
+pub fn build(
+    t: &Tracee,
+    plan: &Plan,
+    prep: &Prepared,
+    scratch: u64,
+    is_root: bool,
+    filters: &[pb::SeccompFilter],
+    memory: Memory,
+) -> Result<Vec<Tracee>, RestoreError> {
+    // Ptrace and /proc know the puppet by our pid for it; its own syscalls by its pid in its
+    // namespace (the dumped one: they differ inside a container).
+    let (host, pid) = (t.pid(), plan.pid);
+    let _pinned = Pinned::new(host);
+    let mut r = remote(t, plan, prep, scratch)?;
+    r.ctl_pidfd = memory.ctl_pidfd;
+    let helpers = memory.helpers;
+    // The thread-state helpers shared with the other threads run through these.
+    let call = |name: &'static str, nr: i64, args: [u64; 6]| r.call(name, nr, args);
+    let put = |off: u64, bytes: &[u8]| r.put(off, bytes);
 
     // 6. Files at their numbers, cwd, umask.
     files::install(&r, plan, prep)?;

@@ -14,11 +14,49 @@ use crate::restore::{Prepared, RestoreError};
 const PR_SET_MM: u64 = 35;
 const PR_SET_MM_MAP: u64 = 14;
 
-/// Unmaps everything the fork gave the puppet (`own_maps`) but vdso, vvar and the scratch area.
+/// The mappings of `plan` (by index) that a puppet forked from the built `parent` keeps as it
+/// inherited them: private anonymous ones inside one of the parent's of the same protection,
+/// flags, kind and advice, that the fork passes on as they are (not MADV_DONTFORK or WIPEONFORK, not locked:
+/// a lock is not inherited).
+pub(super) fn kept_from(plan: &Plan, parent: &Plan) -> Vec<usize> {
+    let not_kept = st::VDSO
+        | st::VVAR
+        | st::VSYSCALL
+        | st::FILE_PRIVATE
+        | st::FILE_SHARED
+        | st::ANON_SHARED
+        | st::AIORING
+        | st::SYSVIPC;
+    let not_passed = (1u64 << libc::MADV_DONTFORK) | (1u64 << libc::MADV_WIPEONFORK);
+    const MAP_LOCKED: u32 = 0x2000;
+    plan.mm
+        .vmas
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| {
+            v.status & st::ANON_PRIVATE != 0
+                && v.status & not_kept == 0
+                && v.madv.unwrap_or(0) & not_passed == 0
+                && v.flags & MAP_LOCKED == 0
+                && parent.mm.vmas.iter().any(|p| {
+                    // (inside one of the parent's: what either allocated next to it since
+                    // the fork may have merged into the mapping on its side)
+                    p.start <= v.start
+                        && v.end <= p.end
+                        && (p.prot, p.flags, p.status, p.madv) == (v.prot, v.flags, v.status, v.madv)
+                })
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Unmaps everything the fork gave the puppet (`own_maps`) but vdso, vvar, the scratch area
+/// and the mappings it keeps (`kept`, indices into the plan's).
 pub(super) fn unmap_inherited(
     r: &Remote<'_>,
     own_maps: &[procfs::MapsEntry],
     scratch: u64,
+    kept: &[(u64, u64)],
 ) -> Result<(), RestoreError> {
     let special =
         |m: &procfs::MapsEntry| matches!(m.path.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]");
@@ -28,6 +66,7 @@ pub(super) fn unmap_inherited(
         .filter(|m| special(m) && m.path != "[vsyscall]")
         .map(|m| (m.start, m.end))
         .chain([(scratch, scratch + SCRATCH_LEN)])
+        .chain(kept.iter().copied())
         .collect();
     keep.sort_unstable();
     let mut from = PAGE_SIZE;
@@ -49,24 +88,32 @@ pub(super) fn unmap_inherited(
 /// Maps every VMA of the plan again at its place (a SysV segment attached again), writable
 /// while its pages are filled. Returns which VMAs get pages, and the puppet's fds on the mapped
 /// files (to close once it is built).
-pub(super) fn map_vmas(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<(Vec<bool>, Vec<u64>), RestoreError> {
+pub(super) fn map_vmas(
+    r: &Remote<'_>,
+    plan: &Plan,
+    prep: &Prepared,
+    kept: &[usize],
+) -> Result<(Vec<bool>, Vec<u64>), RestoreError> {
     let pid = plan.pid;
     let filled: Vec<bool> = plan
         .mm
         .vmas
         .iter()
-        .map(|v| {
-            plan.pagemap
-                .runs
-                .iter()
-                .any(|p| p.is_present() && overlaps((p.vaddr, p.vaddr + p.len()), (v.start, v.end)))
+        .enumerate()
+        .map(|(i, v)| {
+            !kept.contains(&i)
+                && plan
+                    .pagemap
+                    .runs
+                    .iter()
+                    .any(|p| p.is_present() && overlaps((p.vaddr, p.vaddr + p.len()), (v.start, v.end)))
         })
         .collect();
     let mut helpers = Vec::new();
     // Each mapped file is pulled into the puppet once, however many mappings share it.
     let mut pulled: Vec<(&std::rc::Rc<std::fs::File>, u64)> = Vec::new();
     for (i, v) in plan.mm.vmas.iter().enumerate() {
-        if v.status & (st::VDSO | st::VVAR | st::VSYSCALL) != 0 {
+        if v.status & (st::VDSO | st::VVAR | st::VSYSCALL) != 0 || kept.contains(&i) {
             continue;
         }
         if let Some(&shmid) = plan.vma_sysv.get(&i) {
@@ -119,9 +166,20 @@ pub(super) fn map_vmas(r: &Remote<'_>, plan: &Plan, prep: &Prepared) -> Result<(
 
 /// Fills the pages, then takes back the write access `filled` VMAs had only for that. Returns
 /// the puppet's fd on the pages image (to close once it is built).
-pub(super) fn fill(r: &Remote<'_>, plan: &Plan, prep: &Prepared, filled: &[bool]) -> Result<u64, RestoreError> {
+pub(super) fn fill(
+    r: &Remote<'_>,
+    plan: &Plan,
+    prep: &Prepared,
+    filled: &[bool],
+    kept: &[usize],
+) -> Result<u64, RestoreError> {
     let pages_fd = r.pull(prep.pages.as_raw_fd())?;
-    fill_pages(r, plan, pages_fd)?;
+    let kept_ranges: Vec<(u64, u64)> = kept
+        .iter()
+        .map(|&i| (plan.mm.vmas[i].start, plan.mm.vmas[i].end))
+        .collect();
+    fill_pages(r, plan, pages_fd, &kept_ranges)?;
+    fill_kept(r, plan, prep, &kept_ranges)?;
     for (i, v) in plan.mm.vmas.iter().enumerate() {
         if filled[i] && v.prot & libc::PROT_WRITE as u32 == 0 {
             r.call(
@@ -283,7 +341,7 @@ pub(super) fn move_vdso(
 }
 
 /// Reads every present page run from the pages image into place with preadv, many runs a call.
-fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64) -> Result<(), RestoreError> {
+fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64, kept: &[(u64, u64)]) -> Result<(), RestoreError> {
     let room = ((SCRATCH_LEN - DATA) / 16) as usize;
     // The vdso's saved pages are not written back: the running kernel's vdso was moved there.
     let in_vdso = |vaddr: u64| {
@@ -295,7 +353,14 @@ fn fill_pages(r: &Remote<'_>, plan: &Plan, pages_fd: u64) -> Result<(), RestoreE
     // Pieces of at most 256 MiB (a run may be GiBs; one read(2) moves at most ~2 GiB).
     const PIECE: u64 = 256 << 20;
     let mut runs = Vec::new();
-    for p in plan.pagemap.runs.iter().filter(|p| p.is_present() && !in_vdso(p.vaddr)) {
+    // (the runs of kept mappings are compared with what was inherited instead: fill_kept)
+    let in_kept = |vaddr: u64| kept.iter().any(|&(s, e)| s <= vaddr && vaddr < e);
+    for p in plan
+        .pagemap
+        .runs
+        .iter()
+        .filter(|p| p.is_present() && !in_vdso(p.vaddr) && !in_kept(p.vaddr))
+    {
         let mut done = 0;
         while done < p.len() {
             let len = (p.len() - done).min(PIECE);
@@ -448,6 +513,80 @@ pub(super) fn restore_aio_rings(r: &Remote<'_>, plan: &Plan) -> Result<(), Resto
         )?;
         if moved != addr {
             return Err(bad(format!("mremap put the new ring at {moved:#x}")));
+        }
+    }
+    Ok(())
+}
+
+/// The pages of the mappings kept from the parent (`kept`): each saved page is compared with
+/// the inherited one and written only where it differs (a write breaks the sharing); a page
+/// the task did not have is dropped (MADV_DONTNEED: it reads as zeros again).
+fn fill_kept(r: &Remote<'_>, plan: &Plan, prep: &Prepared, kept: &[(u64, u64)]) -> Result<(), RestoreError> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 1 << 20;
+    let pid = r.pid;
+    let failed = |what: String| {
+        move |e: std::io::Error| RestoreError::Object {
+            pid,
+            object: what,
+            source: e,
+        }
+    };
+    let (mut saved, mut now) = (Vec::new(), Vec::new());
+    for &(start, end) in kept {
+        let mut at = start;
+        let runs = plan
+            .pagemap
+            .runs
+            .iter()
+            .filter(|p| p.is_present() && start <= p.vaddr && p.vaddr < end);
+        for p in runs {
+            if p.vaddr > at {
+                r.call(
+                    "madvise(DONTNEED)",
+                    libc::SYS_madvise,
+                    [at, p.vaddr - at, libc::MADV_DONTNEED as u64, 0, 0, 0],
+                )?;
+            }
+            let mut done = 0;
+            while done < p.len() {
+                let len = (p.len() - done).min(CHUNK);
+                saved.resize(len as usize, 0);
+                now.resize(len as usize, 0);
+                prep.pages
+                    .read_exact_at(&mut saved, p.offset + done)
+                    .map_err(failed(format!("pages image at {:#x}", p.offset + done)))?;
+                // (through /proc/PID/mem: process_vm_readv pins the pages, which unshares them)
+                r.mem.read_forced(p.vaddr + done, &mut now)?;
+                // Runs of differing pages, each written at once.
+                let pages = (len / PAGE_SIZE) as usize;
+                let differs = |k: usize| {
+                    let s = k * PAGE_SIZE as usize..(k + 1) * PAGE_SIZE as usize;
+                    saved[s.clone()] != now[s]
+                };
+                let mut k = 0;
+                while k < pages {
+                    if !differs(k) {
+                        k += 1;
+                        continue;
+                    }
+                    let first = k;
+                    while k < pages && differs(k) {
+                        k += 1;
+                    }
+                    let (from, to) = (first * PAGE_SIZE as usize, k * PAGE_SIZE as usize);
+                    r.mem.write_forced(p.vaddr + done + from as u64, &saved[from..to])?;
+                }
+                done += len;
+            }
+            at = p.vaddr + p.len();
+        }
+        if end > at {
+            r.call(
+                "madvise(DONTNEED)",
+                libc::SYS_madvise,
+                [at, end - at, libc::MADV_DONTNEED as u64, 0, 0, 0],
+            )?;
         }
     }
     Ok(())

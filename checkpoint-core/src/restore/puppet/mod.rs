@@ -14,7 +14,7 @@ pub mod threads;
 use parasite::mem::RemoteMem;
 use parasite::{Injector, Tracee, GADGET};
 
-pub use build::build;
+pub use build::{build, build_memory, Memory};
 
 use super::RestoreError;
 use crate::image::pages::PAGE_SIZE;
