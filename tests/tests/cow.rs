@@ -66,3 +66,27 @@ fn pages_shared_after_fork_stay_shared() {
     assert_ne!(before[2][1], before[1], "{result}");
     assert_eq!(after, before);
 }
+
+/// A dump that leaves the tree running does not unshare its memory: reading a page shared
+/// copy-on-write with process_vm_readv would (the kernel unshares a page it pins), doubling the
+/// live tree's memory; after the dump the counts of shared pages are the same.
+#[test]
+fn a_dump_left_running_keeps_the_tree_pages_shared() {
+    use ctests::workload::*;
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("cow-left-running");
+    let mut child = python(COW, &work);
+    let pid = child.id() as i32;
+    stasis_ok(&["dump", "-t", &pid.to_string(), "-D", images.to_str().unwrap(), "-R"]);
+    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
+    wait_for_file(&work.join("result"), std::time::Duration::from_secs(20));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    let _ = child.wait();
+    assert_eq!(
+        result[0][0],
+        serde_json::json!([8192, 8192 - 16, 8192]),
+        "the workload's own set-up: {result}"
+    );
+    assert_eq!(result[1], result[0]);
+}

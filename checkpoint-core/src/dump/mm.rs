@@ -218,6 +218,8 @@ pub fn add_vmflags(pid: i32, vmas: &mut [VmaEntry], smaps: &[(MapsEntry, Vec<[u8
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// The page is mapped by this process only (not shared copy-on-write after a fork).
+const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
 
 /// Bytes read by one process_vm_readv call (a window of the pages image).
 pub const CHUNK: u64 = 4 << 20;
@@ -229,8 +231,11 @@ pub struct PageStats {
     pub written: u64,
 }
 
-/// A run of saved pages: address, length, and whether the task cannot read it itself
-/// (PROT_NONE...), so that it is read through /proc/PID/mem.
+/// A run of saved pages: address, length, and whether it is read through /proc/PID/mem: the
+/// task cannot read it itself (PROT_NONE...), or its pages are shared copy-on-write with
+/// another process (process_vm_readv pins the pages it reads, and the kernel unshares a
+/// shared anonymous page it pins: a dump would double the memory of a forked tree, for good
+/// if it is left running; /proc/PID/mem reads without pinning).
 #[derive(Clone, Copy, Debug)]
 struct Run {
     addr: u64,
@@ -266,12 +271,14 @@ fn scan(pid: i32, vmas: &[Vma], stats: &mut PageStats) -> Result<Vec<Run>, DumpE
                 }
                 let page = addr + i as u64 * PAGE_SIZE;
                 let in_this_vma = runs.len() > first_run;
+                let shared = e & PM_PRESENT != 0 && e & PM_FILE == 0 && e & PM_MMAP_EXCLUSIVE == 0;
+                let forced = !v.readable || shared;
                 match runs.last_mut() {
-                    Some(r) if in_this_vma && r.addr + r.len == page => r.len += PAGE_SIZE,
+                    Some(r) if in_this_vma && r.addr + r.len == page && r.forced == forced => r.len += PAGE_SIZE,
                     _ => runs.push(Run {
                         addr: page,
                         len: PAGE_SIZE,
-                        forced: !v.readable,
+                        forced,
                     }),
                 }
                 stats.written += 1;
