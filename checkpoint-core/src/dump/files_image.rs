@@ -67,16 +67,16 @@ pub(super) struct FilesImage {
     /// FIFOs by inode, with a (pid, fd) through which to read what they hold.
     fifos: Vec<(u64, i32, i32)>,
     /// Unlinked files: their ghost-file images (by inode: one per file, however many opens).
-    ghosts: Vec<((u64, u64), pb::GhostFileEntry, fds::ghost::Chunks)>,
+    pub(super) ghosts: Vec<((u64, u64), pb::GhostFileEntry, fds::ghost::Chunks)>,
     /// remap-fpath.img: which files.img entries are ghosts.
-    remaps: Vec<pb::RemapFilePathEntry>,
+    pub(super) remaps: Vec<pb::RemapFilePathEntry>,
     /// Unlinked files linked back (`--link-remap`): the links (removed if the dump fails), and
     /// the files.img id of each one's link, by device and inode.
     pub(super) links: fds::link_remap::Links,
-    linked: Vec<((u64, u64), u32)>,
+    pub(super) linked: Vec<((u64, u64), u32)>,
     /// The files.img entries of unlinked mapped files (ghosts or linked back), by device and
     /// inode.
-    mapped_ghosts: Vec<((u64, u64), u32)>,
+    pub(super) mapped_ghosts: Vec<((u64, u64), u32)>,
     /// sk-queues.img: the data queued in each socket (by the id of the socket that reads it).
     sk_queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
     /// How TCP connections are dumped: (--tcp-established, --tcp-close).
@@ -96,7 +96,7 @@ impl FilesImage {
         self.entries.len() as u32 + 1
     }
 
-    fn reg(&mut self, path: &str, flags: u32, pos: u64, mnt_id: i32) -> u32 {
+    pub(super) fn reg(&mut self, path: &str, flags: u32, pos: u64, mnt_id: i32) -> u32 {
         let id = self.next_id();
         let meta = fs::metadata(path).ok();
         use std::os::unix::fs::MetadataExt;
@@ -307,103 +307,6 @@ impl FilesImage {
         }))
     }
 
-    /// The ghost id of unlinked file `f` of `pid`, its contents read the first time.
-    fn ghost(&mut self, pid: i32, f: &files::OpenFile, ghost: &pb::GhostFileEntry) -> Result<u32, DumpError> {
-        let path = format!("/proc/{pid}/fd/{}", f.first_fd);
-        self.ghost_from(pid, f.dev_ino, &path, ghost)
-    }
-
-    /// The files.img entry of an unlinked file mapped by `pid` (read through `source`, its
-    /// /proc/PID/map_files link), saved as a ghost once however many mappings share it.
-    pub(super) fn mapped_ghost(&mut self, pid: i32, path: &str, source: &str) -> Result<u32, DumpError> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = fs::metadata(source).map_err(|e| DumpError::proc(pid, source, e))?;
-        let key = (meta.dev(), meta.ino());
-        if let Some(&(_, id)) = self.mapped_ghosts.iter().find(|(k, _)| *k == key) {
-            return Ok(id);
-        }
-        if meta.nlink() > 0 {
-            // Linked elsewhere still (precheck let it through only with --link-remap): linked
-            // back, and mapped from the link by the restore.
-            let id = self.reg(path, libc::O_RDONLY as u32, 0, -1);
-            let name = self
-                .links
-                .link_back_from(source, path)
-                .map_err(|e| DumpError::proc(pid, &format!("the mapped file {path} (deleted): linking it back"), e))?;
-            let remap_id = self.reg(&name, libc::O_RDONLY as u32, 0, -1);
-            self.remaps.push(pb::RemapFilePathEntry {
-                orig_id: id,
-                remap_id,
-                remap_type: Some(pb::RemapType::Linked as i32),
-            });
-            self.mapped_ghosts.push((key, id));
-            return Ok(id);
-        }
-        let entry = fds::ghost::entry(&meta, self.ghost_limit).map_err(|what| DumpError::Unsupported {
-            pid,
-            what: format!("the mapped file {path} (deleted): {what}"),
-        })?;
-        let id = self.reg(path, libc::O_RDONLY as u32, 0, -1);
-        let remap_id = self.ghost_from(pid, key, source, &entry)?;
-        self.remaps.push(pb::RemapFilePathEntry {
-            orig_id: id,
-            remap_id,
-            remap_type: Some(pb::RemapType::Ghost as i32),
-        });
-        self.mapped_ghosts.push((key, id));
-        Ok(id)
-    }
-
-    /// The ghost-file image of the unlinked file `key` (read through `path`), once per file.
-    fn ghost_from(
-        &mut self,
-        pid: i32,
-        key: (u64, u64),
-        path: &str,
-        ghost: &pb::GhostFileEntry,
-    ) -> Result<u32, DumpError> {
-        if let Some(i) = self.ghosts.iter().position(|(k, ..)| *k == key) {
-            return Ok(i as u32 + 1);
-        }
-        // Directories and FIFOs are saved without contents (a FIFO's data is the pipe's).
-        let mut ghost = ghost.clone();
-        let chunks = if fds::ghost::is_regular(&ghost) {
-            let file = fs::File::open(path).map_err(|e| DumpError::proc(pid, path, e))?;
-            let len = file.metadata().map_err(|e| DumpError::proc(pid, path, e))?.len();
-            let (chunks, sparse) = fds::ghost::read_chunks(&file, len).map_err(|e| DumpError::proc(pid, path, e))?;
-            if sparse {
-                ghost.chunks = Some(true);
-            }
-            ghost.size = Some(len.max(chunks.iter().map(|(o, d)| o + d.len() as u64).max().unwrap_or(0)));
-            chunks
-        } else {
-            if ghost.mode & libc::S_IFMT == libc::S_IFLNK {
-                use std::os::unix::fs::OpenOptionsExt;
-                // The magic link, followed, lands on the symlink itself.
-                let link = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                    .open(path)
-                    .map_err(|e| DumpError::proc(pid, path, e))?;
-                let target = crate::sys::readlink_fd(std::os::fd::AsFd::as_fd(&link))
-                    .map_err(|e| DumpError::proc(pid, path, e))?;
-                ghost.symlnk_target = Some(target.to_string_lossy().into_owned());
-            }
-            Vec::new()
-        };
-        if ghost.size.unwrap_or(0) > self.ghost_limit {
-            return Err(DumpError::Unsupported {
-                pid,
-                what: format!(
-                    "{path}: the unlinked file grew past {} bytes (--ghost-limit)",
-                    self.ghost_limit
-                ),
-            });
-        }
-        self.ghosts.push((key, ghost, chunks));
-        Ok(self.ghosts.len() as u32)
-    }
-
     /// The entry of unix socket `d` (fd `f.first_fd` of `pid`), its queued data, and an entry
     /// for its peer when that is outside the tree.
     /// An inet socket's entry; an established TCP connection also goes to the list read
@@ -610,30 +513,7 @@ impl FilesImage {
                 };
                 self.anon(FdTypes::Fifo, |id, e| e.fifo = Some(pb::FifoEntry { id, ..fifo }))
             }
-            FileKind::Linked { path } => {
-                let id = self.reg(path, f.flags, f.pos, -1);
-                let remap_id = match self.linked.iter().find(|(k, _)| *k == f.dev_ino) {
-                    Some(&(_, remap_id)) => remap_id,
-                    None => {
-                        let name = self.links.link_back(pid, f.first_fd, path).map_err(|e| {
-                            DumpError::proc(
-                                pid,
-                                &format!("fd {} ({path} (deleted)): linking it back", f.first_fd),
-                                e,
-                            )
-                        })?;
-                        let remap_id = self.reg(&name, libc::O_RDONLY as u32, 0, -1);
-                        self.linked.push((f.dev_ino, remap_id));
-                        remap_id
-                    }
-                };
-                self.remaps.push(pb::RemapFilePathEntry {
-                    orig_id: id,
-                    remap_id,
-                    remap_type: Some(pb::RemapType::Linked as i32),
-                });
-                id
-            }
+            FileKind::Linked { path } => self.linked(pid, f, path)?,
             FileKind::Ghost { path, ghost } => {
                 // No mount id: CRIU looks a ghost's mount up in the mounts of the dump, and
                 // this dump has none (its mount namespace is the restorer's).

@@ -9,6 +9,7 @@
 pub mod container;
 pub mod files;
 pub mod files_image;
+pub mod files_unlinked;
 pub mod frozen;
 pub mod injected;
 pub mod mm;
