@@ -26,7 +26,9 @@ for k in range(3):
             for p in range(100, 116):
                 m[p * 4096] = 0x55
         def hash_me(*_):
-            open(os.path.join(d, "child-%d" % os.getpid()), "w").write(hashlib.sha256(m).hexdigest())
+            path = os.path.join(d, "child-%d" % os.getpid())
+            open(path + ".tmp", "w").write(hashlib.sha256(m).hexdigest())
+            os.rename(path + ".tmp", path)  # whole when it appears
         signal.signal(signal.SIGUSR2, hash_me)
         while True:
             time.sleep(0.05)
@@ -47,7 +49,6 @@ def state():
         os.kill(k, signal.SIGUSR2)
         while not os.path.exists(path):
             time.sleep(0.01)
-        time.sleep(0.05)
         hashes.append(open(path).read())
     return [shared, hashlib.sha256(m).hexdigest(), hashes, addr]
 report_around(state)

@@ -283,3 +283,78 @@ fn unlinked_files_that_cannot_be_saved_are_linked_back_with_link_remap() {
     expected.push("Hello more".into());
     assert_eq!(result[1], serde_json::Value::Array(expected));
 }
+
+/// An inotify watch on a file since deleted, which the process holds open (the kernel keeps the
+/// watch until the last close): after the restore the watch is on the file's ghost at its
+/// descriptor, a write through the fd is reported on it, and a watch on the directory still
+/// reports. The same watch on a deleted file only a process outside the tree holds open is
+/// refused by name, and the process runs on.
+const WATCHED_DELETED: &str = r#"
+import ctypes, os, struct, sys, time
+d = sys.argv[1]
+os.closerange(3, 65536)
+libc = ctypes.CDLL(None, use_errno=True)
+p = os.path.join(d, "watched")
+f = open(p, "w+")
+f.write("x")
+f.flush()
+ifd = libc.inotify_init1(os.O_NONBLOCK)
+wd_file = libc.inotify_add_watch(ifd, p.encode(), 0x2)  # IN_MODIFY
+wd_dir = libc.inotify_add_watch(ifd, d.encode(), 0x100)  # IN_CREATE
+os.unlink(p)
+def events():
+    time.sleep(0.1)
+    out = []
+    try:
+        buf = os.read(ifd, 4096)
+    except BlockingIOError:
+        return out
+    at = 0
+    while at < len(buf):
+        wd, mask, _, n = struct.unpack_from("iIII", buf, at)
+        out.append([wd, mask])
+        at += 16 + n
+    return out
+before = [wd_file, wd_dir, events()]
+ready_and_wait()
+f.write("more")
+f.flush()
+open(os.path.join(d, "new"), "w").close()
+report([before, events()])
+"#;
+
+#[test]
+fn an_inotify_watch_on_a_deleted_file_held_open_comes_back() {
+    let result = dumped_and_restored("unlinked-inotify", WATCHED_DELETED);
+    assert_eq!(
+        result[0],
+        serde_json::json!([1, 2, []]),
+        "the workload's own set-up: {result}"
+    );
+    assert_eq!(result[1], serde_json::json!([[1, 2], [2, 256]]), "{result}");
+}
+
+#[test]
+fn an_inotify_watch_on_a_deleted_file_held_only_outside_is_refused() {
+    let _d = Descendants;
+    let (_scratch, work, images) = test_dirs("unlinked-inotify-outside");
+    // The file is opened by us (outside the tree) before the workload watches and unlinks it;
+    // the workload's own fd on it is closed first.
+    let held = std::fs::File::create(work.join("watched")).unwrap();
+    let script = WATCHED_DELETED.replace(
+        "f = open(p, \"w+\")",
+        "f = open(p, \"w+\"); os.dup2(os.open(\"/dev/null\", os.O_WRONLY), f.fileno())",
+    );
+    let mut child = python(&script, &work);
+    let pid = child.id() as i32;
+    let out = stasis(&["dump", "-t", &pid.to_string(), "-D", s(&images)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("inotify") && err.contains("watch 1"),
+        "{err}"
+    );
+    assert_running_untraced(pid);
+    drop(held);
+    let _ = child.kill();
+    let _ = child.wait();
+}

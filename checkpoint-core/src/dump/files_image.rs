@@ -74,6 +74,8 @@ pub(super) struct FilesImage {
     /// the files.img id of each one's link, by device and inode.
     pub(super) links: fds::link_remap::Links,
     pub(super) linked: Vec<((u64, u64), u32)>,
+    /// inotify watches on files since deleted: (pid, fd, watch descriptor, device and inode).
+    pub(super) deleted_watches: Vec<(i32, i32, u32, (u64, u64))>,
     /// The files.img entries of unlinked mapped files (ghosts or linked back), by device and
     /// inode.
     pub(super) mapped_ghosts: Vec<((u64, u64), u32)>,
@@ -602,10 +604,21 @@ impl FilesImage {
                     .collect();
                 f.ffy = Some(pb::FanotifyFileEntry { id, mark, ..e.clone() })
             }),
-            FileKind::Inotify(e) => self.anon(kind, |id, f| {
-                let wd = e.wd.iter().map(|w| pb::InotifyWdEntry { id, ..w.clone() }).collect();
-                f.ify = Some(pb::InotifyFileEntry { id, wd, ..e.clone() })
-            }),
+            FileKind::Inotify(e) => {
+                // A watch on a file since deleted is made again on the file's ghost: one the
+                // tree holds open (checked once every file is seen).
+                for w in
+                    e.wd.iter()
+                        .filter(|w| w.f_handle.path.as_deref().is_none_or(|p| p.ends_with(" (deleted)")))
+                {
+                    let dev = libc::makedev(w.s_dev >> 20, w.s_dev & 0xf_ffff);
+                    self.deleted_watches.push((pid, f.first_fd, w.wd, (dev, w.i_ino)));
+                }
+                self.anon(kind, |id, f| {
+                    let wd = e.wd.iter().map(|w| pb::InotifyWdEntry { id, ..w.clone() }).collect();
+                    f.ify = Some(pb::InotifyFileEntry { id, wd, ..e.clone() })
+                })
+            }
         };
         self.by_inode.entry(f.dev_ino).or_default().push((pid, f.first_fd, id));
         Ok((id, kind))

@@ -139,4 +139,20 @@ impl FilesImage {
         self.ghosts.push((key, ghost, chunks));
         Ok(self.ghosts.len() as u32)
     }
+
+    /// Refuses an inotify watch on a deleted file that no ghost of the tree holds (nothing to
+    /// watch again).
+    pub(super) fn check_deleted_watches(&self) -> Result<(), DumpError> {
+        for &(pid, fd, wd, key) in &self.deleted_watches {
+            if !self.ghosts.iter().any(|(k, ..)| *k == key) {
+                return Err(DumpError::Unsupported {
+                    pid,
+                    what: format!(
+                        "fd {fd} (inotify): watch {wd} is on a deleted file the tree does not hold open: it cannot be watched again"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
 }

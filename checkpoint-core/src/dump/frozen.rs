@@ -166,6 +166,7 @@ pub(super) fn dump_frozen(
         .map_err(|e| DumpError::proc(opts.pid, "ns/net", e))?;
     let repaired = crate::fds::tcp::save_all(tcp, dir, opts.network_lock, net_ns)
         .map_err(|(pid, what)| DumpError::Unsupported { pid, what })?;
+    files.check_deleted_watches()?;
     files.write_objects(dir)?;
     let mut shmem = shmem;
     for (ino, pid, path, size) in std::mem::take(&mut files.memfd_sources) {

@@ -222,10 +222,39 @@ pub(super) fn prepare(
                         if let Some(ep) = &e.epfd {
                             epoll.push((p.fd, ep.tfd.clone()));
                         }
+                        // A watch on a deleted file goes on the file's ghost, through our fd
+                        // on it (held until the watch is made).
+                        let mut e = e.clone();
+                        let mut held = Vec::new();
+                        if let Some(ify) = e.ify.as_mut() {
+                            for w in ify
+                                .wd
+                                .iter_mut()
+                                .filter(|w| w.f_handle.path.as_deref().is_none_or(|p| p.ends_with(" (deleted)")))
+                            {
+                                let ghost = tree
+                                    .ghosts
+                                    .iter()
+                                    .find(|(_, (g, _))| g.dev == Some(w.s_dev) && g.ino == Some(w.i_ino));
+                                let Some((&ghost_id, _)) = ghost else { continue };
+                                let path = w
+                                    .f_handle
+                                    .path
+                                    .as_deref()
+                                    .unwrap_or_default()
+                                    .trim_end_matches(" (deleted)")
+                                    .to_owned();
+                                let file = shared.ghost_file(tree, pid, ghost_id, &path, libc::O_RDONLY as u32)?;
+                                w.f_handle.path = Some(format!("/proc/self/fd/{}", file.as_raw_fd()));
+                                held.push(file);
+                            }
+                        }
                         // Watched paths are the container's.
-                        shared
-                            .here(|| open_anon(e))
-                            .map_err(object(pid, format!("fd {}: {}", p.fd, key)))?
+                        let made = shared
+                            .here(|| open_anon(&e))
+                            .map_err(object(pid, format!("fd {}: {}", p.fd, key)))?;
+                        drop(held);
+                        made
                     }
                     (FdTarget::Tty { path: what }, None) | (FdTarget::External { key: what }, None) => {
                         return Err(RestoreError::External {
