@@ -666,3 +666,28 @@ fn memfds_keep_their_mode_owner_seals_and_mappings() {
     assert_eq!(result[0], expected, "the workload's own set-up");
     assert_eq!(result[1], expected);
 }
+
+/// The console and a virtual terminal held open (not the controlling terminal): saved as CRIU's
+/// console and vt terminals, reopened by path; after the restore the fds are on the same devices
+/// with the same flags, and the process has no controlling terminal still.
+const CONSOLE: &str = r#"
+import fcntl, os, sys
+os.closerange(3, 65536)
+fds = [os.open("/dev/console", os.O_WRONLY | os.O_NOCTTY), os.open("/dev/tty1", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)]
+def state():
+    out = []
+    for fd in fds:
+        st = os.fstat(fd)
+        out.append([os.major(st.st_rdev), os.minor(st.st_rdev), fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_ACCMODE | os.O_NONBLOCK)])
+    tty_nr = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[4])
+    return [out, tty_nr]
+report_around(state)
+"#;
+
+#[test]
+fn the_console_and_a_virtual_terminal_held_open_are_reopened() {
+    let result = dumped_and_restored("fidelity-console", CONSOLE);
+    let expected = serde_json::json!([[[5, 1, libc::O_WRONLY], [4, 1, libc::O_RDONLY | libc::O_NONBLOCK]], 0]);
+    assert_eq!(result[0], expected, "the workload's own set-up");
+    assert_eq!(result[1], expected);
+}

@@ -64,7 +64,7 @@ pub(super) fn check_container_files(
             FileKind::Reg { path, .. } if !mounts.contains(&f.mnt_id) && fd.fd > 2 => {
                 format!("{path}, which is outside the container (on a mount it does not have)")
             }
-            FileKind::Tty { path, .. } => format!("the terminal {path}"),
+            FileKind::Tty { path, .. } | FileKind::Console { path, .. } => format!("the terminal {path}"),
             FileKind::Fanotify(_) => "a fanotify group (its marks name mounts by id)".into(),
             _ => continue,
         };

@@ -53,6 +53,12 @@ pub enum FileKind {
         path: String,
         ghost: pb::GhostFileEntry,
     },
+    /// The system console (/dev/console) or a virtual terminal (/dev/ttyN), not the task's
+    /// controlling terminal: reopened by its path (CRIU's console and vt terminals).
+    Console {
+        path: String,
+        rdev: u64,
+    },
     /// A terminal (restored from the caller's terminal with `--shell-job`).
     Tty {
         path: String,
@@ -113,6 +119,25 @@ pub struct Fd {
 pub struct FdTable {
     pub files: Vec<OpenFile>,
     pub fds: Vec<Fd>,
+}
+
+/// /dev/console (5:1), or a virtual terminal /dev/tty0../dev/tty63 (4:0..63).
+fn is_console_or_vt(rdev: u64) -> bool {
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    (major, minor) == (5, 1) || (major == 4 && minor < 64)
+}
+
+/// Whether terminal `rdev` is the controlling terminal of `pid` (tty_nr of its stat).
+fn is_ctty(pid: i32, rdev: u64) -> bool {
+    let Some(st) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| crate::procfs::parse_stat(&s))
+    else {
+        return true; // unknown: as a terminal (refused without --shell-job)
+    };
+    let nr = u64::from(st.tty_nr);
+    let (major, minor) = ((nr >> 8) & 0xfff, (nr & 0xff) | ((nr >> 12) & 0xfff00));
+    nr != 0 && libc::makedev(major as u32, minor as u32) == rdev
 }
 
 fn is_tty(rdev: u64) -> bool {
@@ -243,6 +268,11 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
             // A pty slave: ours to rebuild if its master is in the tree, else the caller's
             // terminal (the tree-wide check decides).
             FileKind::PtySlave {
+                path: link.clone(),
+                rdev: meta.rdev(),
+            }
+        } else if ft.is_char_device() && is_console_or_vt(meta.rdev()) && !is_ctty(pid, meta.rdev()) {
+            FileKind::Console {
                 path: link.clone(),
                 rdev: meta.rdev(),
             }

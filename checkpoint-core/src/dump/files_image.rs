@@ -189,6 +189,21 @@ impl FilesImage {
         })
     }
 
+    /// A TTY entry of CRIU's console or vt kind (reopened by path).
+    fn console(&mut self, path: &str, rdev: u64, flags: u32) -> u32 {
+        let id = self.tty(path, rdev, flags);
+        let kind = if libc::major(rdev) == 5 {
+            pb::TtyType::Console
+        } else {
+            pb::TtyType::Vt
+        };
+        if let Some(info) = self.tty_infos.last_mut() {
+            info.r#type = kind as i32;
+            info.pty = None;
+        }
+        id
+    }
+
     fn tty(&mut self, path: &str, rdev: u64, flags: u32) -> u32 {
         let regf = self.reg(path, flags, 0, -1);
         let id = self.next_id();
@@ -460,7 +475,7 @@ impl FilesImage {
     pub(super) fn open_file(&mut self, pid: i32, f: &files::OpenFile) -> Result<(u32, FdTypes), DumpError> {
         let kind = match &f.kind {
             FileKind::Reg { .. } | FileKind::Ghost { .. } | FileKind::Linked { .. } => FdTypes::Reg,
-            FileKind::Tty { .. } => FdTypes::Tty,
+            FileKind::Tty { .. } | FileKind::Console { .. } => FdTypes::Tty,
             FileKind::Pipe { .. } => FdTypes::Pipe,
             FileKind::Fifo { .. } => FdTypes::Fifo,
             FileKind::Memfd { .. } => FdTypes::Memfd,
@@ -529,6 +544,7 @@ impl FilesImage {
                 id
             }
             FileKind::Tty { path, rdev } => self.tty(path, *rdev, f.flags),
+            FileKind::Console { path, rdev } => self.console(path, *rdev, f.flags),
             FileKind::Pipe { ino } => {
                 let ends = self.pipes.entry(*ino).or_insert((None, false));
                 let access = f.flags as i32 & libc::O_ACCMODE;

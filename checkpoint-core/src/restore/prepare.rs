@@ -146,8 +146,9 @@ pub(super) fn prepare(
                                 now.len()
                             );
                         }
-                        // An O_PATH fd has no offset.
-                        if *flags as i32 & libc::O_PATH == 0 {
+                        // An O_PATH fd has no offset, a new open is at 0 (where a device that
+                        // cannot seek, a terminal, stays).
+                        if *flags as i32 & libc::O_PATH == 0 && *pos != 0 {
                             f.seek(io::SeekFrom::Start(*pos))
                                 .map_err(object(pid, format!("seeking {path}")))?;
                         }

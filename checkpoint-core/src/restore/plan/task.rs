@@ -362,7 +362,16 @@ impl Plan {
                     let regf = t.regf_id.and_then(|id| files.get(&id)?.reg.as_ref());
                     let path = regf.map(|r| r.name.clone());
                     let info = ttys.infos.get(&t.tty_info_id);
+                    let console = info
+                        .is_some_and(|i| i.r#type == pb::TtyType::Console as i32 || i.r#type == pb::TtyType::Vt as i32);
                     match info.and_then(|i| Some((pty_end(i)?, i.pty.as_ref()?.index))) {
+                        // The console or a virtual terminal: reopened by its path.
+                        _ if console && regf.is_some_and(|r| r.name.starts_with("/dev/")) => FdTarget::Reg {
+                            path: regf.map(|r| r.name.clone()).unwrap_or_default(),
+                            flags: t.flags,
+                            pos: 0,
+                            size: None,
+                        },
                         Some((PtyEnd::Master, index)) => FdTarget::PtyMaster { index },
                         Some((PtyEnd::Slave, index)) if ttys.masters.contains(&index) => {
                             FdTarget::PtySlave { index, flags: t.flags }
