@@ -5,6 +5,7 @@
 
 pub mod aio;
 pub mod check;
+pub mod criu_args;
 pub mod dump;
 pub mod fault;
 pub mod fds;

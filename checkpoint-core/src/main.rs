@@ -1,6 +1,6 @@
 //! `stasis`: the command-line front door.
 
-mod criu_args;
+use checkpoint_core::criu_args;
 
 use std::io::Write;
 use std::path::PathBuf;

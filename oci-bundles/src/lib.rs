@@ -160,6 +160,11 @@ impl Bundle {
         )
     }
 
+    /// The value of the config's annotation `key`, if it has it.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.spec.annotations().as_ref()?.get(key).map(String::as_str)
+    }
+
     /// Whether the container's process has a terminal.
     pub fn terminal(&self) -> bool {
         self.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)

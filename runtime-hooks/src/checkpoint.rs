@@ -72,7 +72,15 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
             state.status
         ));
     }
-    let flag = |name: &str| args.flags.get(name).is_some_and(|v| v != "false");
+    let bundle = oci_bundles::Bundle::load(Path::new(&state.bundle)).map_err(|e| format!("container {id}: {e}"))?;
+    // CRIU's config file for runc, below the command line.
+    let flags = match crate::criu_conf::path(&bundle) {
+        Some(file) => {
+            crate::criu_conf::merged(&file, &args.flags).map_err(|e| format!("checkpoint of container {id}: {e}"))?
+        }
+        None => args.flags.clone(),
+    };
+    let flag = |name: &str| flags.get(name).is_some_and(|v| v != "false");
     for unsupported in [
         "pre-dump",
         "lazy-pages",
@@ -81,13 +89,17 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         "auto-dedup",
         "status-fd",
     ] {
-        if args.flags.contains_key(unsupported) {
+        if flags.contains_key(unsupported) {
             return Err(format!(
                 "checkpoint of container {id}: --{unsupported} is not supported"
             ));
         }
     }
-    let bundle = oci_bundles::Bundle::load(Path::new(&state.bundle)).map_err(|e| format!("container {id}: {e}"))?;
+    let ghost_limit = match flags.get("ghost-limit") {
+        Some(v) => checkpoint_core::criu_args::parse_size(v)
+            .map_err(|e| format!("checkpoint of container {id}: ghost-limit: {e}"))?,
+        None => checkpoint_core::fds::ghost::DEFAULT_GHOST_LIMIT,
+    };
     // What the init's stdio is, for the restore to hand the new one in its place.
     let descriptors: Vec<String> = (0..3)
         .map(|fd| {
@@ -108,7 +120,7 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
         tcp_close: false,
         skip_in_flight: flag("tcp-skip-in-flight"),
         network_lock: Default::default(),
-        ghost_limit: checkpoint_core::fds::ghost::DEFAULT_GHOST_LIMIT,
+        ghost_limit,
         // (runc has no flag for it; the engine's own command line does)
         link_remap: flag("link-remap"),
         freeze_cgroup: Some(
@@ -120,7 +132,7 @@ fn checkpoint(global: &Global, id: &str, args: &VerbArgs, images: &Path) -> Resu
             external: bundle
                 .joined_namespaces()
                 .into_iter()
-                .chain(args.flags.get("empty-ns").map(|k| oci_bundles::ns_kind(k)))
+                .chain(flags.get("empty-ns").map(|k| oci_bundles::ns_kind(k)))
                 .collect(),
             externals: args.externals.clone(),
         }),

@@ -4,6 +4,7 @@
 
 mod checkpoint;
 mod cli;
+mod criu_conf;
 mod delegate;
 mod log;
 mod restore;

@@ -77,18 +77,25 @@ fn restore(
     args: &VerbArgs,
     images: &Path,
 ) -> Result<(String, checkpoint_core::restore::RestoreReport), String> {
-    let flag = |name: &str| args.flags.get(name).is_some_and(|v| v != "false");
-    for unsupported in ["lazy-pages", "auto-dedup", "lsm-profile", "lsm-mount-context"] {
-        if args.flags.contains_key(unsupported) {
-            return Err(format!("restore of container {id}: --{unsupported} is not supported"));
-        }
-    }
     let bundle_dir = args
         .flags
         .get("bundle")
         .or_else(|| args.flags.get("b"))
         .map_or_else(|| PathBuf::from("."), PathBuf::from);
     let bundle = oci_bundles::Bundle::load(&bundle_dir).map_err(|e| format!("restore of container {id}: {e}"))?;
+    // CRIU's config file for runc, below the command line.
+    let flags = match crate::criu_conf::path(&bundle) {
+        Some(file) => {
+            crate::criu_conf::merged(&file, &args.flags).map_err(|e| format!("restore of container {id}: {e}"))?
+        }
+        None => args.flags.clone(),
+    };
+    let flag = |name: &str| flags.get(name).is_some_and(|v| v != "false");
+    for unsupported in ["lazy-pages", "auto-dedup", "lsm-profile", "lsm-mount-context"] {
+        if flags.contains_key(unsupported) {
+            return Err(format!("restore of container {id}: --{unsupported} is not supported"));
+        }
+    }
     let console_socket = args.flags.get("console-socket");
     if bundle.terminal() != console_socket.is_some() {
         return Err(format!(
@@ -110,7 +117,7 @@ fn restore(
     let detach = flag("detach") || flag("d");
     // As with CRIU: the saved cgroup settings are written back in full and strict modes; in
     // soft (the default) and ignore, the container's cgroups stay as its config makes them.
-    let cgroup_settings = match args.flags.get("manage-cgroups-mode").map(String::as_str) {
+    let cgroup_settings = match flags.get("manage-cgroups-mode").map(String::as_str) {
         None | Some("soft" | "ignore") => false,
         Some("full" | "strict") => true,
         Some(other) => {

@@ -687,3 +687,47 @@ fn a_daemon_whose_session_leader_is_gone_comes_back_inside_its_container() {
     }
     c.kill_and_delete();
 }
+
+/// CRIU's config file for runc, named by the container's `org.criu.config` annotation: its
+/// options apply to stasis-runc's checkpoint. The container's shell holds a 2 MiB unlinked
+/// file: refused under CRIU's 1 MiB ghost limit (the checkpoint names --ghost-limit), refused
+/// by name when the file asks for what is not done (lazy-pages), saved with `ghost-limit 4M`
+/// there; the restored container still holds the whole file.
+#[test]
+fn criu_options_from_the_runc_config_file_apply() {
+    let (scratch, work, images) = test_dirs("runc-criu-conf");
+    let c = Container::counting(&scratch.0, "stasis-conf");
+    let conf = scratch.join("runc.conf");
+    let path = c.bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let init_script = format!(
+        "/bin/busybox dd if=/dev/zero of=/tmp/big bs=1048576 count=2 2>/dev/null; exec 3</tmp/big; /bin/busybox rm /tmp/big; {}",
+        ctests::container::COUNTER
+    );
+    config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", init_script]);
+    config["annotations"] = serde_json::json!({"org.criu.config": conf.to_str().unwrap()});
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let init = c.start(&work);
+    wait_count_above(&c.rootfs(), 3);
+    let img = images.to_str().unwrap();
+    for (text, expect) in [("# nothing\n", "--ghost-limit"), ("lazy-pages\n", "lazy-pages")] {
+        std::fs::write(&conf, text).unwrap();
+        let out = c.stasis_runc(&["checkpoint", "--image-path", img, "{}"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expect), "{text:?}: {err}");
+        assert_still_running(&c, init);
+    }
+    std::fs::write(&conf, "ghost-limit 4M\n").unwrap();
+    ok("checkpoint", c.stasis_runc(&["checkpoint", "--image-path", img, "{}"]));
+    c.wait_gone();
+    let dumped = count(&c.rootfs());
+    let pid_file = scratch.join("restored.pid");
+    restore_ok(&c, &images, &work, &pid_file);
+    ctests::container::assert_counts_on_from(&c.rootfs(), dumped);
+    let size = ok(
+        "stat",
+        c.runc(&["exec", "{}", "/bin/busybox", "stat", "-L", "-c", "%s", "/proc/1/fd/3"]),
+    );
+    assert_eq!(String::from_utf8_lossy(&size).trim(), "2097152");
+    c.kill_and_delete();
+}
