@@ -688,6 +688,21 @@ fn a_daemon_whose_session_leader_is_gone_comes_back_inside_its_container() {
     c.kill_and_delete();
 }
 
+/// A counting container whose shell first runs `setup`, and whose `org.criu.config`
+/// annotation names the CRIU config file returned (empty for now).
+fn with_criu_config(scratch: &Path, id: &str, setup: &str) -> (Container, std::path::PathBuf) {
+    let c = Container::counting(scratch, id);
+    let conf = scratch.join("runc.conf");
+    std::fs::write(&conf, "").unwrap();
+    let path = c.bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let init_script = format!("{setup}; {}", ctests::container::COUNTER);
+    config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", init_script]);
+    config["annotations"] = serde_json::json!({"org.criu.config": conf.to_str().unwrap()});
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    (c, conf)
+}
+
 /// CRIU's config file for runc, named by the container's `org.criu.config` annotation: its
 /// options apply to stasis-runc's checkpoint. The container's shell holds a 2 MiB unlinked
 /// file: refused under CRIU's 1 MiB ghost limit (the checkpoint names --ghost-limit), refused
@@ -696,17 +711,11 @@ fn a_daemon_whose_session_leader_is_gone_comes_back_inside_its_container() {
 #[test]
 fn criu_options_from_the_runc_config_file_apply() {
     let (scratch, work, images) = test_dirs("runc-criu-conf");
-    let c = Container::counting(&scratch.0, "stasis-conf");
-    let conf = scratch.join("runc.conf");
-    let path = c.bundle.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let init_script = format!(
-        "/bin/busybox dd if=/dev/zero of=/tmp/big bs=1048576 count=2 2>/dev/null; exec 3</tmp/big; /bin/busybox rm /tmp/big; {}",
-        ctests::container::COUNTER
+    let (c, conf) = with_criu_config(
+        &scratch.0,
+        "stasis-conf",
+        "/bin/busybox dd if=/dev/zero of=/tmp/big bs=1048576 count=2 2>/dev/null; exec 3</tmp/big; /bin/busybox rm /tmp/big",
     );
-    config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", init_script]);
-    config["annotations"] = serde_json::json!({"org.criu.config": conf.to_str().unwrap()});
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     let init = c.start(&work);
     wait_count_above(&c.rootfs(), 3);
     let img = images.to_str().unwrap();
@@ -729,5 +738,46 @@ fn criu_options_from_the_runc_config_file_apply() {
         c.runc(&["exec", "{}", "/bin/busybox", "stat", "-L", "-c", "%s", "/proc/1/fd/3"]),
     );
     assert_eq!(String::from_utf8_lossy(&size).trim(), "2097152");
+    c.kill_and_delete();
+}
+
+/// `link-remap` in the container's CRIU config: the container's shell holds a file unlinked
+/// from one name but linked at another; the checkpoint refuses it without the option (naming
+/// it), links it back inside the container with it (link_remap.N beside it), and the restored
+/// shell holds that same file again (the other name's inode), the link gone.
+#[test]
+fn link_remap_works_inside_a_container() {
+    let (scratch, work, images) = test_dirs("runc-link-remap");
+    let (c, conf) = with_criu_config(
+        &scratch.0,
+        "stasis-linkremap",
+        "echo x > /tmp/a; /bin/busybox ln /tmp/a /tmp/b; exec 4>>/tmp/a; /bin/busybox rm /tmp/a",
+    );
+    let init = c.start(&work);
+    wait_count_above(&c.rootfs(), 3);
+    let img = images.to_str().unwrap();
+    let out = c.stasis_runc(&["checkpoint", "--image-path", img, "{}"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--link-remap"), "{err}");
+    assert_still_running(&c, init);
+    std::fs::write(&conf, "link-remap\n").unwrap();
+    ok("checkpoint", c.stasis_runc(&["checkpoint", "--image-path", img, "{}"]));
+    c.wait_gone();
+    assert!(
+        c.rootfs().join("tmp/link_remap.1").exists(),
+        "no link made in the container"
+    );
+    let pid_file = scratch.join("restored.pid");
+    restore_ok(&c, &images, &work, &pid_file);
+    let inode = |args: &[&str]| {
+        let mut argv = vec!["exec", "{}", "/bin/busybox", "stat"];
+        argv.extend(args);
+        String::from_utf8(ok("stat", c.runc(&argv))).unwrap().trim().to_owned()
+    };
+    assert_eq!(
+        inode(&["-L", "-c", "%i", "/proc/1/fd/4"]),
+        inode(&["-c", "%i", "/tmp/b"])
+    );
+    assert!(!c.rootfs().join("tmp/link_remap.1").exists(), "the link is left");
     c.kill_and_delete();
 }

@@ -238,11 +238,6 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
             } else if meta.nlink() > 0 || (opts.link_remap && meta.is_file() && meta.len() > opts.ghost_limit) {
                 // A copy would not be the file its other names still reach; one over the limit
                 // is not copied.
-                if opts.container.is_some() {
-                    return Err(unsupported(
-                        "the file was unlinked while open and cannot be saved: linking it back (--link-remap) is not done for containers yet",
-                    ));
-                }
                 if !opts.link_remap {
                     return Err(unsupported(&format!(
                         "the file was unlinked from this name but has {} other link(s): a copy would not be it; dump with --link-remap to link it back for the restore",

@@ -53,6 +53,10 @@ pub(super) fn dump_frozen(
     tree_objects.files.sockets = precheck::unix_table(opts)?;
     tree_objects.files.tcp_mode = (opts.tcp_established, opts.tcp_close);
     tree_objects.files.ghost_limit = opts.ghost_limit;
+    if opts.container.is_some() {
+        // A container's paths are under its root, for us.
+        tree_objects.files.links = crate::fds::link_remap::Links::under(format!("/proc/{}/root", opts.pid).into());
+    }
     // What /proc shows of each task, read once now that it is stopped: its stat, and for a
     // live task its fd table.
     let mut seen = Vec::with_capacity(tasks.len());

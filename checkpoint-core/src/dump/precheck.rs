@@ -75,12 +75,12 @@ pub(super) fn precheck(
             use std::os::unix::fs::MetadataExt;
             meta.nlink() > 0
         };
-        if linked_elsewhere && !(opts.link_remap && opts.container.is_none()) {
+        if linked_elsewhere && !opts.link_remap {
             // A copy would not be the file its other names reach.
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(
-                    "mapping {:#x}-{:#x} of {} (deleted): the file has other links, which a copy would not reach: dump with --link-remap to link it back for the restore (not done for containers yet)",
+                    "mapping {:#x}-{:#x} of {} (deleted): the file has other links, which a copy would not reach: dump with --link-remap to link it back for the restore",
                     v.entry.start,
                     v.entry.end,
                     v.path.as_deref().unwrap_or("?")

@@ -11,12 +11,24 @@ use std::path::{Path, PathBuf};
 
 /// The links a dump made: removed when dropped, unless [`Links::keep`] (the dump succeeded).
 #[derive(Debug, Default)]
-pub struct Links(Vec<PathBuf>);
+pub struct Links {
+    made: Vec<PathBuf>,
+    /// Where the tasks' paths are, for us (a container's root: `/proc/PID/root`).
+    root: Option<PathBuf>,
+}
 
 impl Links {
+    /// Links for tasks whose paths are under `root` for us (a container's).
+    pub fn under(root: PathBuf) -> Links {
+        Links {
+            made: Vec::new(),
+            root: Some(root),
+        }
+    }
+
     /// The dump succeeded: the links stay for the restore.
     pub fn keep(&mut self) {
-        self.0.clear();
+        self.made.clear();
     }
 
     /// Links fd `fd` of `pid` (its file once at `path`, as /proc shows it to us) back into
@@ -34,9 +46,13 @@ impl Links {
         let dir = Path::new(path).parent().unwrap_or(Path::new("/"));
         for n in 1..1000 {
             let name = dir.join(format!("link_remap.{n}"));
-            match linkat(AT_FDCWD, source, AT_FDCWD, &name, AtFlags::AT_SYMLINK_FOLLOW) {
+            let ours = match &self.root {
+                Some(root) => root.join(name.strip_prefix("/").unwrap_or(&name)),
+                None => name.clone(),
+            };
+            match linkat(AT_FDCWD, source, AT_FDCWD, &ours, AtFlags::AT_SYMLINK_FOLLOW) {
                 Ok(()) => {
-                    self.0.push(name.clone());
+                    self.made.push(ours);
                     return Ok(name.to_string_lossy().into_owned());
                 }
                 Err(nix::errno::Errno::EEXIST) => continue,
@@ -58,7 +74,7 @@ impl Links {
 
 impl Drop for Links {
     fn drop(&mut self) {
-        for p in &self.0 {
+        for p in &self.made {
             let _ = std::fs::remove_file(p);
         }
     }

@@ -280,10 +280,14 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
         return Err(e);
     }
     bound.keep();
-    // The links the dump made (--link-remap) have served: removed (a plain dump's: a
-    // container's are not made).
-    for link in tree.link_remaps.iter().filter(|_| !contained) {
-        let _ = std::fs::remove_file(link);
+    // The links the dump made (--link-remap) have served: removed (a container's in its root).
+    for link in &tree.link_remaps {
+        let ours = if contained {
+            format!("/proc/{pid}/root{link}")
+        } else {
+            link.clone()
+        };
+        let _ = std::fs::remove_file(ours);
     }
     // A process that was stopped gets SIGSTOP while every thread is still held: it is taken
     // on the way out of the last stop, before any of its code runs, and stops it again.
