@@ -206,9 +206,18 @@ pub fn collect(pid: i32, opts: &super::DumpOpts, sockets: &fds::unix::Table) -> 
         let Ok(link) = fs::read_link(&link_path) else { continue }; // closed meanwhile
         let link = link.to_string_lossy().into_owned();
         let info_path = format!("/proc/{pid}/fdinfo/{fd}");
-        let info_text = fs::read_to_string(&info_path).map_err(|e| DumpError::proc(pid, &info_path, e))?;
+        // Gone since its link was read (closed, or the task ended: only before the tree is
+        // frozen, when the precheck looks): as if it had not been listed.
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let info_text = match fs::read_to_string(&info_path) {
+            Err(e) if gone(&e) => continue,
+            r => r.map_err(|e| DumpError::proc(pid, &info_path, e))?,
+        };
         let info = procfs::parse_fdinfo(&info_text).ok_or(DumpError::Parse { pid, file: "fdinfo" })?;
-        let meta = fs::metadata(&link_path).map_err(|e| DumpError::proc(pid, &link_path, e))?;
+        let meta = match fs::metadata(&link_path) {
+            Err(e) if gone(&e) => continue,
+            r => r.map_err(|e| DumpError::proc(pid, &link_path, e))?,
+        };
         let ft = meta.file_type();
         let unsupported = |what: &str| DumpError::Unsupported {
             pid,
