@@ -73,11 +73,7 @@ pub fn dumped_and_restored_with(name: &str, script: &str, flags: &[&str]) -> ser
     // Its children, killed too, come back at their pids: reaped first.
     reap_all_children();
     stasis_ok(&[&["restore", "-D", images.to_str().unwrap(), "-d"], flags].concat());
-    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
-    wait_for_file(&work.join("result"), Duration::from_secs(20));
-    let result = serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
-    let _ = checkpoint_core::sys::wait_exit(pid);
-    result
+    go_on_and_report(pid, &work)
 }
 
 /// The Python `script` dumped by `dumper` and restored by `restorer` (Stasis or CRIU 4.2.1,
@@ -96,6 +92,12 @@ pub fn dumped_and_restored_by(
     let _ = child.wait();
     reap_all_children();
     restorer.restore(&images, &[]).unwrap_or_else(|e| panic!("{e}"));
+    go_on_and_report(pid, &work)
+}
+
+/// Lets the workload `pid` (in `work`) go on (SIGUSR1), and returns what it wrote to
+/// WORK/result once it has ended.
+pub fn go_on_and_report(pid: i32, work: &Path) -> serde_json::Value {
     checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
     wait_for_file(&work.join("result"), Duration::from_secs(20));
     let result = serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();

@@ -79,10 +79,7 @@ fn a_dump_left_running_keeps_the_tree_pages_shared() {
     let mut child = python(COW, &work);
     let pid = child.id() as i32;
     stasis_ok(&["dump", "-t", &pid.to_string(), "-D", images.to_str().unwrap(), "-R"]);
-    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
-    wait_for_file(&work.join("result"), std::time::Duration::from_secs(20));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
+    let result = go_on_and_report(pid, &work);
     let _ = child.wait();
     assert_eq!(
         result[0][0],

@@ -2,7 +2,6 @@
 //! files with holes. Each comes back unlinked, as it was, and is checked from inside.
 
 use std::path::Path;
-use std::time::Duration;
 
 use ctests::scripted::*;
 use ctests::workload::*;
@@ -99,11 +98,7 @@ fn an_unlinked_file_with_holes_keeps_them() {
         "the holes were saved as zeros"
     );
     stasis_ok(&["restore", "-D", s(&images), "-d"]);
-    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
-    wait_for_file(&work.join("result"), Duration::from_secs(20));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
-    let _ = checkpoint_core::sys::wait_exit(pid);
+    let result = go_on_and_report(pid, &work);
     let runs = serde_json::json!([[0, 4096], [4 << 20, (4 << 20) + 4096]]);
     assert_eq!(result[0][0], runs, "the workload's own set-up: {result}");
     assert_eq!(result[0][2], true, "the workload's own set-up: {result}");
@@ -267,11 +262,7 @@ fn unlinked_files_that_cannot_be_saved_are_linked_back_with_link_remap() {
         "the links the dump made"
     );
     stasis_ok(&["restore", "-D", s(&images), "-d", "--link-remap"]);
-    checkpoint_core::sys::send_signal(pid, libc::SIGUSR1).unwrap();
-    wait_for_file(&work.join("result"), Duration::from_secs(20));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(work.join("result")).unwrap()).unwrap();
-    let _ = checkpoint_core::sys::wait_exit(pid);
+    let result = go_on_and_report(pid, &work);
     assert_eq!(
         (&result[0][0], &result[0][1]),
         (&1.into(), &0.into()),

@@ -514,11 +514,7 @@ impl FilesImage {
                 if let Some(ghost) = ghost {
                     // An unlinked FIFO: its node is a ghost (no contents), its data the pipe's.
                     let remap_id = self.ghost(pid, f, ghost)?;
-                    self.remaps.push(pb::RemapFilePathEntry {
-                        orig_id: regf,
-                        remap_id,
-                        remap_type: Some(pb::RemapType::Ghost as i32),
-                    });
+                    self.remap(regf, remap_id, pb::RemapType::Ghost);
                 }
                 if !self.fifos.iter().any(|(i, ..)| i == ino) {
                     self.fifos.push((*ino, pid, f.first_fd));
@@ -536,11 +532,7 @@ impl FilesImage {
                 // this dump has none (its mount namespace is the restorer's).
                 let id = self.reg(path, f.flags, f.pos, -1);
                 let remap_id = self.ghost(pid, f, ghost)?;
-                self.remaps.push(pb::RemapFilePathEntry {
-                    orig_id: id,
-                    remap_id,
-                    remap_type: Some(pb::RemapType::Ghost as i32),
-                });
+                self.remap(id, remap_id, pb::RemapType::Ghost);
                 id
             }
             FileKind::Tty { path, rdev } => self.tty(path, *rdev, f.flags),
@@ -623,12 +615,9 @@ impl FilesImage {
             FileKind::Inotify(e) => {
                 // A watch on a file since deleted is made again on the file's ghost: one the
                 // tree holds open (checked once every file is seen).
-                for w in
-                    e.wd.iter()
-                        .filter(|w| w.f_handle.path.as_deref().is_none_or(|p| p.ends_with(" (deleted)")))
-                {
-                    let dev = libc::makedev(w.s_dev >> 20, w.s_dev & 0xf_ffff);
-                    self.deleted_watches.push((pid, f.first_fd, w.wd, (dev, w.i_ino)));
+                for w in e.wd.iter().filter(|w| fds::inotify::on_deleted(w)) {
+                    let key = (fds::user_dev(w.s_dev), w.i_ino);
+                    self.deleted_watches.push((pid, f.first_fd, w.wd, key));
                 }
                 self.anon(kind, |id, f| {
                     let wd = e.wd.iter().map(|w| pb::InotifyWdEntry { id, ..w.clone() }).collect();

@@ -11,6 +11,26 @@ use crate::fds;
 use crate::image::pb;
 
 impl FilesImage {
+    /// Records in remap-fpath.img that files.img entry `orig_id` is reached through
+    /// `remap_id` (its ghost, or its link).
+    pub(super) fn remap(&mut self, orig_id: u32, remap_id: u32, kind: pb::RemapType) {
+        self.remaps.push(pb::RemapFilePathEntry {
+            orig_id,
+            remap_id,
+            remap_type: Some(kind as i32),
+        });
+    }
+
+    /// Links the unlinked file `source` leads to (once at `path`) back beside its old name
+    /// (`--link-remap`); returns the files.img entry of the link.
+    fn link_back(&mut self, pid: i32, source: &str, path: &str) -> Result<u32, DumpError> {
+        let name = self
+            .links
+            .link_back(source, path)
+            .map_err(|e| DumpError::proc(pid, &format!("{path} (deleted): linking it back"), e))?;
+        Ok(self.reg(&name, libc::O_RDONLY as u32, 0, -1))
+    }
+
     /// The files.img entry of unlinked file `f` of `pid`, linked back for the restore
     /// (`--link-remap`), once per file however many fds hold it.
     pub(super) fn linked(&mut self, pid: i32, f: &files::OpenFile, path: &str) -> Result<u32, DumpError> {
@@ -18,23 +38,12 @@ impl FilesImage {
         let remap_id = match self.linked.iter().find(|(k, _)| *k == f.dev_ino) {
             Some(&(_, remap_id)) => remap_id,
             None => {
-                let name = self.links.link_back(pid, f.first_fd, path).map_err(|e| {
-                    DumpError::proc(
-                        pid,
-                        &format!("fd {} ({path} (deleted)): linking it back", f.first_fd),
-                        e,
-                    )
-                })?;
-                let remap_id = self.reg(&name, libc::O_RDONLY as u32, 0, -1);
+                let remap_id = self.link_back(pid, &format!("/proc/{pid}/fd/{}", f.first_fd), path)?;
                 self.linked.push((f.dev_ino, remap_id));
                 remap_id
             }
         };
-        self.remaps.push(pb::RemapFilePathEntry {
-            orig_id: id,
-            remap_id,
-            remap_type: Some(pb::RemapType::Linked as i32),
-        });
+        self.remap(id, remap_id, pb::RemapType::Linked);
         Ok(id)
     }
 
@@ -58,34 +67,19 @@ impl FilesImage {
         if let Some(&(_, id)) = self.mapped_ghosts.iter().find(|(k, _)| *k == key) {
             return Ok(id);
         }
-        if meta.nlink() > 0 {
-            // Linked elsewhere still (precheck let it through only with --link-remap): linked
-            // back, and mapped from the link by the restore.
-            let id = self.reg(path, libc::O_RDONLY as u32, 0, -1);
-            let name = self
-                .links
-                .link_back_from(source, path)
-                .map_err(|e| DumpError::proc(pid, &format!("the mapped file {path} (deleted): linking it back"), e))?;
-            let remap_id = self.reg(&name, libc::O_RDONLY as u32, 0, -1);
-            self.remaps.push(pb::RemapFilePathEntry {
-                orig_id: id,
-                remap_id,
-                remap_type: Some(pb::RemapType::Linked as i32),
-            });
-            self.mapped_ghosts.push((key, id));
-            return Ok(id);
-        }
-        let entry = fds::ghost::entry(&meta, self.ghost_limit).map_err(|what| DumpError::Unsupported {
-            pid,
-            what: format!("the mapped file {path} (deleted): {what}"),
-        })?;
+        // Linked elsewhere still (precheck let it through only with --link-remap): linked
+        // back, and mapped from the link by the restore.
+        let (remap_id, kind) = if meta.nlink() > 0 {
+            (self.link_back(pid, source, path)?, pb::RemapType::Linked)
+        } else {
+            let entry = fds::ghost::entry(&meta, self.ghost_limit).map_err(|what| DumpError::Unsupported {
+                pid,
+                what: format!("the mapped file {path} (deleted): {what}"),
+            })?;
+            (self.ghost_from(pid, key, source, &entry)?, pb::RemapType::Ghost)
+        };
         let id = self.reg(path, libc::O_RDONLY as u32, 0, -1);
-        let remap_id = self.ghost_from(pid, key, source, &entry)?;
-        self.remaps.push(pb::RemapFilePathEntry {
-            orig_id: id,
-            remap_id,
-            remap_type: Some(pb::RemapType::Ghost as i32),
-        });
+        self.remap(id, remap_id, kind);
         self.mapped_ghosts.push((key, id));
         Ok(id)
     }

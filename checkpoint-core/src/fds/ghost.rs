@@ -43,13 +43,13 @@ pub fn entry(meta: &fs::Metadata, limit: u64) -> Result<pb::GhostFileEntry, Stri
         gid: meta.gid(),
         mode: meta.mode(),
         // The kernel's encoding of the device (CRIU finds the mount by it).
-        dev: Some((libc::major(meta.dev()) << 20) | libc::minor(meta.dev())),
+        dev: Some(super::kernel_dev(meta.dev())),
         ino: Some(meta.ino()),
         atim: Some(time(meta.atime(), meta.atime_nsec())),
         mtim: Some(time(meta.mtime(), meta.mtime_nsec())),
         size: ft.is_file().then_some(meta.len()),
         // (the kernel's encoding of the device, as CRIU writes it)
-        rdev: device.then(|| (libc::major(meta.rdev()) << 20) | libc::minor(meta.rdev())),
+        rdev: device.then(|| super::kernel_dev(meta.rdev())),
         ..Default::default()
     })
 }
@@ -114,8 +114,7 @@ pub fn make(path: &str, entry: &pb::GhostFileEntry) -> io::Result<File> {
                 let rdev = entry
                     .rdev
                     .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a device node without its device"))?;
-                let (major, minor) = (rdev >> 20, rdev & 0xf_ffff);
-                crate::sys::mknod(name, kind | 0o600, libc::makedev(major, minor))?;
+                crate::sys::mknod(name, kind | 0o600, super::user_dev(rdev))?;
                 by_name(name).inspect_err(|_| drop(fs::remove_file(name)))
             }
             _ => OpenOptions::new()

@@ -11,7 +11,8 @@ use crate::sys;
 /// The file a handle names, found through a mount of device `sdev` (the kernel's encoding)
 /// as task `pid` sees its mounts: the path is the one it knows (a container's own).
 pub(crate) fn resolve(pid: i32, sdev: u32, kind: i32, handle: &[u8]) -> Option<String> {
-    let (major, minor) = (sdev >> 20, sdev & 0xfffff);
+    let dev = super::user_dev(sdev);
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
     let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
     for line in mountinfo.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -28,6 +29,12 @@ pub(crate) fn resolve(pid: i32, sdev: u32, kind: i32, handle: &[u8]) -> Option<S
         }
     }
     None
+}
+
+/// Whether watch `w` is on a file since deleted (its handle resolved to no path, or to one
+/// the kernel marks deleted): it is made again on the file's ghost.
+pub fn on_deleted(w: &InotifyWdEntry) -> bool {
+    w.f_handle.path.as_deref().is_none_or(|p| p.ends_with(" (deleted)"))
 }
 
 /// The inotify instance of task `pid` whose fdinfo is `info`, its watches sorted by

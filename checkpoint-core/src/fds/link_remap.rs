@@ -31,16 +31,10 @@ impl Links {
         self.made.clear();
     }
 
-    /// Links fd `fd` of `pid` (its file once at `path`, as /proc shows it to us) back into
-    /// the directory `path` was in, as `link_remap.N` with the first free N. Returns the link's
-    /// name.
-    pub fn link_back(&mut self, pid: i32, fd: i32, path: &str) -> io::Result<String> {
-        self.link_back_from(&format!("/proc/{pid}/fd/{fd}"), path)
-    }
-
-    /// As [`Links::link_back`], for the file `source` (a /proc/PID/fd or /proc/PID/map_files
-    /// link) leads to.
-    pub fn link_back_from(&mut self, source: &str, path: &str) -> io::Result<String> {
+    /// Links the file `source` (a /proc/PID/fd or /proc/PID/map_files link) leads to, once at
+    /// `path` (as /proc shows it to us), back into the directory `path` was in, as
+    /// `link_remap.N` with the first free N. Returns the link's name.
+    pub fn link_back(&mut self, source: &str, path: &str) -> io::Result<String> {
         use nix::fcntl::{AtFlags, AT_FDCWD};
         use nix::unistd::linkat;
         let dir = Path::new(path).parent().unwrap_or(Path::new("/"));

@@ -20,6 +20,17 @@ pub mod tty;
 pub mod udp;
 pub mod unix;
 
+/// A device number (`st_dev`/`st_rdev`) in the kernel's own encoding, `major << 20 | minor`,
+/// which fdinfo shows and CRIU's images keep.
+pub fn kernel_dev(dev: u64) -> u32 {
+    (libc::major(dev) << 20) | libc::minor(dev)
+}
+
+/// A device number in the kernel's encoding as `st_dev`/`st_rdev` give it.
+pub fn user_dev(kdev: u32) -> u64 {
+    libc::makedev(kdev >> 20, kdev & 0xf_ffff)
+}
+
 /// The value after `key:` on the first fdinfo line that starts with it.
 fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
     info.lines()

@@ -221,13 +221,8 @@ fn restore_tree(opts: &RestoreOpts, container: Option<Container>) -> Result<Rest
             (Some(init), inherited)
         }
         None => {
-            tree::check_pids_free(&tree)?;
             // (a container's pid namespace is new: only its init is there)
-            if let Some(pid) =
-                session::helper_pids(&steps).find(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-            {
-                return Err(RestoreError::PidTaken { pid });
-            }
+            tree::check_pids_free(&tree, session::helper_pids(&steps))?;
             (None, Inherited::of("self", sys::securebits().unwrap_or(0)))
         }
     };

@@ -146,12 +146,7 @@ pub(super) fn prepare(
                                 now.len()
                             );
                         }
-                        // An O_PATH fd has no offset, a new open is at 0 (where a device that
-                        // cannot seek, a terminal, stays).
-                        if *flags as i32 & libc::O_PATH == 0 && *pos != 0 {
-                            f.seek(io::SeekFrom::Start(*pos))
-                                .map_err(object(pid, format!("seeking {path}")))?;
-                        }
+                        seek_new(&mut f, *flags, *pos).map_err(object(pid, format!("seeking {path}")))?;
                         f.into()
                     }
                     (FdTarget::Tty { path }, None) if opts.shell_job => {
@@ -176,11 +171,7 @@ pub(super) fn prepare(
                         None,
                     ) => {
                         let mut f = shared.ghost_file(tree, pid, *ghost_id, path, *flags)?;
-                        // A new open is at 0; an O_PATH fd has no offset, nor may a device.
-                        if *flags as i32 & libc::O_PATH == 0 && *pos != 0 {
-                            f.seek(io::SeekFrom::Start(*pos))
-                                .map_err(object(pid, format!("seeking {path} (deleted)")))?;
-                        }
+                        seek_new(&mut f, *flags, *pos).map_err(object(pid, format!("seeking {path} (deleted)")))?;
                         f.into()
                     }
                     (FdTarget::PtyMaster { index }, None) => {
@@ -228,11 +219,7 @@ pub(super) fn prepare(
                         let mut e = e.clone();
                         let mut held = Vec::new();
                         if let Some(ify) = e.ify.as_mut() {
-                            for w in ify
-                                .wd
-                                .iter_mut()
-                                .filter(|w| w.f_handle.path.as_deref().is_none_or(|p| p.ends_with(" (deleted)")))
-                            {
+                            for w in ify.wd.iter_mut().filter(|w| crate::fds::inotify::on_deleted(w)) {
                                 let ghost = tree
                                     .ghosts
                                     .iter()
@@ -359,4 +346,14 @@ pub(super) fn prepare(
         cwd,
         root,
     })
+}
+
+/// Moves a file just opened with `flags` to offset `pos`: a new open is at 0 (where a device
+/// that cannot seek, a terminal, stays), and an O_PATH fd has no offset.
+fn seek_new(f: &mut File, flags: u32, pos: u64) -> io::Result<()> {
+    use std::io::Seek;
+    if flags as i32 & libc::O_PATH == 0 && pos != 0 {
+        f.seek(io::SeekFrom::Start(pos))?;
+    }
+    Ok(())
 }

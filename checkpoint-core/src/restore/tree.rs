@@ -53,25 +53,27 @@ fn name65(name: &str) -> [u8; 65] {
 }
 
 /// Refuses to start when any pid of the tree is in use (nothing is created).
-pub(super) fn check_pids_free(tree: &Tree) -> Result<(), RestoreError> {
-    for t in &tree.tasks {
-        let mut pids = vec![t.pid];
-        if let Body::Alive(plan) = &t.body {
-            pids.extend(plan.threads.iter().map(|(tid, _)| *tid));
-        }
-        for pid in pids {
-            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                return Err(RestoreError::PidTaken { pid });
-            }
-        }
+pub(super) fn check_pids_free(tree: &Tree, helpers: impl Iterator<Item = i32>) -> Result<(), RestoreError> {
+    let threads = tree.tasks.iter().flat_map(|t| {
+        let tids = match &t.body {
+            Body::Alive(plan) => plan.threads.iter().map(|(tid, _)| *tid).collect(),
+            Body::Zombie { .. } => Vec::new(),
+        };
+        std::iter::once(t.pid).chain(tids)
+    });
+    match threads
+        .chain(helpers)
+        .find(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        Some(pid) => Err(RestoreError::PidTaken { pid }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Forks the root puppet at the dumped root's pid, in the session, group and UTS namespace
 /// the plan gives it.
 pub(super) fn fork_root(tree: &Tree, setup: session::RootSetup) -> Result<Tracee, RestoreError> {
-    check_pids_free(tree)?;
+    check_pids_free(tree, std::iter::empty())?;
     let pid = tree.tasks[0].pid;
     let child = sys::fork_puppet(
         pid,
@@ -109,6 +111,28 @@ pub(super) fn fork_root(tree: &Tree, setup: session::RootSetup) -> Result<Tracee
         }
     }
     Ok(root)
+}
+
+/// Forks a helper at `pid` from task `parent`; it is kept first (a failure from here on kills
+/// it with the rest).
+fn start_helper(
+    puppets: &mut Puppets,
+    parent: usize,
+    scratch: u64,
+    pid: i32,
+) -> Result<&Tracee, RestoreError> {
+    let h = puppet::fork_child(puppets.get(parent)?, scratch, pid)?;
+    puppets.helpers.push((pid, h));
+    Ok(&puppets.helpers.last().expect("just pushed").1)
+}
+
+/// The helper at `pid`, no longer kept (it is ended next).
+fn take_helper(puppets: &mut Puppets, pid: i32) -> Result<Tracee, RestoreError> {
+    let at = puppets.helpers.iter().position(|(p, _)| *p == pid);
+    at.map(|i| puppets.helpers.remove(i).1)
+        .ok_or_else(|| RestoreError::Invalid {
+            what: format!("helper {pid} was not created"),
+        })
 }
 
 /// Creates every process of the tree (in the order of `steps`), ends the zombies, and builds
@@ -173,31 +197,19 @@ pub(super) fn build_tree(
             }
             session::Step::Helper { parent, pid } => {
                 lay_out(parent, &mut memory, &from, puppets)?;
-                let h = puppet::fork_child(puppets.get(parent)?, scratch, pid)?;
-                // Kept first: a failure from here on kills it with the rest.
-                puppets.helpers.push((pid, h));
-                if let Some((_, h)) = puppets.helpers.last() {
-                    puppet::call(h, scratch, "setpgid(helper)", libc::SYS_setpgid, [0, 0, 0, 0, 0, 0])?;
-                }
+                let h = start_helper(puppets, parent, scratch, pid)?;
+                puppet::call(h, scratch, "setpgid(helper)", libc::SYS_setpgid, [0; 6])?;
             }
             session::Step::EndHelper { parent, pid } => {
-                let at = puppets.helpers.iter().position(|(p, _)| *p == pid);
-                let (_, h) = at
-                    .map(|i| puppets.helpers.remove(i))
-                    .ok_or_else(|| RestoreError::Invalid {
-                        what: format!("helper {pid} was not created"),
-                    })?;
+                let h = take_helper(puppets, pid)?;
                 // The helper's pid is ours for it; the parent reaps it by its pid inside.
                 puppet::end_helper(h, puppets.get(parent)?, scratch, pid)?;
             }
             session::Step::SessionHelper { parent, pid } => {
                 lay_out(parent, &mut memory, &from, puppets)?;
                 helper_from.push((pid, parent));
-                let h = puppet::fork_child(puppets.get(parent)?, scratch, pid)?;
-                puppets.helpers.push((pid, h));
-                if let Some((_, h)) = puppets.helpers.last() {
-                    puppet::call(h, scratch, "setsid(helper)", libc::SYS_setsid, [0; 6])?;
-                }
+                let h = start_helper(puppets, parent, scratch, pid)?;
+                puppet::call(h, scratch, "setsid(helper)", libc::SYS_setsid, [0; 6])?;
             }
             session::Step::ForkFromHelper { helper, child } => {
                 let h = puppets
@@ -216,12 +228,7 @@ pub(super) fn build_tree(
                     .map(|&(_, parent)| parent);
             }
             session::Step::EndSessionHelper { parent, pid } => {
-                let at = puppets.helpers.iter().position(|(p, _)| *p == pid);
-                let (_, h) = at
-                    .map(|i| puppets.helpers.remove(i))
-                    .ok_or_else(|| RestoreError::Invalid {
-                        what: format!("session helper {pid} was not created"),
-                    })?;
+                let h = take_helper(puppets, pid)?;
                 let adopter = puppets.get(parent)?;
                 // The helper's children go to the nearest subreaper when it ends: the adopter
                 // (a subreaper at the dump; its build sets the flag again).

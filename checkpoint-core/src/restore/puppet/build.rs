@@ -123,7 +123,7 @@ pub fn build_memory(
     // 4. Every other mapping, writable while its pages are filled.
     let (filled, mut helpers) = memory::map_vmas(&r, plan, prep, &kept)?;
     // 5. Pages: the puppet reads them from the pages image straight into place (one copy).
-    let pages_fd = memory::fill(&r, plan, prep, &filled, &kept)?;
+    let pages_fd = memory::fill(&r, plan, prep, &filled, &kept_ranges)?;
     helpers.push(pages_fd);
     memory::restore_aio_rings(&r, plan)?;
     Ok(Memory {

@@ -171,15 +171,11 @@ pub(super) fn fill(
     plan: &Plan,
     prep: &Prepared,
     filled: &[bool],
-    kept: &[usize],
+    kept: &[(u64, u64)],
 ) -> Result<u64, RestoreError> {
     let pages_fd = r.pull(prep.pages.as_raw_fd())?;
-    let kept_ranges: Vec<(u64, u64)> = kept
-        .iter()
-        .map(|&i| (plan.mm.vmas[i].start, plan.mm.vmas[i].end))
-        .collect();
-    fill_pages(r, plan, pages_fd, &kept_ranges)?;
-    fill_kept(r, plan, prep, &kept_ranges)?;
+    fill_pages(r, plan, pages_fd, kept)?;
+    fill_kept(r, plan, prep, kept)?;
     for (i, v) in plan.mm.vmas.iter().enumerate() {
         if filled[i] && v.prot & libc::PROT_WRITE as u32 == 0 {
             r.call(
