@@ -44,8 +44,10 @@ pub(super) fn prepare(
         shared.console = Some(console);
     }
     restore_ipc(dir, &listed, init.pid(), pid0)?;
+    let root_ids: Option<crate::image::pb::TaskKobjIdsEntry> = dir.read_one(ImageKind::Ids, pid0 as u64)?;
+    let net_ns_id = root_ids.and_then(|ids| ids.net_ns_id).unwrap_or(0);
     crate::ns::net::externals(&opts.externals)
-        .and_then(|ext| crate::ns::net::restore(init.pid(), dir, &ext))
+        .and_then(|ext| crate::ns::net::restore(init.pid(), dir, net_ns_id, &ext))
         .map_err(|what| RestoreError::Unsupported { pid: pid0, what })?;
     if opts.cgroup_settings {
         if let Some(saved) = dir.read_one::<crate::image::pb::CgroupEntry>(ImageKind::Cgroup, 0)? {

@@ -248,30 +248,16 @@ pub fn dump(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) ->
     dir.write_all(ImageKind::Netns, id, &[netns]).map_err(|e| e.to_string())
 }
 
-/// Makes the saved network namespace again in the new one of `pid` (a new container's init):
-/// namespace sysctls, links and their sysctls, addresses, routes, rules, netfilter rules. What is
-/// made outside (a veth pair's outside end) is removed again if this fails.
-pub fn restore(pid: i32, dir: &ImageDir, externals: &[ExternalLink]) -> Result<(), String> {
-    let mut ids: Vec<u64> = dir
-        .list()
-        .map_err(|e| e.to_string())?
-        .iter()
-        .filter_map(|l| l.kind)
-        .filter(|(k, _)| *k == ImageKind::Netdev)
-        .map(|(_, id)| id)
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let id = match ids.as_slice() {
-        [] => return Ok(()),
-        [id] => *id,
-        _ => {
-            return Err(format!(
-                "{} network namespaces in the images: only one is made again",
-                ids.len()
-            ))
-        }
-    };
+/// Makes the saved network namespace `ns_id` again in the new one of `pid` (a new container's
+/// init): namespace sysctls, links and their sysctls, addresses, routes, rules, netfilter
+/// rules. What is made outside (a veth pair's outside end) is removed again if this fails.
+pub fn restore(pid: i32, dir: &ImageDir, ns_id: u32, externals: &[ExternalLink]) -> Result<(), String> {
+    // The namespace the tree's root was in (its ids image names it, as CRIU reads it): not a
+    // listing of the directory, which may hold an earlier dump's images too.
+    let id = u64::from(ns_id);
+    if !dir.image_path(ImageKind::Netdev, id).exists() {
+        return Ok(()); // joined by path: the manager's, not saved
+    }
     let devices: Vec<NetDeviceEntry> = dir.read_all(ImageKind::Netdev, id).map_err(|e| e.to_string())?;
     let netns: Option<NetnsEntry> = dir.read_one(ImageKind::Netns, id).map_err(|e| e.to_string())?;
     // Only into a new namespace: one joined by path (the manager's) is not ours to change.
