@@ -76,5 +76,7 @@ pub(super) fn stat(pid: i32) -> Result<procfs::Stat, DumpError> {
 
 /// Whether `pid` is there and not ending (a zombie, or gone already, leaves nothing behind).
 pub fn alive(pid: i32) -> bool {
-    stat(pid).is_ok_and(|st| st.state != 'Z')
+    // PF_EXITING: on its way out (its files may be gone already, before it is a zombie).
+    const PF_EXITING: u32 = 0x4;
+    stat(pid).is_ok_and(|st| !matches!(st.state, 'Z' | 'X') && st.flags & PF_EXITING == 0)
 }
