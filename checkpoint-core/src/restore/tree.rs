@@ -115,12 +115,7 @@ pub(super) fn fork_root(tree: &Tree, setup: session::RootSetup) -> Result<Tracee
 
 /// Forks a helper at `pid` from task `parent`; it is kept first (a failure from here on kills
 /// it with the rest).
-fn start_helper(
-    puppets: &mut Puppets,
-    parent: usize,
-    scratch: u64,
-    pid: i32,
-) -> Result<&Tracee, RestoreError> {
+fn start_helper(puppets: &mut Puppets, parent: usize, scratch: u64, pid: i32) -> Result<&Tracee, RestoreError> {
     let h = puppet::fork_child(puppets.get(parent)?, scratch, pid)?;
     puppets.helpers.push((pid, h));
     Ok(&puppets.helpers.last().expect("just pushed").1)

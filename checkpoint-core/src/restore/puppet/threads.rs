@@ -57,7 +57,8 @@ pub(super) fn thread_state(
             [tc.futex_rla, tc.futex_rla_len.into(), 0, 0, 0, 0],
         )?;
     }
-    if let Some(rseq) = &tc.rseq_entry {
+    // (a thread with none registered: no entry, or, as CRIU may write it, one of zeros)
+    if let Some(rseq) = tc.rseq_entry.as_ref().filter(|r| r.rseq_abi_pointer != 0) {
         let args = [
             rseq.rseq_abi_pointer,
             rseq.rseq_abi_size.into(),
